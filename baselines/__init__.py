@@ -1,0 +1,1 @@
+"""Baseline models trained and evaluated on mvtec-ref datasets (DQFormer lands here)."""

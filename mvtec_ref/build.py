@@ -1,0 +1,321 @@
+"""``build_dataset``: source tree -> validated dataset directory (manifest.json + samples.jsonl)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mvtec_ref import __version__
+from mvtec_ref.errors import DatasetError, EmptyMaskError, SampleError
+from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
+from mvtec_ref.regions import RegionConfig
+from mvtec_ref.schema import schema_errors
+from mvtec_ref.sources import SOURCES, SourceImage
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1.0"
+MANIFEST = "manifest.json"
+SAMPLES = "samples.jsonl"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    source: str = "mvtec_ad"
+    categories: tuple[str, ...] = ()  # empty = every category found
+    # Seed for every random choice (sentence picks, splits); recorded in the manifest.
+    seed: int = 0
+    # Stop at the first problem instead of skipping bad samples and recording them.
+    strict: bool = False
+    regions: RegionConfig = field(default_factory=RegionConfig)
+    name: str = "mvtec-ref"
+
+    def as_record(self) -> dict:
+        from annotate import TEMPLATES_VERSION
+
+        return {
+            "seed": self.seed,
+            "strict": self.strict,
+            "regions": self.regions.as_record(),
+            "refs": {"templates_version": TEMPLATES_VERSION},
+            "split_protocol": "source",
+        }
+
+
+@dataclass
+class Processed:
+    """What one worker returns for one image: its record (ids not yet numbered) or an error."""
+
+    record: dict | None
+    error: SampleError | None
+    warnings: list[tuple[str, str]]  # (path, message)
+    hashes: list[tuple[str, str]]  # (path, sha256)
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict
+    problems: list[dict]
+
+
+def build_dataset(
+    root: Path,
+    out: Path,
+    config: BuildConfig,
+    *,
+    workers: int = 1,
+    progress: bool | None = None,
+) -> BuildResult:
+    """Scan ``root``, derive regions and refs for every image, validate, write ``out``.
+
+    ``out`` is replaced atomically and only when everything succeeded. Under
+    ``config.strict`` the first problem raises its SampleError; otherwise bad samples
+    are skipped and listed in the manifest's ``problems``.
+    """
+    root = Path(root).absolute()
+    if config.source not in SOURCES:
+        raise DatasetError(f"unknown source {config.source!r}; known: {', '.join(SOURCES)}")
+    scan = SOURCES[config.source](root, config.categories or None)
+    if config.strict and scan.problems:
+        raise scan.problems[0]
+    problems = [_problem(p, "skipped" if p.kind == "missing_mask" else "ignored") for p in scan.problems]
+
+    records, hashes = [], []
+    for src, done in zip(scan.images, _process_all(root, scan.images, config, workers, progress)):
+        hashes.extend(done.hashes)
+        if done.error is not None:
+            if config.strict:
+                raise done.error
+            problems.append(_problem(done.error, "skipped"))
+            continue
+        for path, message in done.warnings:
+            problems.append({"path": path, "kind": "mask_values", "problem": message, "action": "accepted"})
+        records.append(done.record)
+    if not records:
+        raise DatasetError(f"{root}: no usable image found ({len(problems)} problems)")
+
+    _number(records)
+    categories = sorted({src.category for src in scan.images})
+    manifest = _manifest(root, config, categories, records, hashes, problems)
+    lines = []
+    for n, record in enumerate(records, start=1):
+        errors = schema_errors("sample", record)
+        if errors:
+            raise DatasetError(f"{SAMPLES} line {n} ({record['id']}): {errors[0]} (a toolkit bug)")
+        lines.append(dumps_json(record, indent=None))
+    errors = schema_errors("manifest", manifest)
+    if errors:
+        raise DatasetError(f"{MANIFEST}: {errors[0]} (a toolkit bug)")
+
+    with staged_directory(out, marker=MANIFEST) as stage:
+        write_text_atomic(stage / SAMPLES, "\n".join(lines) + "\n")
+        write_text_atomic(stage / MANIFEST, dumps_json(manifest))
+    return BuildResult(Path(out), manifest, problems)
+
+
+def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processed:
+    """Read one image (and its mask), check them, and derive its regions and refs."""
+    from annotate import universal_refs
+    from mvtec_ref.regions import regions_from_mask
+    from mvtec_ref.regions.describe import object_frame
+    from mvtec_ref.regions.mask import decode_image, decode_mask
+
+    hashes, warnings = [], []
+    try:
+        data = _read(root, src.image_path, hashes)
+        image = decode_image(data, src.image_path)
+        height, width = image.shape[:2]
+        frame, frame_source = (0, 0, width, height), "image"
+        regions = []
+        if src.mask_path is not None:
+            mask_data = _read(root, src.mask_path, hashes)
+            binary, warning = decode_mask(
+                mask_data,
+                src.mask_path,
+                (height, width),
+                threshold=config.regions.threshold,
+                strict=config.strict,
+            )
+            if warning:
+                warnings.append((src.mask_path, warning))
+            if not binary.any():
+                raise EmptyMaskError(src.mask_path, "mask of a defect image is empty (all zero)")
+            if src.kind == "object" and config.regions.object_frame:
+                found = object_frame(image)
+                if found is not None:
+                    frame, frame_source = found, "object"
+            regions = regions_from_mask(binary, image, frame, config.regions)
+    except SampleError as error:
+        return Processed(None, error, warnings, hashes)
+    # Placeholder ids (0) keep the key order of the final record; _number fills them in.
+    region_records = [{"ann_id": 0, **r.to_record()} for r in regions]
+    refs = [
+        {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]}
+        for ref in universal_refs([r["region_id"] for r in region_records])
+    ]
+    record = {
+        "image_id": 0,
+        "id": src.sample_id,
+        "category": src.category,
+        "defect_type": src.defect_type,
+        "label_index": 0 if src.is_good else 1,
+        "image_path": src.image_path,
+        "mask_path": src.mask_path,
+        "width": width,
+        "height": height,
+        "channels": 1 if image.ndim == 2 else 3,
+        "source_split": src.source_split,
+        "split": src.source_split if src.source_split in ("train", "val", "test") else "test",
+        "frame": {"bbox": list(frame), "source": frame_source},
+        "regions": region_records,
+        "refs": refs,
+    }
+    return Processed(record, None, warnings, hashes)
+
+
+def _read(root: Path, rel: str, hashes: list) -> bytes:
+    from mvtec_ref.errors import CorruptImageError
+
+    try:
+        data = (root / rel).read_bytes()
+    except OSError as error:
+        raise CorruptImageError(rel, f"cannot read file ({error.strerror})") from error
+    hashes.append((rel, hashlib.sha256(data).hexdigest()))
+    return data
+
+
+def _process_all(
+    root: Path, images: list[SourceImage], config: BuildConfig, workers: int, progress: bool | None
+) -> Iterator[Processed]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(images), desc="build", unit="img", disable=_no_bar(progress))
+    with bar:
+        if workers <= 1:
+            for src in images:
+                yield process_image(root, src, config)
+                bar.update()
+            return
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        chunk = max(1, min(32, len(images) // (workers * 8)))
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            jobs = ((root, src, config) for src in images)
+            for done in pool.imap(_process_job, jobs, chunksize=chunk):
+                yield done
+                bar.update()
+
+
+def _process_job(job: tuple[Path, SourceImage, BuildConfig]) -> Processed:
+    return process_image(*job)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool is the parallelism; nested threads only contend
+
+
+def _no_bar(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None lets tqdm hide the bar when stderr is not a terminal."""
+    return None if progress is None else not progress
+
+
+def _number(records: list[dict]) -> None:
+    """Assign dataset-wide ids in record order (records are sorted by image path)."""
+    ann_id = ref_id = sent_id = 0
+    for image_id, record in enumerate(records, start=1):
+        record["image_id"] = image_id
+        for region in record["regions"]:
+            ann_id += 1
+            region["ann_id"] = ann_id
+        for ref in record["refs"]:
+            ref_id += 1
+            ref["ref_id"] = ref_id
+            for sentence in ref["sentences"]:
+                sent_id += 1
+                sentence["sent_id"] = sent_id
+
+
+def _manifest(root, config, categories, records, hashes, problems) -> dict:
+    fingerprint = hashlib.sha256(
+        "".join(f"{path}\t{digest}\n" for path, digest in sorted(hashes)).encode()
+    ).hexdigest()
+    by_split, by_category, by_defect = (defaultdict(Counter) for _ in range(3))
+    for record in records:
+        n_regions = len(record["regions"])
+        for table, key in (
+            (by_split, record["split"]),
+            (by_category, record["category"]),
+            (by_defect, f"{record['category']}/{record['defect_type']}"),
+        ):
+            table[key]["images"] += 1
+            table[key]["regions"] += n_regions
+    refs = [ref for record in records for ref in record["refs"]]
+    return {
+        "name": config.name,
+        "toolkit_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "source": {
+            "kind": config.source,
+            "root": str(root),
+            "categories": categories,
+            "files": len(hashes),
+            "fingerprint": fingerprint,
+        },
+        "config": config.as_record(),
+        "counts": {
+            "images": len(records),
+            "defect_images": sum(r["label_index"] for r in records),
+            "good_images": sum(1 - r["label_index"] for r in records),
+            "regions": sum(len(r["regions"]) for r in records),
+            "refs": len(refs),
+            "sentences": sum(len(ref["sentences"]) for ref in refs),
+            "by_split": _plain(by_split),
+            "by_category": _plain(by_category),
+            "by_defect_type": _plain(by_defect),
+        },
+        "problems": sorted(problems, key=lambda p: (p["path"], p["kind"])),
+    }
+
+
+def _plain(table: dict) -> dict:
+    return {k: {"images": v["images"], "regions": v["regions"]} for k, v in sorted(table.items())}
+
+
+def _problem(error: SampleError, action: str) -> dict:
+    return {"path": error.path, "kind": error.kind, "problem": error.problem, "action": action}
+
+
+def load_manifest(dataset: Path) -> dict:
+    import json
+
+    path = Path(dataset) / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?") from None
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
+
+
+def iter_samples(dataset: Path) -> Iterable[tuple[int, dict]]:
+    """(line number, record) for each line of samples.jsonl; DatasetError on malformed JSON."""
+    import json
+
+    path = Path(dataset) / SAMPLES
+    try:
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DatasetError(f"{path} line {n}: malformed JSON: {error.msg}") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?") from None

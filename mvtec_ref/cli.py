@@ -1,0 +1,115 @@
+"""The ``mvtec-ref`` command line. User errors become one-line ClickExceptions here only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mvtec_ref import __version__
+from mvtec_ref.errors import MvtecRefError
+
+
+class _Group(click.Group):
+    """Turns the toolkit's input errors into ``Error: <file>: <problem>`` and exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MvtecRefError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mvtec-ref")
+def main() -> None:
+    """Build referring industrial anomaly segmentation benchmarks from anomaly-detection data."""
+
+
+def _progress(quiet: bool) -> bool | None:
+    return False if quiet else None
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the MVTec-AD-layout tree to (replaced atomically).")
+@click.option("--scale", type=click.Choice(["small", "full"]), default="small", show_default=True,
+              help="small: every category and defect type, few images, 1/4 size; "
+                   "full: MVTec AD's real counts and sizes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def synth(out: Path, scale: str, seed: int, workers: int, quiet: bool) -> None:
+    """Draw a synthetic tree in MVTec AD's layout (the embedded default; no download)."""
+    from mvtec_ref.synth import write_synthetic_tree
+
+    summary = write_synthetic_tree(out, scale=scale, seed=seed, workers=workers, progress=_progress(quiet))
+    click.echo(f"wrote {summary['images']} images ({summary['defect_images']} defective, "
+               f"{summary['regions_planned']} regions) to {out}")  # fmt: skip
+
+
+@main.command()
+@click.option("--source", type=click.Choice(["mvtec_ad"]), default="mvtec_ad", show_default=True)
+@click.option("--root", required=True, type=click.Path(path_type=Path),
+              help="Source dataset root, e.g. ~/data/mvtec_anomaly_detection.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically.")
+@click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strict", is_flag=True, help="Stop at the first problem instead of skipping bad samples.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes; the output is identical for any number.")
+@click.option("--speck-area", type=click.IntRange(min=1), default=None,
+              help="Components under this many pixels join a nearby region [default: 16].")
+@click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
+def build(source, root, out, categories, seed, strict, workers, speck_area, quiet) -> None:
+    """Build a dataset directory from a source tree."""
+    from dataclasses import replace
+
+    from mvtec_ref.build import BuildConfig, build_dataset
+    from mvtec_ref.regions import RegionConfig
+
+    regions = RegionConfig() if speck_area is None else replace(RegionConfig(), speck_area=speck_area)
+    config = BuildConfig(source=source, categories=tuple(categories), seed=seed, strict=strict, regions=regions)
+    result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet))
+    if not quiet:
+        for p in result.problems:
+            click.echo(f"warning: {p['path']}: {p['problem']} [{p['action']}]", err=True)
+    counts = result.manifest["counts"]
+    skipped = sum(p["action"] == "skipped" for p in result.problems)
+    click.echo(f"built {out}: {counts['images']} images ({counts['defect_images']} defective), "
+               f"{counts['regions']} regions, {counts['refs']} refs; "
+               f"{len(result.problems)} problems, {skipped} samples skipped")  # fmt: skip
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--no-files", is_flag=True, help="Do not look for the source image and mask files.")
+@click.option("--deep", is_flag=True, help="Re-read every mask and compare it with its regions.")
+@click.option("--max-lines", type=int, default=50, show_default=True, help="Problems to print.")
+def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
+    """Check a dataset directory: schemas, ids, RLE/area/bbox, refs, files."""
+    from mvtec_ref.validate import validate_dataset
+
+    problems = validate_dataset(dataset, check_files=not no_files, deep=deep)
+    if problems:
+        for line in problems[:max_lines]:
+            click.echo(line, err=True)
+        if len(problems) > max_lines:
+            click.echo(f"... and {len(problems) - max_lines} more", err=True)
+        raise click.ClickException(f"{dataset}: {len(problems)} problems found")
+    click.echo(f"{dataset}: valid")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+def stats(dataset: Path) -> None:
+    """Print per-category figures: images, regions, area ratios, size shares."""
+    from mvtec_ref.stats import format_table, summarize
+
+    click.echo(format_table(summarize(dataset)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

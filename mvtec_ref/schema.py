@@ -1,0 +1,27 @@
+"""Load the JSON Schemas in ``schemas/`` and check records against them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+
+@cache
+def validator(name: str):
+    """Compiled Draft 2020-12 validator for ``schemas/<name>.schema.json``."""
+    from jsonschema import Draft202012Validator
+
+    text = resources.files("schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema_errors(name: str, record: dict) -> list[str]:
+    """Readable messages ``"<json path>: <problem>"``; empty when ``record`` is valid."""
+    v = validator(name)
+    if v.is_valid(record):
+        return []
+    errors = sorted(v.iter_errors(record), key=lambda e: list(e.absolute_path))
+    return [f"{e.json_path}: {e.message}" for e in errors]

@@ -1,0 +1,154 @@
+"""``validate_dataset``: re-check a dataset directory against its schemas and its masks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from mvtec_ref.build import MANIFEST, SAMPLES, iter_samples, load_manifest
+from mvtec_ref.errors import DatasetError
+from mvtec_ref.schema import schema_errors
+
+
+def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = False) -> list[str]:
+    """Every problem found, as ``"<where>: <problem>"`` lines; empty when the dataset is sound.
+
+    Checks: both files parse and match their schemas; ids are unique; every region's RLE
+    has the image size, decodes to the recorded area and bbox, and no two regions of an
+    image overlap; refs point at existing regions (no-target refs only on good images);
+    manifest counts match the samples; with ``check_files`` the image and mask files
+    exist under the recorded source root; with ``deep`` each mask is read again and
+    must equal the union of its regions pixel for pixel.
+    """
+    dataset = Path(dataset)
+    problems: list[str] = []
+    try:
+        manifest = load_manifest(dataset)
+    except DatasetError as error:
+        return [str(error)]
+    problems += [f"{MANIFEST}: {e}" for e in schema_errors("manifest", manifest)]
+    root = Path(manifest.get("source", {}).get("root", ""))
+    if check_files and not root.is_dir():
+        problems.append(f"{MANIFEST}: source root {root} does not exist (moved? rebuild or pass --no-files)")
+        check_files = False
+
+    seen = {key: set() for key in ("image_id", "id", "ann_id", "ref_id", "sent_id")}
+    totals = Counter()
+    try:
+        for n, record in iter_samples(dataset):
+            where = f"{SAMPLES} line {n} ({record.get('id', '?')})"
+            errors = schema_errors("sample", record)
+            if errors:
+                problems += [f"{where}: {e}" for e in errors[:3]]
+                continue
+            problems += _check_record(record, where, seen, totals)
+            if check_files:
+                problems += _check_files(record, root, where, deep, manifest["config"]["regions"])
+    except DatasetError as error:
+        problems.append(str(error))
+        return problems
+    counts = manifest.get("counts", {})
+    for key in ("images", "regions", "refs", "sentences"):
+        if key in counts and counts[key] != totals[key]:
+            problems.append(f"{MANIFEST}: counts.{key} is {counts[key]} but {SAMPLES} has {totals[key]}")
+    return problems
+
+
+def _check_record(record: dict, where: str, seen: dict, totals: Counter) -> list[str]:
+    from mvtec_ref.regions.mask import decode_rle
+
+    problems = []
+    for key in ("image_id", "id"):
+        if record[key] in seen[key]:
+            problems.append(f"{where}: duplicate {key} {record[key]!r}")
+        seen[key].add(record[key])
+    w, h = record["width"], record["height"]
+    totals["images"] += 1
+    totals["regions"] += len(record["regions"])
+    union = None
+    region_ids = set()
+    for region in record["regions"]:
+        rwhere = f"{where} region {region['region_id']}"
+        if region["ann_id"] in seen["ann_id"]:
+            problems.append(f"{rwhere}: duplicate ann_id {region['ann_id']}")
+        seen["ann_id"].add(region["ann_id"])
+        region_ids.add(region["region_id"])
+        x, y, bw, bh = region["bbox"]
+        if x + bw > w or y + bh > h or bw < 1 or bh < 1:
+            problems.append(f"{rwhere}: bbox {region['bbox']} is not inside the {w}x{h} image")
+        rle = region["segmentation"]
+        if rle["size"] != [h, w]:
+            problems.append(f"{rwhere}: RLE size {rle['size']} is not the image's [{h}, {w}]")
+            continue
+        try:
+            pixels = decode_rle(rle).astype(bool)
+        except Exception as error:  # pycocotools raises bare errors on corrupt strings
+            problems.append(f"{rwhere}: RLE does not decode ({error})")
+            continue
+        area = int(pixels.sum())
+        if area != region["area"]:
+            problems.append(f"{rwhere}: RLE decodes to {area} pixels but area is {region['area']}")
+        if area:
+            ys, xs = pixels.any(axis=1).nonzero()[0], pixels.any(axis=0).nonzero()[0]
+            bbox = [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
+            if bbox != region["bbox"]:
+                problems.append(f"{rwhere}: bbox {region['bbox']} but the RLE spans {bbox}")
+        if union is not None and (union & pixels).any():
+            problems.append(f"{rwhere}: overlaps another region of the image")
+        union = pixels if union is None else union | pixels
+    if record["label_index"] == 1 and not record["regions"]:
+        problems.append(f"{where}: defect image has no region")
+    if record["label_index"] == 0 and record["regions"]:
+        problems.append(f"{where}: good image has regions")
+    for ref in record["refs"]:
+        totals["refs"] += 1
+        totals["sentences"] += len(ref["sentences"])
+        if ref["ref_id"] in seen["ref_id"]:
+            problems.append(f"{where}: duplicate ref_id {ref['ref_id']}")
+        seen["ref_id"].add(ref["ref_id"])
+        unknown = set(ref["region_ids"]) - region_ids
+        if unknown:
+            problems.append(f"{where} ref {ref['ref_id']}: targets unknown regions {sorted(unknown)}")
+        if not ref["region_ids"] and record["label_index"] == 1 and ref["kind"] == "no_target":
+            problems.append(f"{where} ref {ref['ref_id']}: no-target ref on a defect image")
+        for sentence in ref["sentences"]:
+            if sentence["sent_id"] in seen["sent_id"]:
+                problems.append(f"{where}: duplicate sent_id {sentence['sent_id']}")
+            seen["sent_id"].add(sentence["sent_id"])
+    return problems
+
+
+def _check_files(record: dict, root: Path, where: str, deep: bool, region_config: dict) -> list[str]:
+    problems = []
+    for key in ("image_path", "mask_path"):
+        rel = record[key]
+        if rel is not None and not (root / rel).is_file():
+            problems.append(f"{where}: {key} {root / rel} does not exist")
+    if deep and record["mask_path"] and not problems:
+        problems += _check_mask_pixels(record, root, where, region_config)
+    return problems
+
+
+def _check_mask_pixels(record: dict, root: Path, where: str, region_config: dict) -> list[str]:
+    import numpy as np
+
+    from mvtec_ref.errors import SampleError
+    from mvtec_ref.regions.mask import decode_mask, decode_rle
+
+    path = root / record["mask_path"]
+    try:
+        binary, _ = decode_mask(
+            path.read_bytes(),
+            record["mask_path"],
+            (record["height"], record["width"]),
+            threshold=region_config["threshold"],
+        )
+    except SampleError as error:
+        return [f"{where}: {error}"]
+    union = np.zeros_like(binary, dtype=bool)
+    for region in record["regions"]:
+        union |= decode_rle(region["segmentation"]).astype(bool)
+    differ = int((union != binary.astype(bool)).sum())
+    if differ:
+        return [f"{where}: regions differ from {record['mask_path']} in {differ} pixels (source changed?)"]
+    return []

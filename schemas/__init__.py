@@ -1,0 +1,1 @@
+"""JSON Schema files (draft 2020-12) for every file the toolkit writes."""
