@@ -86,7 +86,7 @@ def build_dataset(
     problems = [_problem(p, "skipped" if p.kind == "missing_mask" else "ignored") for p in scan.problems]
 
     records, hashes = [], []
-    for src, done in zip(scan.images, _process_all(root, scan.images, config, workers, progress)):
+    for done in _process_all(root, scan.images, config, workers, progress):
         hashes.extend(done.hashes)
         if done.error is not None:
             if config.strict:

@@ -32,11 +32,20 @@ def _progress(quiet: bool) -> bool | None:
 
 
 @main.command()
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write the MVTec-AD-layout tree to (replaced atomically).")
-@click.option("--scale", type=click.Choice(["small", "full"]), default="small", show_default=True,
-              help="small: every category and defect type, few images, 1/4 size; "
-                   "full: MVTec AD's real counts and sizes.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the MVTec-AD-layout tree to (replaced atomically).",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["small", "full"]),
+    default="small",
+    show_default=True,
+    help="small: every category and defect type, few images, 1/4 size; "
+    "full: MVTec AD's real counts and sizes.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -45,23 +54,42 @@ def synth(out: Path, scale: str, seed: int, workers: int, quiet: bool) -> None:
     from mvtec_ref.synth import write_synthetic_tree
 
     summary = write_synthetic_tree(out, scale=scale, seed=seed, workers=workers, progress=_progress(quiet))
-    click.echo(f"wrote {summary['images']} images ({summary['defect_images']} defective, "
-               f"{summary['regions_planned']} regions) to {out}")  # fmt: skip
+    click.echo(
+        f"wrote {summary['images']} images ({summary['defect_images']} defective, "
+        f"{summary['regions_planned']} regions) to {out}"
+    )
 
 
 @main.command()
 @click.option("--source", type=click.Choice(["mvtec_ad"]), default="mvtec_ad", show_default=True)
-@click.option("--root", required=True, type=click.Path(path_type=Path),
-              help="Source dataset root, e.g. ~/data/mvtec_anomaly_detection.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically.")
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Source dataset root, e.g. ~/data/mvtec_anomaly_detection.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically.",
+)
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first problem instead of skipping bad samples.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes; the output is identical for any number.")
-@click.option("--speck-area", type=click.IntRange(min=1), default=None,
-              help="Components under this many pixels join a nearby region [default: 16].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes; the output is identical for any number.",
+)
+@click.option(
+    "--speck-area",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Components under this many pixels join a nearby region [default: 16].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
 def build(source, root, out, categories, seed, strict, workers, speck_area, quiet) -> None:
     """Build a dataset directory from a source tree."""
@@ -71,16 +99,20 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, quie
     from mvtec_ref.regions import RegionConfig
 
     regions = RegionConfig() if speck_area is None else replace(RegionConfig(), speck_area=speck_area)
-    config = BuildConfig(source=source, categories=tuple(categories), seed=seed, strict=strict, regions=regions)
+    config = BuildConfig(
+        source=source, categories=tuple(categories), seed=seed, strict=strict, regions=regions
+    )
     result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet))
     if not quiet:
         for p in result.problems:
             click.echo(f"warning: {p['path']}: {p['problem']} [{p['action']}]", err=True)
     counts = result.manifest["counts"]
     skipped = sum(p["action"] == "skipped" for p in result.problems)
-    click.echo(f"built {out}: {counts['images']} images ({counts['defect_images']} defective), "
-               f"{counts['regions']} regions, {counts['refs']} refs; "
-               f"{len(result.problems)} problems, {skipped} samples skipped")  # fmt: skip
+    click.echo(
+        f"built {out}: {counts['images']} images ({counts['defect_images']} defective), "
+        f"{counts['regions']} regions, {counts['refs']} refs; "
+        f"{len(result.problems)} problems, {skipped} samples skipped"
+    )
 
 
 @main.command()

@@ -17,8 +17,16 @@ FIXED_CUTS = (0.001, 0.01, 0.05, 0.10)
 def summarize(dataset: Path) -> dict:
     """Per-category and overall figures: images, regions, area ratios, size shares, refs."""
     manifest = load_manifest(dataset)
-    groups: dict[str, dict] = defaultdict(lambda: {"images": 0, "defect_images": 0, "ratios": [],
-                                                   "sizes": defaultdict(int), "refs": 0, "sentences": 0})  # fmt: skip
+    groups: dict[str, dict] = defaultdict(
+        lambda: {
+            "images": 0,
+            "defect_images": 0,
+            "ratios": [],
+            "sizes": defaultdict(int),
+            "refs": 0,
+            "sentences": 0,
+        }
+    )
     for _, record in iter_samples(dataset):
         for key in (record["category"], "ALL"):
             g = groups[key]
@@ -40,31 +48,55 @@ def summarize(dataset: Path) -> dict:
             "regions": n,
             "regions_per_defect_image": round(n / g["defect_images"], 3) if g["defect_images"] else 0.0,
             "area_ratio_median": float(np.median(ratios)) if n else None,
-            "size_share": {s: round(g["sizes"][s] / n, 4) if n else 0.0 for s in ("small", "medium", "large")},
+            "size_share": {
+                s: round(g["sizes"][s] / n, 4) if n else 0.0 for s in ("small", "medium", "large")
+            },
             "share_below": {f"{c:g}": round(float((ratios < c).mean()), 4) if n else 0.0 for c in FIXED_CUTS},
             "refs": g["refs"],
             "sentences": g["sentences"],
         }
-    return {"name": manifest["name"], "size_cuts": manifest["config"]["regions"]["size_cuts"], "categories": rows}
+    return {
+        "name": manifest["name"],
+        "size_cuts": manifest["config"]["regions"]["size_cuts"],
+        "categories": rows,
+    }
 
 
 def format_table(summary: dict) -> str:
     """Plain-text table of ``summarize`` output, one row per category and a total row."""
     cuts = [f"<{float(c) * 100:g}%" for c in FIXED_CUTS]
-    header = ["category", "images", "defect", "regions", "reg/img", "median ratio",
-              "small", "medium", "large", *cuts]  # fmt: skip
+    header = [
+        "category",
+        "images",
+        "defect",
+        "regions",
+        "reg/img",
+        "median ratio",
+        "small",
+        "medium",
+        "large",
+        *cuts,
+    ]
     body = []
     for name, row in summary["categories"].items():
         median = row["area_ratio_median"]
-        body.append([
-            name, str(row["images"]), str(row["defect_images"]), str(row["regions"]),
-            f"{row['regions_per_defect_image']:.2f}", "-" if median is None else f"{median:.4%}",
-            *(f"{row['size_share'][s]:.0%}" for s in ("small", "medium", "large")),
-            *(f"{v:.0%}" for v in row["share_below"].values()),
-        ])  # fmt: skip
+        body.append(
+            [
+                name,
+                str(row["images"]),
+                str(row["defect_images"]),
+                str(row["regions"]),
+                f"{row['regions_per_defect_image']:.2f}",
+                "-" if median is None else f"{median:.4%}",
+                *(f"{row['size_share'][s]:.0%}" for s in ("small", "medium", "large")),
+                *(f"{v:.0%}" for v in row["share_below"].values()),
+            ]
+        )
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [header, *body]]  # fmt: skip
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [header, *body]
+    ]
     lo, hi = summary["size_cuts"]
     lines.append(f"size buckets by area ratio: small < {lo:.0%} <= medium < {hi:.0%} <= large")
     return "\n".join(lines)

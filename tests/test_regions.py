@@ -97,7 +97,7 @@ def test_real_grid_bent_000_matches_independent_computation():
     assert len(regions) == 3
     labels = label(binary, connectivity=2)
     props = sorted(regionprops(labels), key=lambda p: p.coords[0].tolist())
-    for region, prop in zip(regions, props):
+    for region, prop in zip(regions, props, strict=True):
         y0, x0, y1, x1 = prop.bbox
         assert region.bbox == (x0, y0, x1 - x0, y1 - y0)
         assert region.area == prop.area

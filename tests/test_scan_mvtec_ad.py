@@ -49,7 +49,14 @@ def test_real_sample_layout():
     defective = [im for im in scan.images if not im.is_good]
     assert len(defective) == 15 and len(scan.images) == 31
     grid = [im for im in scan.images if im.category == "grid"]
-    assert {im.defect_type for im in grid} == {"good", "bent", "broken", "glue", "metal_contamination", "thread"}
+    assert {im.defect_type for im in grid} == {
+        "good",
+        "bent",
+        "broken",
+        "glue",
+        "metal_contamination",
+        "thread",
+    }
     bent = next(im for im in grid if im.image_path == "grid/test/bent/000.png")
     assert bent.mask_path == "grid/ground_truth/bent/000_mask.png" and bent.kind == "texture"
     scan256 = scan_mvtec_ad(REAL_AD_256, ["transistor"])

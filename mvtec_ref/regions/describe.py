@@ -29,12 +29,14 @@ def object_frame(image: np.ndarray) -> tuple[int, int, int, int] | None:
 
     H, W = image.shape[:2]
     scale = 128.0 / max(H, W)
-    small = cv2.resize(image, (max(1, round(W * scale)), max(1, round(H * scale))),
-                       interpolation=cv2.INTER_AREA).astype(np.int16)  # fmt: skip
+    small = cv2.resize(
+        image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA
+    ).astype(np.int16)
     if small.ndim == 2:
         small = small[:, :, None]
-    border = np.concatenate([small[:2].reshape(-1, small.shape[2]), small[-2:].reshape(-1, small.shape[2]),
-                             small[:, :2].reshape(-1, small.shape[2]), small[:, -2:].reshape(-1, small.shape[2])])  # fmt: skip
+    channels = small.shape[2]
+    edges = (small[:2], small[-2:], small[:, :2], small[:, -2:])
+    border = np.concatenate([e.reshape(-1, channels) for e in edges])
     background = np.median(border, axis=0)
     diff = np.abs(small - background).max(axis=2).astype(np.uint8)
     _, fg = cv2.threshold(diff, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -77,8 +79,13 @@ def shape(crop: np.ndarray, config: RegionConfig) -> dict:
     ys, xs = np.nonzero(crop)
     fill = len(xs) / crop.size
     if len(xs) < 2:
-        return {"word": "compact", "elongation": 1.0, "orientation_deg": 0.0,
-                "fill": round(fill, 4), "orientation": None}  # fmt: skip
+        return {
+            "word": "compact",
+            "elongation": 1.0,
+            "orientation_deg": 0.0,
+            "fill": round(fill, 4),
+            "orientation": None,
+        }
     cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True) + np.eye(2) / 12.0
     evals, evecs = np.linalg.eigh(cov)
     elongation = float(np.sqrt(evals[1] / evals[0]))
@@ -100,13 +107,16 @@ def shape(crop: np.ndarray, config: RegionConfig) -> dict:
             orientation = "vertical"
         else:
             orientation = "diagonal"
-    return {"word": word, "elongation": round(elongation, 3), "orientation_deg": round(angle, 1),
-            "fill": round(fill, 4), "orientation": orientation}  # fmt: skip
+    return {
+        "word": word,
+        "elongation": round(elongation, 3),
+        "orientation_deg": round(angle, 1),
+        "fill": round(fill, 4),
+        "orientation": orientation,
+    }
 
 
-def appearance(
-    window: np.ndarray, inside: np.ndarray, ring: np.ndarray, config: RegionConfig
-) -> dict:
+def appearance(window: np.ndarray, inside: np.ndarray, ring: np.ndarray, config: RegionConfig) -> dict:
     """Contrast and colour of a region against the ring of normal pixels around it.
 
     ``window`` is the image crop ``(h, w)`` or ``(h, w, 3)`` RGB; ``inside`` and ``ring``
@@ -124,8 +134,14 @@ def appearance(
         tone = "darker"
     elif delta >= config.tone_delta:
         tone = "brighter"
-    result = {"tone": tone, "gray_inside": round(g_in, 2), "gray_ring": round(g_ring, 2),
-              "colour": None, "delta_e": None, "rgb_inside": None}  # fmt: skip
+    result = {
+        "tone": tone,
+        "gray_inside": round(g_in, 2),
+        "gray_ring": round(g_ring, 2),
+        "colour": None,
+        "delta_e": None,
+        "rgb_inside": None,
+    }
     if window.ndim == 3:
         lab = cv2.cvtColor(window.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
         lab_in = lab[inside].mean(axis=0)

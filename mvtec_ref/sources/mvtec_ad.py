@@ -46,48 +46,159 @@ class CategorySpec:
 
 # From the full release (reference section 1.3): 3,629 train / 467 good test / 1,258 defective.
 MVTEC_AD: tuple[CategorySpec, ...] = (
-    CategorySpec("bottle", "object", 900, False, 209, 20,
-                 (("broken_large", 20), ("broken_small", 22), ("contamination", 21))),
-    CategorySpec("cable", "object", 1024, False, 224, 58,
-                 (("bent_wire", 13), ("cable_swap", 12), ("combined", 11),
-                  ("cut_inner_insulation", 14), ("cut_outer_insulation", 10),
-                  ("missing_cable", 12), ("missing_wire", 10), ("poke_insulation", 10))),
-    CategorySpec("capsule", "object", 1000, False, 219, 23,
-                 (("crack", 23), ("faulty_imprint", 22), ("poke", 21), ("scratch", 23),
-                  ("squeeze", 20))),
-    CategorySpec("carpet", "texture", 1024, False, 280, 28,
-                 (("color", 19), ("cut", 17), ("hole", 17), ("metal_contamination", 17),
-                  ("thread", 19))),
-    CategorySpec("grid", "texture", 1024, True, 264, 21,
-                 (("bent", 12), ("broken", 12), ("glue", 11), ("metal_contamination", 11),
-                  ("thread", 11))),
-    CategorySpec("hazelnut", "object", 1024, False, 391, 40,
-                 (("crack", 18), ("cut", 17), ("hole", 18), ("print", 17))),
-    CategorySpec("leather", "texture", 1024, False, 245, 32,
-                 (("color", 19), ("cut", 19), ("fold", 17), ("glue", 19), ("poke", 18))),
-    CategorySpec("metal_nut", "object", 700, False, 220, 22,
-                 (("bent", 25), ("color", 22), ("flip", 23), ("scratch", 23))),
-    CategorySpec("pill", "object", 800, False, 267, 26,
-                 (("color", 25), ("combined", 17), ("contamination", 21), ("crack", 26),
-                  ("faulty_imprint", 19), ("pill_type", 9), ("scratch", 24))),
-    CategorySpec("screw", "object", 1024, True, 320, 41,
-                 (("manipulated_front", 24), ("scratch_head", 24), ("scratch_neck", 25),
-                  ("thread_side", 23), ("thread_top", 23))),
-    CategorySpec("tile", "texture", 840, False, 230, 33,
-                 (("crack", 17), ("glue_strip", 18), ("gray_stroke", 16), ("oil", 18),
-                  ("rough", 15))),
+    CategorySpec(
+        "bottle",
+        "object",
+        900,
+        False,
+        209,
+        20,
+        (("broken_large", 20), ("broken_small", 22), ("contamination", 21)),
+    ),
+    CategorySpec(
+        "cable",
+        "object",
+        1024,
+        False,
+        224,
+        58,
+        (
+            ("bent_wire", 13),
+            ("cable_swap", 12),
+            ("combined", 11),
+            ("cut_inner_insulation", 14),
+            ("cut_outer_insulation", 10),
+            ("missing_cable", 12),
+            ("missing_wire", 10),
+            ("poke_insulation", 10),
+        ),
+    ),
+    CategorySpec(
+        "capsule",
+        "object",
+        1000,
+        False,
+        219,
+        23,
+        (("crack", 23), ("faulty_imprint", 22), ("poke", 21), ("scratch", 23), ("squeeze", 20)),
+    ),
+    CategorySpec(
+        "carpet",
+        "texture",
+        1024,
+        False,
+        280,
+        28,
+        (("color", 19), ("cut", 17), ("hole", 17), ("metal_contamination", 17), ("thread", 19)),
+    ),
+    CategorySpec(
+        "grid",
+        "texture",
+        1024,
+        True,
+        264,
+        21,
+        (("bent", 12), ("broken", 12), ("glue", 11), ("metal_contamination", 11), ("thread", 11)),
+    ),
+    CategorySpec(
+        "hazelnut", "object", 1024, False, 391, 40, (("crack", 18), ("cut", 17), ("hole", 18), ("print", 17))
+    ),
+    CategorySpec(
+        "leather",
+        "texture",
+        1024,
+        False,
+        245,
+        32,
+        (("color", 19), ("cut", 19), ("fold", 17), ("glue", 19), ("poke", 18)),
+    ),
+    CategorySpec(
+        "metal_nut",
+        "object",
+        700,
+        False,
+        220,
+        22,
+        (("bent", 25), ("color", 22), ("flip", 23), ("scratch", 23)),
+    ),
+    CategorySpec(
+        "pill",
+        "object",
+        800,
+        False,
+        267,
+        26,
+        (
+            ("color", 25),
+            ("combined", 17),
+            ("contamination", 21),
+            ("crack", 26),
+            ("faulty_imprint", 19),
+            ("pill_type", 9),
+            ("scratch", 24),
+        ),
+    ),
+    CategorySpec(
+        "screw",
+        "object",
+        1024,
+        True,
+        320,
+        41,
+        (
+            ("manipulated_front", 24),
+            ("scratch_head", 24),
+            ("scratch_neck", 25),
+            ("thread_side", 23),
+            ("thread_top", 23),
+        ),
+    ),
+    CategorySpec(
+        "tile",
+        "texture",
+        840,
+        False,
+        230,
+        33,
+        (("crack", 17), ("glue_strip", 18), ("gray_stroke", 16), ("oil", 18), ("rough", 15)),
+    ),
     CategorySpec("toothbrush", "object", 1024, False, 60, 12, (("defective", 30),)),
-    CategorySpec("transistor", "object", 1024, False, 213, 60,
-                 (("bent_lead", 10), ("cut_lead", 10), ("damaged_case", 10),
-                  ("misplaced", 10))),
-    CategorySpec("wood", "texture", 1024, False, 247, 19,
-                 (("color", 8), ("combined", 11), ("hole", 10), ("liquid", 10),
-                  ("scratch", 21))),
-    CategorySpec("zipper", "object", 1024, True, 240, 32,
-                 (("broken_teeth", 19), ("combined", 16), ("fabric_border", 17),
-                  ("fabric_interior", 16), ("rough", 17), ("split_teeth", 18),
-                  ("squeezed_teeth", 16))),
-)  # fmt: skip
+    CategorySpec(
+        "transistor",
+        "object",
+        1024,
+        False,
+        213,
+        60,
+        (("bent_lead", 10), ("cut_lead", 10), ("damaged_case", 10), ("misplaced", 10)),
+    ),
+    CategorySpec(
+        "wood",
+        "texture",
+        1024,
+        False,
+        247,
+        19,
+        (("color", 8), ("combined", 11), ("hole", 10), ("liquid", 10), ("scratch", 21)),
+    ),
+    CategorySpec(
+        "zipper",
+        "object",
+        1024,
+        True,
+        240,
+        32,
+        (
+            ("broken_teeth", 19),
+            ("combined", 16),
+            ("fabric_border", 17),
+            ("fabric_interior", 16),
+            ("rough", 17),
+            ("split_teeth", 18),
+            ("squeezed_teeth", 16),
+        ),
+    ),
+)
 
 CATEGORIES = {spec.name: spec for spec in MVTEC_AD}
 
@@ -105,9 +216,7 @@ def scan_mvtec_ad(root: Path, categories: Iterable[str] | None = None) -> ScanRe
     root = Path(root)
     if not root.is_dir():
         raise SourceLayoutError(f"{root}: source root does not exist or is not a folder")
-    present = sorted(
-        d.name for d in _dirs(root) if (d / "test").is_dir() or (d / "train").is_dir()
-    )
+    present = sorted(d.name for d in _dirs(root) if (d / "test").is_dir() or (d / "train").is_dir())
     if not present:
         if (root / "test").is_dir() or (root / "ground_truth").is_dir():
             raise SourceLayoutError(
@@ -164,9 +273,7 @@ def _scan_category(root: Path, category: str, result: ScanResult) -> None:
                         )
                         continue
                     mask_rel = _rel(root, mask)
-                result.images.append(
-                    SourceImage(category, defect, _rel(root, path), mask_rel, split, kind)
-                )
+                result.images.append(SourceImage(category, defect, _rel(root, path), mask_rel, split, kind))
     _check_orphan_masks(root, cat_dir, result)
 
 

@@ -67,7 +67,9 @@ def defect_style(defect_type: str) -> str:
     return "structural"  # bent, broken, missing, misplaced, flip, squeeze ...: a changed patch
 
 
-def draw_good(category: str, size: int, gray: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def draw_good(
+    category: str, size: int, gray: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A defect-free picture ``(size, size, 3)`` uint8 RGB and the object's ``(size, size)`` bool area."""
     import cv2
 
@@ -81,7 +83,7 @@ def draw_good(category: str, size: int, gray: bool, rng: np.random.Generator) ->
         img[:] = np.asarray(background, np.float32)
         area = _object_area(shape, size, rng)
         shade = _smooth_field(size, rng, cells=4, amplitude=0.15)
-        img[area] = (base[None, :] * (1.0 + shade[area][:, None]))
+        img[area] = base[None, :] * (1.0 + shade[area][:, None])
         _object_details(shape, img, area, size, rng)
     img += _fine_noise(size, rng)
     img = np.clip(img, 0, 255).astype(np.uint8)
@@ -155,8 +157,16 @@ def _defect_shape(style: str, centre: tuple[int, int], size: int, rng: np.random
             cv2.polylines(canvas, [np.round(np.asarray(branch)).astype(np.int32)], False, 1, thickness=width)
     elif style == "hole":
         r = rng.uniform(0.008, 0.03) * size
-        cv2.ellipse(canvas, (cx, cy), (max(2, int(r)), max(2, int(r * rng.uniform(0.7, 1.0)))),
-                    float(rng.uniform(0, 180)), 0, 360, 1, -1)  # fmt: skip
+        cv2.ellipse(
+            canvas,
+            (cx, cy),
+            (max(2, int(r)), max(2, int(r * rng.uniform(0.7, 1.0)))),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            1,
+            -1,
+        )
     else:
         scale = {"stain": (0.015, 0.05), "contamination": (0.006, 0.02), "structural": (0.03, 0.09)}[style]
         r = rng.uniform(*scale) * size
@@ -168,7 +178,9 @@ def _defect_shape(style: str, centre: tuple[int, int], size: int, rng: np.random
     return canvas.astype(bool)
 
 
-def _paint(img: np.ndarray, where: np.ndarray, style: str, tint: np.ndarray, rng: np.random.Generator) -> None:
+def _paint(
+    img: np.ndarray, where: np.ndarray, style: str, tint: np.ndarray, rng: np.random.Generator
+) -> None:
     pixels = img[where].astype(np.float32)
     if style in ("crack", "hole"):
         pixels = pixels * rng.uniform(0.15, 0.35)
@@ -208,12 +220,18 @@ def _object_area(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
         box = cv2.boxPoints(((c[0], c[1]), (0.7 * s, 0.1 * s), float(rng.uniform(0, 180))))
         cv2.fillPoly(canvas, [np.round(box).astype(np.int32)], 1)
     elif shape == "brush":
-        cv2.rectangle(canvas, (c[0] - int(0.12 * s), int(0.1 * s)), (c[0] + int(0.12 * s), int(0.9 * s)), 1, -1)
+        cv2.rectangle(
+            canvas, (c[0] - int(0.12 * s), int(0.1 * s)), (c[0] + int(0.12 * s), int(0.9 * s)), 1, -1
+        )
     elif shape == "transistor":
-        cv2.rectangle(canvas, (c[0] - int(0.2 * s), int(0.15 * s)), (c[0] + int(0.2 * s), int(0.5 * s)), 1, -1)
+        cv2.rectangle(
+            canvas, (c[0] - int(0.2 * s), int(0.15 * s)), (c[0] + int(0.2 * s), int(0.5 * s)), 1, -1
+        )
         for dx in (-0.12, 0.0, 0.12):
             x = c[0] + int(dx * s)
-            cv2.rectangle(canvas, (x - int(0.02 * s), int(0.5 * s)), (x + int(0.02 * s), int(0.85 * s)), 1, -1)
+            cv2.rectangle(
+                canvas, (x - int(0.02 * s), int(0.5 * s)), (x + int(0.02 * s), int(0.85 * s)), 1, -1
+            )
     elif shape == "zipper":
         cv2.rectangle(canvas, (c[0] - int(0.15 * s), 0), (c[0] + int(0.15 * s), size - 1), 1, -1)
     else:
@@ -221,7 +239,9 @@ def _object_area(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return canvas.astype(bool)
 
 
-def _object_details(shape: str, img: np.ndarray, area: np.ndarray, size: int, rng: np.random.Generator) -> None:
+def _object_details(
+    shape: str, img: np.ndarray, area: np.ndarray, size: int, rng: np.random.Generator
+) -> None:
     """Inner structure that makes objects look less like flat stickers."""
     import cv2
 
@@ -238,7 +258,13 @@ def _object_details(shape: str, img: np.ndarray, area: np.ndarray, size: int, rn
             cv2.circle(img, centre, int(0.13 * size), col, -1)
     elif shape == "zipper":
         for y in range(0, size, max(4, size // 40)):
-            cv2.line(img, (cx - int(0.06 * size), y), (cx + int(0.06 * size), y), (170, 170, 170), max(1, size // 120))
+            cv2.line(
+                img,
+                (cx - int(0.06 * size), y),
+                (cx + int(0.06 * size), y),
+                (170, 170, 170),
+                max(1, size // 120),
+            )
     elif shape == "brush":
         for x in range(cx - int(0.1 * size), cx + int(0.1 * size), max(2, size // 100)):
             cv2.line(img, (x, int(0.12 * size)), (x, int(0.35 * size)), (250, 250, 245), 1)

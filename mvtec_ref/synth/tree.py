@@ -51,20 +51,23 @@ def plan_jobs(scale: str, seed: int) -> list[Job]:
             jobs += [Job(spec.name, split, defect, i, size, spec.grayscale, 0, seed) for i in range(n)]
     defective = [k for k, job in enumerate(jobs) if job.defect_type != "good"]
     counts = _allocate(len(defective), np.random.default_rng(seed))
-    for k, n in zip(defective, counts):
+    for k, n in zip(defective, counts, strict=True):
         job = jobs[k]
         jobs[k] = Job(job.category, job.split, job.defect_type, job.index, job.size, job.gray, n, seed)
     return jobs
 
 
-def write_synthetic_tree(out: Path, *, scale: str = "small", seed: int = 0, workers: int = 1,
-                         progress: bool | None = None) -> dict:  # fmt: skip
+def write_synthetic_tree(
+    out: Path, *, scale: str = "small", seed: int = 0, workers: int = 1, progress: bool | None = None
+) -> dict:
     """Write the tree to ``out`` atomically; returns a summary (images, regions planned)."""
     from tqdm import tqdm
 
     jobs = plan_jobs(scale, seed)
     with staged_directory(out, marker=MARKER) as stage:
-        bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=None if progress is None else not progress)
+        bar = tqdm(
+            total=len(jobs), desc="synth", unit="img", disable=None if progress is None else not progress
+        )
         with bar:
             if workers <= 1:
                 for job in jobs:
@@ -120,7 +123,7 @@ def _draw_packed(args: tuple[Path, Job]) -> None:
 def _write_png(path: Path, array: np.ndarray) -> None:
     import cv2
 
-    ok, data = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, data = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     path.write_bytes(data.tobytes())

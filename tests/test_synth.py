@@ -1,0 +1,53 @@
+import cv2
+import numpy as np
+
+from mvtec_ref.sources.mvtec_ad import CATEGORIES
+from mvtec_ref.synth.tree import Job, draw_job, plan_jobs
+
+
+def test_full_scale_plan_reproduces_mvtec_ad_structure():
+    jobs = plan_jobs("full", seed=0)
+    train = [j for j in jobs if j.split == "train"]
+    good_test = [j for j in jobs if j.split == "test" and j.defect_type == "good"]
+    defective = [j for j in jobs if j.defect_type != "good"]
+    assert (len(train), len(good_test), len(defective)) == (3629, 467, 1258)
+    assert len({(j.category, j.defect_type) for j in defective}) == 73
+    assert sum(j.regions for j in defective) == 1888
+    assert min(j.regions for j in defective) == 1
+    for j in jobs:
+        assert j.size == CATEGORIES[j.category].size
+        assert j.gray == (j.category in ("grid", "screw", "zipper"))
+
+
+def test_plan_depends_on_seed():
+    a = [j.regions for j in plan_jobs("small", 0)]
+    assert a == [j.regions for j in plan_jobs("small", 0)]
+    assert a != [j.regions for j in plan_jobs("small", 1)]
+
+
+def test_drawn_files_are_deterministic_and_masks_match_plan(tmp_path):
+    job = Job("hazelnut", "test", "crack", 0, 256, False, 3, 5)
+    draw_job(tmp_path / "a", job)
+    draw_job(tmp_path / "b", job)
+    for rel in ("hazelnut/test/crack/000.png", "hazelnut/ground_truth/crack/000_mask.png"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    mask = cv2.imread(str(tmp_path / "a/hazelnut/ground_truth/crack/000_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(mask)) <= {0, 255}
+    n, _ = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+    assert n - 1 == 3
+    image = cv2.imread(str(tmp_path / "a/hazelnut/test/crack/000.png"), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (256, 256, 3)
+    gray = Job("screw", "train", "good", 0, 256, True, 0, 5)
+    draw_job(tmp_path / "a", gray)
+    assert cv2.imread(str(tmp_path / "a/screw/train/good/000.png"), cv2.IMREAD_UNCHANGED).ndim == 2
+
+
+def test_defects_change_the_image_only_inside_the_mask(tmp_path):
+    from mvtec_ref.synth.draw import draw_defects, draw_good
+
+    rng = np.random.default_rng(3)
+    img, area = draw_good("bottle", 300, False, rng)
+    before = img.copy()
+    mask = draw_defects(img, area, "contamination", 2, rng)
+    changed = (img != before).any(axis=2)
+    assert changed.any() and not (changed & (mask == 0)).any()
