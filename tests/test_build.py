@@ -133,3 +133,14 @@ def test_build_does_not_import_heavy_packages(synth_tree, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out, out
+
+
+@needs_real_data
+def test_real_downscaled_sample_with_one_bit_masks(tmp_path):
+    from conftest import REAL_AD_256
+
+    out = tmp_path / "r256"
+    result = build_dataset(REAL_AD_256, out, BuildConfig(), progress=False)
+    assert result.problems == []  # 1-bit masks decode to clean 0/255, no warning
+    assert result.manifest["counts"]["defect_images"] == 16
+    assert validate_dataset(out, deep=True) == []
