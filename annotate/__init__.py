@@ -1,10 +1,20 @@
-"""Referring expressions for anomaly regions.
+"""Referring expressions for anomaly regions: vocabulary, templates, parser and checker.
 
-For now: the universal prompts, which refer to every region of a defect image and to
-nothing on a defect-free one. Specific expressions (type, location, size, count,
-attribute) come with the expression generator.
+``refs_for`` writes template refs for one image from its regions; ``check_record``
+re-reads every sentence with an independent parser and reports those that are
+unfaithful to, or ambiguous among, the image's regions.
 """
 
-from annotate.universal import TEMPLATES_VERSION, UNIVERSAL_PROMPTS, universal_refs
+from annotate.faithful import check_record, check_sentence
+from annotate.generate import TEMPLATES_VERSION, refs_for, universal_refs
+from annotate.vocab import Vocabulary, load_vocabulary
 
-__all__ = ["TEMPLATES_VERSION", "UNIVERSAL_PROMPTS", "universal_refs"]
+__all__ = [
+    "TEMPLATES_VERSION",
+    "Vocabulary",
+    "check_record",
+    "check_sentence",
+    "load_vocabulary",
+    "refs_for",
+    "universal_refs",
+]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from mvtec_ref import __version__
 from mvtec_ref.errors import DatasetError, EmptyMaskError, SampleError
@@ -31,6 +34,8 @@ class BuildConfig:
     seed: int = 0
     # Stop at the first problem instead of skipping bad samples and recording them.
     strict: bool = False
+    # Template expressions of every kind; False keeps only the universal prompt "anomaly".
+    expressions: bool = True
     regions: RegionConfig = field(default_factory=RegionConfig)
     name: str = "mvtec-ref"
 
@@ -41,7 +46,10 @@ class BuildConfig:
             "seed": self.seed,
             "strict": self.strict,
             "regions": self.regions.as_record(),
-            "refs": {"templates_version": TEMPLATES_VERSION},
+            "refs": {
+                "templates_version": TEMPLATES_VERSION if self.expressions else "universal-only",
+                "vocabulary": self.source,
+            },
             "split_protocol": "source",
         }
 
@@ -100,6 +108,8 @@ def build_dataset(
         raise DatasetError(f"{root}: no usable image found ({len(problems)} problems)")
 
     _number(records)
+    _check_expressions(records, config.source)
+    problems += _vocabulary_fallbacks(records, config.source)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems)
     lines = []
@@ -120,7 +130,7 @@ def build_dataset(
 
 def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processed:
     """Read one image (and its mask), check them, and derive its regions and refs."""
-    from annotate import universal_refs
+    from annotate import load_vocabulary, refs_for, universal_refs
     from mvtec_ref.regions import regions_from_mask
     from mvtec_ref.regions.describe import object_frame
     from mvtec_ref.regions.mask import decode_image, decode_mask
@@ -154,10 +164,6 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         return Processed(None, error, warnings, hashes)
     # Placeholder ids (0) keep the key order of the final record; _number fills them in.
     region_records = [{"ann_id": 0, **r.to_record()} for r in regions]
-    refs = [
-        {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]}
-        for ref in universal_refs([r["region_id"] for r in region_records])
-    ]
     record = {
         "image_id": 0,
         "id": src.sample_id,
@@ -173,8 +179,16 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         "split": src.source_split if src.source_split in ("train", "val", "test") else "test",
         "frame": {"bbox": list(frame), "source": frame_source},
         "regions": region_records,
-        "refs": refs,
+        "refs": [],
     }
+    if config.expressions:
+        rng = np.random.default_rng([config.seed, zlib.crc32(src.sample_id.encode())])
+        refs = refs_for(record, load_vocabulary(config.source), rng)
+    else:
+        refs = universal_refs(record)
+    record["refs"] = [
+        {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]} for ref in refs
+    ]
     return Processed(record, None, warnings, hashes)
 
 
@@ -187,6 +201,33 @@ def _read(root: Path, rel: str, hashes: list) -> bytes:
         raise CorruptImageError(rel, f"cannot read file ({error.strerror})") from error
     hashes.append((rel, hashlib.sha256(data).hexdigest()))
     return data
+
+
+def _check_expressions(records: list[dict], source: str) -> None:
+    """Every template sentence must denote exactly its target; anything else is our bug."""
+    from annotate import check_record, load_vocabulary
+
+    vocab = load_vocabulary(source)
+    bad = [(record["id"], *item) for record in records for item in check_record(record, vocab)]
+    if bad:
+        shown = "; ".join(f"{sid} ref {ref['ref_id']} {s['text']!r}: {v.verdict}, {v.reason}"
+                          for sid, ref, s, v in bad[:3])  # fmt: skip
+        raise DatasetError(f"{len(bad)} template sentences fail the checker (a toolkit bug): {shown}")
+
+
+def _vocabulary_fallbacks(records: list[dict], source: str) -> list[dict]:
+    from annotate import load_vocabulary
+
+    vocab = load_vocabulary(source)
+    missing = sorted(
+        {(r["category"], r["defect_type"]) for r in records if r["label_index"]}
+        - {(c, d) for c in vocab.defects for d in vocab.defects[c]}
+    )
+    return [
+        {"path": f"{c}/{d}", "kind": "vocabulary", "action": "accepted",
+         "problem": f"no phrase for defect type {d!r} of {c!r}; using {vocab.words(c, d).phrases[0][0]!r}"}
+        for c, d in missing
+    ]  # fmt: skip
 
 
 def _process_all(

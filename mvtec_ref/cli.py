@@ -90,8 +90,14 @@ def synth(out: Path, scale: str, seed: int, workers: int, quiet: bool) -> None:
     default=None,
     help="Components under this many pixels join a nearby region [default: 16].",
 )
+@click.option(
+    "--expressions/--no-expressions",
+    default=True,
+    show_default=True,
+    help="Template expressions of every kind, or only the universal prompt 'anomaly'.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
-def build(source, root, out, categories, seed, strict, workers, speck_area, quiet) -> None:
+def build(source, root, out, categories, seed, strict, workers, speck_area, expressions, quiet) -> None:
     """Build a dataset directory from a source tree."""
     from dataclasses import replace
 
@@ -100,7 +106,12 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, quie
 
     regions = RegionConfig() if speck_area is None else replace(RegionConfig(), speck_area=speck_area)
     config = BuildConfig(
-        source=source, categories=tuple(categories), seed=seed, strict=strict, regions=regions
+        source=source,
+        categories=tuple(categories),
+        seed=seed,
+        strict=strict,
+        expressions=expressions,
+        regions=regions,
     )
     result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet))
     if not quiet:

@@ -13,7 +13,8 @@ from mvtec_ref.schema import schema_errors
 def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = False) -> list[str]:
     """Every problem found, as ``"<where>: <problem>"`` lines; empty when the dataset is sound.
 
-    Checks: both files parse and match their schemas; ids are unique; every region's RLE
+    Checks: both files parse and match their schemas; ids are unique; every sentence
+    denotes exactly its ref's target (``annotate.check_record``); every region's RLE
     has the image size, decodes to the recorded area and bbox, and no two regions of an
     image overlap; refs point at existing regions (no-target refs only on good images);
     manifest counts match the samples; with ``check_files`` the image and mask files
@@ -32,6 +33,9 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
         problems.append(f"{MANIFEST}: source root {root} does not exist (moved? rebuild or pass --no-files)")
         check_files = False
 
+    from annotate import load_vocabulary
+
+    vocab = load_vocabulary(manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad"))
     seen = {key: set() for key in ("image_id", "id", "ann_id", "ref_id", "sent_id")}
     totals = Counter()
     try:
@@ -42,6 +46,7 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
                 problems += [f"{where}: {e}" for e in errors[:3]]
                 continue
             problems += _check_record(record, where, seen, totals)
+            problems += _check_sentences(record, where, vocab)
             if check_files:
                 problems += _check_files(record, root, where, deep, manifest["config"]["regions"])
     except DatasetError as error:
@@ -116,6 +121,18 @@ def _check_record(record: dict, where: str, seen: dict, totals: Counter) -> list
                 problems.append(f"{where}: duplicate sent_id {sentence['sent_id']}")
             seen["sent_id"].add(sentence["sent_id"])
     return problems
+
+
+def _check_sentences(record: dict, where: str, vocab) -> list[str]:
+    from annotate import check_record
+
+    known = {r["region_id"] for r in record["regions"]}
+    if any(set(ref["region_ids"]) - known for ref in record["refs"]):
+        return []  # already reported as unknown targets
+    return [
+        f"{where} ref {ref['ref_id']} sentence {s['sent_id']} {s['text']!r}: {v.verdict} ({v.reason})"
+        for ref, s, v in check_record(record, vocab, origins=("template", "llm"))
+    ]
 
 
 def _check_files(record: dict, root: Path, where: str, deep: bool, region_config: dict) -> list[str]:

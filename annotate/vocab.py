@@ -1,0 +1,84 @@
+"""Vocabulary per source dataset: object nouns and defect-type phrases, stored as data.
+
+A new dataset adds ``annotate/vocab/<source>.json`` (checked against
+``schemas/vocabulary.schema.json``); no code changes. A defect type missing from the
+file gets a readable phrase made from its name (``glue_strip`` -> "glue strip") and is
+flagged ``fallback=True`` so that the build can report it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from mvtec_ref.errors import MvtecRefError
+from mvtec_ref.schema import schema_errors
+
+
+@dataclass(frozen=True)
+class DefectWords:
+    phrases: tuple[tuple[str, str], ...]  # (singular, plural)
+    sized: bool = False
+    whole_object: bool = False
+    fallback: bool = False
+
+
+@dataclass
+class Vocabulary:
+    source: str
+    nouns: dict[str, str]
+    defects: dict[str, dict[str, DefectWords]]
+
+    def noun(self, category: str) -> str:
+        return self.nouns.get(category) or category.replace("_", " ")
+
+    def words(self, category: str, defect_type: str) -> DefectWords:
+        known = self.defects.get(category, {}).get(defect_type)
+        if known is not None:
+            return known
+        name = defect_type.replace("_", " ").replace("-", " ").strip().lower() or "defect"
+        return DefectWords(((name, _plural(name)),), fallback=True)
+
+    def category_types(self, category: str) -> list[str]:
+        return sorted(self.defects.get(category, {}))
+
+
+def _plural(phrase: str) -> str:
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith(("s", "x", "ch", "sh")):
+        last += "es"
+    elif last.endswith("y") and last[-2:-1] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return f"{head} {last}".strip()
+
+
+@cache
+def load_vocabulary(source: str) -> Vocabulary:
+    """The vocabulary shipped for ``source`` (empty, all fallbacks, if none ships)."""
+    path = resources.files("annotate").joinpath("vocab", f"{source}.json")
+    if not path.is_file():
+        return Vocabulary(source, {}, {})
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise MvtecRefError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
+    errors = schema_errors("vocabulary", data)
+    if errors:
+        raise MvtecRefError(f"{path}: {errors[0]}")
+    nouns = {c: v["noun"] for c, v in data["categories"].items()}
+    defects = {
+        c: {
+            d: DefectWords(
+                tuple((s, p) for s, p in w["phrases"]),
+                sized=w.get("sized", False),
+                whole_object=w.get("whole_object", False),
+            )
+            for d, w in v["defects"].items()
+        }
+        for c, v in data["categories"].items()
+    }
+    return Vocabulary(data["source"], nouns, defects)
