@@ -1,10 +1,14 @@
 """Template referring expressions for one image, written from its regions.
 
 ``refs_for(record, vocab, rng)`` returns refs (kind, target region ids, sentences).
-Every specific ref is built from a set of claims whose denotation among the image's
-regions is exactly its target; when two regions share type and place, the generator
-refers to both ("the two scratches near the top") or singles one out by size or
-relative position instead. Phrasings are picked with the seeded ``rng``.
+Each ref has discriminating claims (its type, a place, an extreme such as "largest",
+an attribute) whose denotation among the image's regions is exactly its target; when
+two regions share type and place, the generator refers to both ("the two scratches
+near the top") or singles one out by size or relative position instead. Sentences
+may add further words that are true of every target region (size, tone, colour,
+shape, place), which keeps the denotation and varies the wording. Every choice is
+drawn from the seeded ``rng``; every sentence is verified against its target before
+it is kept.
 """
 
 from __future__ import annotations
@@ -15,38 +19,45 @@ from annotate.claims import CELL_OF_WORD, TERM_CELLS, Claims, denotation
 from annotate.parse import tokenize
 from annotate.vocab import DefectWords, Vocabulary
 
-TEMPLATES_VERSION = "templates-1"
+TEMPLATES_VERSION = "templates-2"
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 SIZE_WORDS = {"small": ("small",), "medium": ("medium-sized",), "large": ("large", "big")}
-TONE_WORDS = {"darker": ("dark",), "brighter": ("bright",)}
-SHAPE_WORDS = {"elongated": ("elongated", "thin", "long"), "round": ("round",), "irregular": ("irregular",)}
+TONE_WORDS = {"darker": ("dark", "darker"), "brighter": ("bright", "brighter")}
+SHAPE_WORDS = {"elongated": ("elongated", "thin", "long", "narrow"), "round": ("round", "circular"),
+               "irregular": ("irregular", "ragged")}  # fmt: skip
 EXTREME_WORDS = {
     "largest": ("largest", "biggest"),
     "smallest": ("smallest",),
     "leftmost": ("leftmost",),
     "rightmost": ("rightmost",),
-    "topmost": ("uppermost", "topmost"),
-    "lowest": ("lowest",),
+    "topmost": ("uppermost", "topmost", "highest"),
+    "lowest": ("lowest", "bottommost"),
 }
 FARTHEST = {
-    "leftmost": "farthest to the left",
-    "rightmost": "farthest to the right",
-    "topmost": "closest to the top",
-    "lowest": "closest to the bottom",
+    "leftmost": ("farthest to the left", "furthest left"),
+    "rightmost": ("farthest to the right", "furthest right"),
+    "topmost": ("closest to the top", "nearest the top"),
+    "lowest": ("closest to the bottom", "nearest the bottom"),
 }
 PLACES = {
-    "corner": ("near the {t} corner of the {n}", "in the {t} corner of the {n}", "at the {t} of the {n}"),
-    "row": ("near the {t} of the {n}", "at the {t} of the {n}", "in the {part} part of the {n}"),
-    "side": ("on the {t} side of the {n}", "near the {t} edge of the {n}", "on the {t} of the {n}"),
-    "center": ("in the center of the {n}", "in the middle of the {n}", "near the center of the {n}"),
-}
-UNIVERSAL_ONE = ("the anomaly", "the defect", "all anomalies", "any defect")
-UNIVERSAL_MANY = ("the anomalies", "the defects", "all anomalies", "all defects")
-NO_TARGET_UNIVERSAL = ("the anomaly", "the defect", "any defect", "all anomalies")
+    "corner": ("near the {t} corner of the {n}", "in the {t} corner of the {n}", "at the {t} of the {n}",
+               "toward the {t} of the {n}"),
+    "row": ("near the {t} of the {n}", "at the {t} of the {n}", "in the {part} part of the {n}",
+            "along the {t} of the {n}", "close to the {t} edge of the {n}"),
+    "side": ("on the {t} side of the {n}", "near the {t} edge of the {n}", "on the {t} of the {n}",
+             "along the {t} side of the {n}"),
+    "center": ("in the center of the {n}", "in the middle of the {n}", "near the center of the {n}",
+               "at the middle of the {n}"),
+}  # fmt: skip
+UNIVERSAL = ("the anomaly", "the defect", "all anomalies", "any defect", "every anomaly on the {n}",
+             "all defects on the {n}", "the anomalous region", "everything abnormal on the {n}",
+             "any anomaly on the {n}", "the defects of the {n}")  # fmt: skip
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
+DECORATE_P = 0.6  # chance of each optional true word
+ADJECTIVE_ORDER = ("size", "shape", "colour", "tone")  # English order: size, shape, colour
 
 
 def universal_refs(record: dict) -> list[dict]:
@@ -61,69 +72,129 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[
     category, regions = record["category"], record["regions"]
     noun = vocab.noun(category)
     if not regions:
-        return _no_target_refs(category, vocab, noun, rng)
-    g = _Writer(record, vocab.words(category, record["defect_type"]), noun, rng)
-    n = len(regions)
+        return _no_target_refs(record, vocab, noun, rng)
+    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, rng)
     everything = [r["region_id"] for r in regions]
-    universal = ["anomaly", *_pick(rng, UNIVERSAL_MANY if n > 1 else UNIVERSAL_ONE, 2)]
-    refs = [_ref("universal", everything, [(s, f"universal/{s}") for s in universal])]
-    refs.append(g.type_ref(everything))
-    if n > 1:
-        refs.append(g.count_ref(everything))
-    refs += g.location_refs()
-    refs += g.size_refs()
-    refs += g.relative_refs()
-    refs += g.attribute_refs()
-    other = _other_type_ref(record, vocab, noun, rng)
-    if other is not None:
-        refs.append(other)
+    universal = [str(rng.choice(UNIVERSAL)).format(n=noun)]
+    refs = [
+        _ref("universal", everything, [("anomaly", "universal/anomaly"), (universal[0], "universal/other")])
+    ]
+    refs.append(w.type_ref(everything))
+    if len(regions) > 1:
+        refs.append(w.count_ref(everything))
+    refs += w.location_refs()
+    refs += w.size_refs()
+    refs += w.relative_refs()
+    refs += w.attribute_refs()
+    refs.append(_other_type_ref(record, vocab, noun, rng))
     return [ref for ref in refs if ref is not None]
 
 
 class _Writer:
     def __init__(self, record: dict, words: DefectWords, noun: str, rng: np.random.Generator):
         self.regions = record["regions"]
+        self.by_id = {r["region_id"]: r for r in self.regions}
         self.type = record["defect_type"]
         self.words, self.noun, self.rng = words, noun, rng
-        self.texture = record["frame"]["source"] == "image"
+        self.prep = "in" if record["frame"]["source"] == "image" else "on"
+        self.phrase_words = set(tokenize(" ".join(p for pair in words.phrases for p in pair)))
 
-    # -- pieces ---------------------------------------------------------------
-    def head(self, plural: bool, k: int = 0) -> str:
-        singular, many = self.words.phrases[k % len(self.words.phrases)]
-        return many if plural else singular
+    # -- one sentence ---------------------------------------------------------
+    def sentence(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
+                 synonym: int = 0, place: str | None = None, tail: str = "",
+                 decorate: str = "words+place") -> str | None:  # fmt: skip
+        """``det [adjectives] head [place | on the noun] [tail]``, verified to denote ``target``.
 
-    def on_noun(self) -> str:
-        if self.words.whole_object:
-            return ""
-        return f" {'in' if self.texture else 'on'} the {self.noun}"
+        ``own`` is the ref's own adjective (claim field, word); optional true adjectives
+        (and, with ``decorate="words+place"``, a place) are added at random.
+        """
+        plural = len(target) > 1
+        slots = {field: None for field in ADJECTIVE_ORDER}
+        if own is not None:
+            slots[own[0]] = own[1]
+        if decorate:
+            for field, value, options in self.shared_attributes(target):
+                if field == "size" and claims.extreme in ("largest", "smallest"):
+                    continue
+                if (
+                    slots[field] is None
+                    and getattr(claims, field) is None
+                    and self.rng.random() < DECORATE_P / 2
+                ):
+                    slots[field] = str(self.rng.choice(options))
+                    claims = claims.with_(**{field: value})
+            if decorate == "words+place" and place is None and not tail:
+                term = self.shared_place(target)
+                if term is not None and claims.cells is None and self.rng.random() < DECORATE_P / 2:
+                    place, claims = self.place(term), claims.with_(cells=TERM_CELLS[term])
+        if denotation(claims, self.regions, self.type) != set(target):
+            return None
+        singular, many = self.words.phrases[synonym % len(self.words.phrases)]
+        words = [det, *(w for w in slots.values() if w), many if plural else singular]
+        if place:
+            words.append(place)
+        elif not self.words.whole_object and not tail and self.rng.random() < 0.5:
+            words.append(f"{self.prep} the {self.noun}")
+        if tail:
+            words.append(tail)
+        return " ".join(w for w in words if w)
 
-    def denotes(self, claims: Claims, target: list[int]) -> bool:
-        return denotation(claims, self.regions, self.type) == set(target)
+    def shared_attributes(self, target) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(claim field, value, words) true of every target region, in adjective order."""
+        regions = [self.by_id[i] for i in target]
+
+        def common(get):
+            values = {get(r) for r in regions}
+            return values.pop() if len(values) == 1 else None
+
+        out = []
+        size = common(lambda r: r["size"])
+        if size and not self.words.sized:
+            out.append(("size", size, SIZE_WORDS[size]))
+        shape = common(lambda r: r["shape"]["word"])
+        if shape in SHAPE_WORDS:
+            out.append(("shape", shape, SHAPE_WORDS[shape]))
+        tone = common(lambda r: r["appearance"]["tone"])
+        colour = common(lambda r: r["appearance"]["colour"])
+        if colour and colour not in self.phrase_words:
+            out.append(("colour", colour, (colour,)))
+        elif tone in TONE_WORDS:
+            out.append(("tone", tone, TONE_WORDS[tone]))
+        return out
+
+    def shared_place(self, target) -> str | None:
+        cells = {CELL_OF_WORD[self.by_id[i]["location"]] for i in target}
+        fitting = [t for t, allowed in TERM_CELLS.items() if cells <= allowed]
+        return min(fitting, key=lambda t: len(TERM_CELLS[t])) if fitting else None
+
+    def place(self, term: str) -> str:
+        kind = _term_kind(term)
+        frame = str(self.rng.choice(PLACES[kind]))
+        return frame.format(t=term, n=self.noun, part={"top": "upper", "bottom": "lower"}.get(term, ""))
 
     def base(self) -> Claims:
         return Claims(defect_type=self.type)
 
-    # -- kinds ------------------------------------------------------------------
-    def type_ref(self, target: list[int]) -> dict:
-        plural = len(target) > 1
-        frames = ["the {h}{on}", "the {h}"] + (["all {h}{on}"] if plural else [])
-        return _ref("type", target, self._fill("type", frames, plural, 2))
+    def two(self, kind: str, target, build) -> dict | None:
+        """A ref of up to two different sentences from ``build(synonym) -> (text, template)``."""
+        sentences = [s for s in (build(0), build(1)) if s and s[0]]
+        return _ref(kind, target, sentences)
 
-    def count_ref(self, target: list[int]) -> dict:
+    # -- kinds ------------------------------------------------------------------
+    def type_ref(self, target) -> dict | None:
+        dets = ["the", "all the"] if len(target) > 1 else ["the"]
+        return self.two("type", target, lambda k: (
+            self.sentence(target, self.base(), str(self.rng.choice(dets)), synonym=k, decorate="words"),
+            "type/the-TYPE"))  # fmt: skip
+
+    def count_ref(self, target) -> dict | None:
         n = len(target)
         number = NUMBERS.get(n, str(n))
-        frames = [f"the {number} {{h}}{{on}}", f"the {number} {{h}}"]
-        frames.append("both {h}" if n == 2 else f"all {number} {{h}}")
-        return _ref("count", target, self._fill("count", frames, True, 2))
-
-    def _fill(self, kind: str, frames: list[str], plural: bool, k: int) -> list[tuple[str, str]]:
-        """Up to ``k`` sentences from ``frames``, each with the next synonym of the type."""
-        out = []
-        for i, frame in enumerate(_pick(self.rng, frames, k)):
-            text = frame.format(h=self.head(plural, i), on=self.on_noun())
-            template = frame.replace("{h}", "TYPE").replace("{on}", " on NOUN").replace(" ", "_")
-            out.append((text, f"{kind}/{template}"))
-        return out
+        dets = [f"the {number}", "both" if n == 2 else f"all {number}"]
+        claims = self.base().with_(count=n)
+        return self.two("count", target, lambda k: (
+            self.sentence(target, claims, dets[k], synonym=k, decorate="words"),
+            f"count/{dets[k].split()[0]}-N-TYPE"))  # fmt: skip
 
     def location_refs(self) -> list[dict]:
         groups: dict[str, list[int]] = {}
@@ -137,29 +208,25 @@ class _Writer:
             ]
             if not terms:
                 continue
-            sentences = []
-            for k, term in enumerate(_pick(self.rng, terms, 2)):
-                place = self.place(term)
-                head = self.head(len(target) > 1, k)
-                if len(target) > 1:
-                    head = f"{NUMBERS.get(len(target), len(target))} {head}"
-                sentences.append((f"the {head} {place}", f"location/{_term_kind(term)}"))
-            refs.append(_ref("location", target, sentences))
-        return refs[:MAX_GROUP_REFS]
+            det = "the" if len(target) == 1 else f"the {NUMBERS.get(len(target), len(target))}"
 
-    def place(self, term: str) -> str:
-        kind = _term_kind(term)
-        frame = str(self.rng.choice(PLACES[kind]))
-        part = {"top": "upper", "bottom": "lower"}.get(term, "")
-        return frame.format(t=term, n=self.noun, part=part)
+            def build(k, terms=terms, target=target, det=det):
+                term = terms[k % len(terms)]
+                claims = self.base().with_(cells=TERM_CELLS[term])
+                text = self.sentence(target, claims, det, synonym=k, place=self.place(term))
+                return text, f"location/{_term_kind(term)}"
+
+            refs.append(self.two("location", target, build))
+        return refs[:MAX_GROUP_REFS]
 
     def size_refs(self) -> list[dict]:
         if self.words.sized:
             return []
         if len(self.regions) == 1:
             (r,) = self.regions
+            claims = self.base().with_(size=r["size"])
             word = str(self.rng.choice(SIZE_WORDS[r["size"]]))
-            text = f"the {word} {self.head(False)}{self.on_noun()}"
+            text = self.sentence([r["region_id"]], claims, "the", own=("size", word))
             return [_ref("size", [r["region_id"]], [(text, f"size/{r['size']}")])]
         refs = []
         by_area = sorted(self.regions, key=lambda r: r["area"])
@@ -167,13 +234,14 @@ class _Writer:
             ("largest", by_area[-1], by_area[-2]),
             ("smallest", by_area[0], by_area[1]),
         ):
-            big, small = max(first["area"], second["area"]), min(first["area"], second["area"])
-            if big < CLEAR_AREA_RATIO * small:
+            if max(first["area"], second["area"]) < CLEAR_AREA_RATIO * min(first["area"], second["area"]):
                 continue
-            rid = first["region_id"]
-            if self.denotes(self.base().with_(extreme=extreme), [rid]):
-                word = str(self.rng.choice(EXTREME_WORDS[extreme]))
-                refs.append(_ref("size", [rid], [(f"the {word} {self.head(False)}", f"size/{extreme}")]))
+            target = [first["region_id"]]
+            claims = self.base().with_(extreme=extreme)
+            word = str(self.rng.choice(EXTREME_WORDS[extreme]))
+            refs.append(
+                _ref("size", target, [(self.sentence(target, claims, f"the {word}"), f"size/{extreme}")])
+            )
         return refs
 
     def relative_refs(self) -> list[dict]:
@@ -189,50 +257,45 @@ class _Writer:
             ranked = sorted(self.regions, key=lambda r: sign * r["rel_position"][axis], reverse=True)
             if abs(ranked[0]["rel_position"][axis] - ranked[1]["rel_position"][axis]) < CLEAR_OFFSET:
                 continue
-            rid = ranked[0]["region_id"]
-            if not self.denotes(self.base().with_(extreme=extreme), [rid]):
-                continue
+            target = [ranked[0]["region_id"]]
+            claims = self.base().with_(extreme=extreme)
             word = str(self.rng.choice(EXTREME_WORDS[extreme]))
-            sentences = [(f"the {word} {self.head(False)}", f"relative/{extreme}")]
-            far = f"the {self.head(False, 1)} {FARTHEST[extreme]}"
-            sentences.append((far, f"relative/{FARTHEST[extreme].replace(' ', '_')}"))
-            refs.append(_ref("relative", [rid], sentences))
-        return refs[:2]
+            far = str(self.rng.choice(FARTHEST[extreme]))
+            sentences = [
+                (self.sentence(target, claims, f"the {word}"), f"relative/{extreme}"),
+                (self.sentence(target, claims, "the", synonym=1, tail=far), f"relative/TYPE-{extreme}"),
+            ]
+            refs.append(_ref("relative", target, sentences))
+        return [r for r in refs if r][:2]
 
     def attribute_refs(self) -> list[dict]:
         refs = []
-        phrase_words = set(tokenize(" ".join(p for pair in self.words.phrases for p in pair)))
         for r in self.regions:
-            options = []
-            tone = r["appearance"]["tone"]
-            if tone in TONE_WORDS:
-                options.append(("tone", self.base().with_(tone=tone), TONE_WORDS[tone]))
-            colour = r["appearance"]["colour"]
-            if colour and colour not in phrase_words:
-                options.append(("colour", self.base().with_(colour=colour), (colour,)))
-            shape = r["shape"]["word"]
-            if shape in SHAPE_WORDS:
-                options.append(("shape", self.base().with_(shape=shape), SHAPE_WORDS[shape]))
+            target = [r["region_id"]]
             sentences = []
-            for name, claims, words in options:
-                if self.denotes(claims, [r["region_id"]]):
-                    word = str(self.rng.choice(words))
-                    sentences.append((f"the {word} {self.head(False, len(sentences))}", f"attribute/{name}"))
+            for field, value, options in self.shared_attributes(target):
+                if field == "size" or len(sentences) == 2:
+                    continue
+                claims = self.base().with_(**{field: value})
+                if self.denotes(claims, target):
+                    own = (field, str(self.rng.choice(options)))
+                    text = self.sentence(target, claims, "the", own=own, synonym=len(sentences))
+                    sentences.append((text, f"attribute/{field}"))
             if sentences:
-                refs.append(_ref("attribute", [r["region_id"]], sentences[:2]))
-        return refs[:MAX_GROUP_REFS]
+                refs.append(_ref("attribute", target, sentences))
+        return [r for r in refs if r][:MAX_GROUP_REFS]
+
+    def denotes(self, claims: Claims, target) -> bool:
+        return denotation(claims, self.regions, self.type) == set(target)
 
 
-def _no_target_refs(category: str, vocab: Vocabulary, noun: str, rng) -> list[dict]:
-    universal = ["anomaly", *_pick(rng, NO_TARGET_UNIVERSAL, 2)]
-    refs = [_ref("no_target", [], [(s, f"no_target/{s}") for s in universal])]
-    types = [t for t in vocab.category_types(category) if t != "combined"]
-    sentences = []
-    for defect_type in _pick(rng, types, 2):
-        singular = vocab.words(category, defect_type).phrases[0][0]
-        sentences.append((f"the {singular} on the {noun}", "no_target/type"))
-    if sentences:
-        refs.append(_ref("no_target", [], sentences))
+def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, rng) -> list[dict]:
+    """Good image: the universal prompt, and a plausible defect of the category, placed at random."""
+    refs = [_ref("no_target", [], [("anomaly", "no_target/anomaly")])]
+    types = [t for t in vocab.category_types(record["category"]) if t != "combined"]
+    if types:
+        refs.append(_ref("no_target", [], [(_absent_phrase(vocab, record["category"], str(rng.choice(types)),
+                                                          noun, rng), "no_target/type")]))  # fmt: skip
     return refs
 
 
@@ -246,9 +309,21 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, rng) -> dict | N
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
     if not types:
         return None
-    other = str(rng.choice(types))
-    text = f"the {vocab.words(category, other).phrases[0][0]} on the {noun}"
+    text = _absent_phrase(vocab, category, str(rng.choice(types)), noun, rng)
     return _ref("other_type", [], [(text, "other_type")])
+
+
+def _absent_phrase(vocab: Vocabulary, category: str, defect_type: str, noun: str, rng) -> str:
+    words = vocab.words(category, defect_type)
+    head = words.phrases[int(rng.integers(len(words.phrases)))][0]
+    adjective = "" if words.sized else str(rng.choice(["", "", "small", "large", "dark", "bright", "thin"]))
+    det = " ".join(w for w in ("the", adjective) if w)
+    term = str(rng.choice([*TERM_CELLS, "", ""]))
+    if term:
+        frame = str(rng.choice(PLACES[_term_kind(term)]))
+        place = frame.format(t=term, n=noun, part={"top": "upper", "bottom": "lower"}.get(term, ""))
+        return f"{det} {head} {place}"
+    return f"{det} {head}" if words.whole_object else f"{det} {head} on the {noun}"
 
 
 def _terms_for(word: str) -> list[str]:
@@ -267,18 +342,10 @@ def _term_kind(term: str) -> str:
     return "row" if term in ("top", "bottom") else "side"
 
 
-def _pick(rng: np.random.Generator, options, k: int) -> list:
-    options = list(options)
-    if len(options) <= k:
-        return options
-    idx = sorted(rng.choice(len(options), size=k, replace=False))
-    return [options[i] for i in idx]
-
-
-def _ref(kind: str, target: list[int], sentences: list[tuple[str, str]]) -> dict | None:
+def _ref(kind: str, target: list[int], sentences: list[tuple[str | None, str]]) -> dict | None:
     seen, unique = set(), []
     for text, template in sentences:
-        if text not in seen:
+        if text and text not in seen:
             seen.add(text)
             unique.append(
                 {"text": text, "tokens": tokenize(text), "origin": "template", "template": template}

@@ -16,7 +16,12 @@ FIXED_CUTS = (0.001, 0.01, 0.05, 0.10)
 
 def summarize(dataset: Path) -> dict:
     """Per-category and overall figures: images, regions, area ratios, size shares, refs."""
+    from annotate import load_vocabulary
+    from annotate.quality import ExpressionQuality
+
     manifest = load_manifest(dataset)
+    vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
+    quality: dict[str, ExpressionQuality] = defaultdict(ExpressionQuality)
     groups: dict[str, dict] = defaultdict(
         lambda: {
             "images": 0,
@@ -28,6 +33,8 @@ def summarize(dataset: Path) -> dict:
         }
     )
     for _, record in iter_samples(dataset):
+        for key in (f"split {record['split']}", record["category"], "ALL"):
+            quality[key].update(record, vocab)
         for key in (record["category"], "ALL"):
             g = groups[key]
             g["images"] += 1
@@ -55,10 +62,12 @@ def summarize(dataset: Path) -> dict:
             "refs": g["refs"],
             "sentences": g["sentences"],
         }
+    order = sorted(quality, key=lambda k: (k == "ALL", not k.startswith("split"), k))
     return {
         "name": manifest["name"],
         "size_cuts": manifest["config"]["regions"]["size_cuts"],
         "categories": rows,
+        "expressions": {key: quality[key].compute() for key in order},
     }
 
 
@@ -92,11 +101,32 @@ def format_table(summary: dict) -> str:
                 *(f"{v:.0%}" for v in row["share_below"].values()),
             ]
         )
+    lines = _align(header, body)
+    lo, hi = summary["size_cuts"]
+    lines.append(f"size buckets by area ratio: small < {lo:.0%} <= medium < {hi:.0%} <= large")
+    lines += ["", *_expression_table(summary["expressions"])]
+    return "\n".join(lines)
+
+
+def _expression_table(groups: dict) -> list[str]:
+    header = ["expressions", "sentences", "per defect img", "distinct", "vocab", "mean words",
+              "p90 words", "faithful", "unambiguous"]  # fmt: skip
+    body = []
+    for name, q in groups.items():
+        faithful = min(v for k, v in q.items() if k.endswith("_faithful")) if q["sentences"] else 1.0
+        unambiguous = min(v for k, v in q.items() if k.endswith("_unambiguous")) if q["sentences"] else 1.0
+        body.append([name, str(q["sentences"]), f"{q['sentences_per_defect_image']:.1f}",
+                     f"{q['distinct_ratio']:.2f}", str(q["vocabulary"]), f"{q['mean_words']:.1f}",
+                     f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}"])  # fmt: skip
+    lines = _align(header, body)
+    kinds = groups["ALL"]["kinds"]
+    lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
+    return lines
+
+
+def _align(header: list[str], body: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = [
+    return [
         "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
         for r in [header, *body]
     ]
-    lo, hi = summary["size_cuts"]
-    lines.append(f"size buckets by area ratio: small < {lo:.0%} <= medium < {hi:.0%} <= large")
-    return "\n".join(lines)
