@@ -112,6 +112,16 @@ def build_dataset(
     problems += _vocabulary_fallbacks(records, config.source)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems)
+    save_dataset(out, manifest, records)
+    return BuildResult(Path(out), manifest, problems)
+
+
+def save_dataset(out: Path, manifest: dict, records: list[dict]) -> None:
+    """Check both files against their schemas, then replace ``out`` atomically.
+
+    ``manifest["counts"]`` is recomputed from ``records`` so that it cannot drift.
+    """
+    manifest["counts"] = count_records(records)
     lines = []
     for n, record in enumerate(records, start=1):
         errors = schema_errors("sample", record)
@@ -121,11 +131,9 @@ def build_dataset(
     errors = schema_errors("manifest", manifest)
     if errors:
         raise DatasetError(f"{MANIFEST}: {errors[0]} (a toolkit bug)")
-
     with staged_directory(out, marker=MANIFEST) as stage:
         write_text_atomic(stage / SAMPLES, "\n".join(lines) + "\n")
         write_text_atomic(stage / MANIFEST, dumps_json(manifest))
-    return BuildResult(Path(out), manifest, problems)
 
 
 def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processed:
@@ -288,17 +296,6 @@ def _manifest(root, config, categories, records, hashes, problems) -> dict:
     fingerprint = hashlib.sha256(
         "".join(f"{path}\t{digest}\n" for path, digest in sorted(hashes)).encode()
     ).hexdigest()
-    by_split, by_category, by_defect = (defaultdict(Counter) for _ in range(3))
-    for record in records:
-        n_regions = len(record["regions"])
-        for table, key in (
-            (by_split, record["split"]),
-            (by_category, record["category"]),
-            (by_defect, f"{record['category']}/{record['defect_type']}"),
-        ):
-            table[key]["images"] += 1
-            table[key]["regions"] += n_regions
-    refs = [ref for record in records for ref in record["refs"]]
     return {
         "name": config.name,
         "toolkit_version": __version__,
@@ -311,18 +308,34 @@ def _manifest(root, config, categories, records, hashes, problems) -> dict:
             "fingerprint": fingerprint,
         },
         "config": config.as_record(),
-        "counts": {
-            "images": len(records),
-            "defect_images": sum(r["label_index"] for r in records),
-            "good_images": sum(1 - r["label_index"] for r in records),
-            "regions": sum(len(r["regions"]) for r in records),
-            "refs": len(refs),
-            "sentences": sum(len(ref["sentences"]) for ref in refs),
-            "by_split": _plain(by_split),
-            "by_category": _plain(by_category),
-            "by_defect_type": _plain(by_defect),
-        },
+        "counts": count_records(records),
         "problems": sorted(problems, key=lambda p: (p["path"], p["kind"])),
+    }
+
+
+def count_records(records: list[dict]) -> dict:
+    """The manifest's ``counts`` block."""
+    by_split, by_category, by_defect = (defaultdict(Counter) for _ in range(3))
+    for record in records:
+        n_regions = len(record["regions"])
+        for table, key in (
+            (by_split, record["split"]),
+            (by_category, record["category"]),
+            (by_defect, f"{record['category']}/{record['defect_type']}"),
+        ):
+            table[key]["images"] += 1
+            table[key]["regions"] += n_regions
+    refs = [ref for record in records for ref in record["refs"]]
+    return {
+        "images": len(records),
+        "defect_images": sum(r["label_index"] for r in records),
+        "good_images": sum(1 - r["label_index"] for r in records),
+        "regions": sum(len(r["regions"]) for r in records),
+        "refs": len(refs),
+        "sentences": sum(len(ref["sentences"]) for ref in refs),
+        "by_split": _plain(by_split),
+        "by_category": _plain(by_category),
+        "by_defect_type": _plain(by_defect),
     }
 
 

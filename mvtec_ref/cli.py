@@ -60,6 +60,42 @@ def synth(out: Path, scale: str, seed: int, workers: int, quiet: bool) -> None:
     )
 
 
+def _llm_options(f):
+    """Options shared by ``paraphrase`` and ``build --paraphrase`` (ParaphraseConfig fields)."""
+    options = [
+        click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+        click.option("--model", help="Model name the endpoint serves."),
+        click.option("--temperature", type=float, default=0.7, show_default=True),
+        click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+                     help="Seconds per request."),
+        click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True,
+                     help="Retries for timeouts, 429 and 5xx, with exponential backoff."),
+        click.option("--max-sentences", type=click.IntRange(min=0), default=0,
+                     help="Paraphrase at most this many sentences (0 = all)."),
+        click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Answer cache (JSONL) [default: ~/.cache/mvtec-ref/paraphrase.jsonl]."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run_paraphrase(
+    dataset, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path, quiet
+):
+    from annotate.paraphrase import ParaphraseConfig, paraphrase_dataset
+
+    if not base_url or not model:
+        raise click.UsageError(
+            "paraphrasing needs --base-url and --model (the key comes from OPENAI_API_KEY)"
+        )
+    config = ParaphraseConfig(base_url=base_url, model=model, temperature=temperature, timeout_s=timeout_s,
+                              retries=retries, max_sentences=max_sentences)  # fmt: skip
+    outcome = paraphrase_dataset(dataset, config, cache_path=cache_path, progress=_progress(quiet))
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(outcome.items()))
+    click.echo(f"paraphrased {dataset}: {shown or 'nothing to do'}")
+
+
 @main.command()
 @click.option("--source", type=click.Choice(["mvtec_ad"]), default="mvtec_ad", show_default=True)
 @click.option(
@@ -96,9 +132,21 @@ def synth(out: Path, scale: str, seed: int, workers: int, quiet: bool) -> None:
     show_default=True,
     help="Template expressions of every kind, or only the universal prompt 'anomaly'.",
 )
+@click.option(
+    "--paraphrase/--no-paraphrase",
+    "llm",
+    default=False,
+    help="After building, add LLM paraphrases (needs --base-url, --model, OPENAI_API_KEY).",
+)
+@_llm_options
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
-def build(source, root, out, categories, seed, strict, workers, speck_area, expressions, quiet) -> None:
+def build(source, root, out, categories, seed, strict, workers, speck_area, expressions, llm, base_url, model,
+          temperature, timeout_s, retries, max_sentences, cache_path, quiet) -> None:  # fmt: skip
     """Build a dataset directory from a source tree."""
+    if llm and (not base_url or not model):
+        raise click.UsageError(
+            "--paraphrase needs --base-url and --model (the key comes from OPENAI_API_KEY)"
+        )
     from dataclasses import replace
 
     from mvtec_ref.build import BuildConfig, build_dataset
@@ -123,6 +171,21 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, expr
         f"built {out}: {counts['images']} images ({counts['defect_images']} defective), "
         f"{counts['regions']} regions, {counts['refs']} refs; "
         f"{len(result.problems)} problems, {skipped} samples skipped"
+    )
+    if llm:
+        _run_paraphrase(
+            out, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path, quiet
+        )
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@_llm_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def paraphrase(dataset, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path, quiet):
+    """Add LLM paraphrases of template sentences; each must pass the faithfulness checker."""
+    _run_paraphrase(
+        dataset, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path, quiet
     )
 
 

@@ -1,0 +1,243 @@
+"""LLM paraphrases of template sentences, accepted only when the checker agrees.
+
+Any OpenAI-compatible endpoint (``--base-url``, ``--model``); the key is read from
+``OPENAI_API_KEY`` only and is never written anywhere. Each answer is cached on disk,
+keyed by (model, request), one JSON line appended and fsynced per answer, so a rerun or
+a resumed run never pays twice; a torn last line from a kill is ignored. Timeouts,
+connection errors, 429 and 5xx are retried with exponential backoff, then the template
+sentence simply stays. An accepted paraphrase is added to its ref as a sentence with
+``origin: "llm"`` and ``paraphrase_of`` = the template's ``sent_id``; templates are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotate.faithful import OK, check_sentence
+from annotate.parse import tokenize
+from annotate.vocab import Vocabulary
+from mvtec_ref.errors import MvtecRefError
+
+log = logging.getLogger(__name__)
+
+PROMPT_VERSION = "paraphrase-1"
+SYSTEM = (
+    "You rewrite referring expressions that point at defects in industrial inspection images. "
+    "Write one more natural, differently worded expression with exactly the same meaning: keep the "
+    "defect type, place, size, count, colour, tone, shape and any 'leftmost'/'largest' words; add no "
+    'new facts. Answer with JSON only: {"paraphrase": "..."}'
+)
+
+
+class EndpointError(MvtecRefError):
+    """The endpoint refuses us for good (bad key, unknown model): stop, keep what we have."""
+
+
+@dataclass(frozen=True)
+class ParaphraseConfig:
+    base_url: str
+    model: str
+    # Some variety without drifting far from the facts.
+    temperature: float = 0.7
+    # Seconds per request before it counts as a timeout (then retried).
+    timeout_s: float = 30.0
+    # Retries after the first try for timeouts, connection errors, 429 and 5xx.
+    retries: int = 4
+    # First backoff in seconds; doubles each retry, capped at 30 s.
+    backoff_s: float = 1.0
+    # 0 = every eligible template sentence.
+    max_sentences: int = 0
+
+    def as_record(self) -> dict:
+        return {"model": self.model, "base_url": self.base_url, "temperature": self.temperature,
+                "prompt_version": PROMPT_VERSION}  # fmt: skip
+
+
+class ResponseCache:
+    """Append-only JSONL of ``{"key", "model", "content"}``; the last answer for a key wins."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.entries: dict[str, str] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    item = json.loads(line)
+                    self.entries[item["key"]] = item["content"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line torn by a kill: that answer is simply asked again
+
+    @staticmethod
+    def key(model: str, request: dict) -> str:
+        blob = json.dumps({"model": model, **request}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, model: str, content: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"key": key, "model": model, "content": content}, ensure_ascii=False) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.entries[key] = content
+
+
+class Paraphraser:
+    def __init__(self, config: ParaphraseConfig, cache: ResponseCache, *, sleep=time.sleep):
+        import openai
+
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise EndpointError(
+                "OPENAI_API_KEY is not set; export the endpoint's key (never pass it as an option)"
+            )
+        self.config, self.cache, self.sleep = config, cache, sleep
+        self.client = openai.OpenAI(
+            api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0
+        )
+        self.stats: Counter = Counter()
+
+    def ask(self, category_noun: str, sentence: str) -> str | None:
+        """The paraphrase text, or None after malformed answers or exhausted retries."""
+        request = {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"Object: {category_noun}\nExpression: {sentence}"},
+            ],
+            "temperature": self.config.temperature,
+        }
+        key = ResponseCache.key(self.config.model, request)
+        content = self.cache.get(key)
+        if content is None:
+            content = self._call(request)
+            if content is None:
+                return None
+            self.cache.put(key, self.config.model, content)
+            self.stats["requests"] += 1
+        else:
+            self.stats["cached"] += 1
+        return _read_answer(content)
+
+    def _call(self, request: dict) -> str | None:
+        import openai
+
+        delay = self.config.backoff_s
+        for attempt in range(self.config.retries + 1):
+            try:
+                response = self.client.chat.completions.create(model=self.config.model, **request)
+                return response.choices[0].message.content or ""
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as error:
+                raise EndpointError(
+                    f"{self.config.base_url}: {type(error).__name__}: {_short(error)}"
+                ) from None
+            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+                    openai.APIConnectionError) as error:  # fmt: skip
+                self.stats[f"retry_{type(error).__name__}"] += 1
+                if attempt == self.config.retries:
+                    self.stats["gave_up"] += 1
+                    log.warning("giving up on one sentence after %d tries: %s", attempt + 1, _short(error))
+                    return None
+                self.sleep(min(delay, 30.0))
+                delay *= 2
+            except openai.APIStatusError as error:  # other 4xx: this request will not work
+                self.stats["rejected_request"] += 1
+                log.warning("endpoint refused a request: %s", _short(error))
+                return None
+        return None
+
+
+def _read_answer(content: str) -> str | None:
+    text = content.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(text)["paraphrase"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(value, str):
+        return None
+    value = " ".join(value.strip().strip(".").split()).lower()
+    return value or None
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]
+
+
+def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Vocabulary,
+                       max_sentences: int = 0, progress: bool | None = None) -> Counter:  # fmt: skip
+    """Add accepted paraphrases to ``records`` in place; returns counts by outcome.
+
+    New sentences get ``sent_id`` values after the largest in ``records``, in record order.
+    """
+    from tqdm import tqdm
+
+    next_id = 1 + max(
+        (s["sent_id"] for r in records for ref in r["refs"] for s in ref["sentences"]), default=0
+    )
+    todo = [
+        (record, ref, s)
+        for record in records
+        for ref in record["refs"]
+        for s in list(ref["sentences"])
+        if s["origin"] == "template" and s["text"] != "anomaly"
+    ]
+    if max_sentences:
+        todo = todo[:max_sentences]
+    outcome: Counter = Counter()
+    for record, ref, sentence in tqdm(
+        todo, desc="paraphrase", unit="sent", disable=None if progress is None else not progress
+    ):
+        text = paraphraser.ask(vocab.noun(record["category"]), sentence["text"])
+        if text is None:
+            outcome["failed"] += 1
+            continue
+        if text in {s["text"] for s in ref["sentences"]}:
+            outcome["duplicate"] += 1
+            continue
+        verdict = check_sentence(text, ref["region_ids"], record, vocab)
+        if verdict.verdict != OK:
+            outcome[f"rejected_{verdict.verdict}"] += 1
+            continue
+        ref["sentences"].append({"sent_id": next_id, "text": text, "tokens": tokenize(text), "origin": "llm",
+                                 "template": None, "paraphrase_of": sentence["sent_id"]})  # fmt: skip
+        next_id += 1
+        outcome["accepted"] += 1
+    return outcome
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mvtec-ref" / "paraphrase.jsonl"
+
+
+def paraphrase_dataset(dataset: Path, config: ParaphraseConfig, *, cache_path: Path | None = None,
+                       progress: bool | None = None, sleep=time.sleep) -> Counter:  # fmt: skip
+    """Paraphrase a dataset directory in place (replaced atomically at the end)."""
+    from annotate.vocab import load_vocabulary
+    from mvtec_ref.build import iter_samples, load_manifest, save_dataset
+
+    manifest = load_manifest(dataset)
+    records = [record for _, record in iter_samples(dataset)]
+    vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
+    paraphraser = Paraphraser(config, ResponseCache(cache_path or default_cache_path()), sleep=sleep)
+    outcome = paraphrase_records(records, paraphraser, vocab, config.max_sentences, progress)
+    outcome.update({k: v for k, v in paraphraser.stats.items() if k in ("requests", "cached")})
+    manifest["config"]["refs"]["paraphrase"] = {
+        **config.as_record(),
+        "outcome": dict(sorted(outcome.items())),
+    }
+    save_dataset(dataset, manifest, records)
+    return outcome
