@@ -56,7 +56,7 @@ UNIVERSAL = ("the anomaly", "the defect", "all anomalies", "any defect", "every 
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
-DECORATE_P = 0.6  # chance of each optional true word
+DECORATE_P = 0.8  # twice the chance of each optional true word (adjective or place)
 ADJECTIVE_ORDER = ("size", "shape", "colour", "tone")  # English order: size, shape, colour
 
 
@@ -225,9 +225,14 @@ class _Writer:
         if len(self.regions) == 1:
             (r,) = self.regions
             claims = self.base().with_(size=r["size"])
-            word = str(self.rng.choice(SIZE_WORDS[r["size"]]))
-            text = self.sentence([r["region_id"]], claims, "the", own=("size", word))
-            return [_ref("size", [r["region_id"]], [(text, f"size/{r['size']}")])]
+
+            def build(k):
+                word = str(self.rng.choice(SIZE_WORDS[r["size"]]))
+                return self.sentence(
+                    [r["region_id"]], claims, "the", own=("size", word), synonym=k
+                ), f"size/{r['size']}"
+
+            return [self.two("size", [r["region_id"]], build)]
         refs = []
         by_area = sorted(self.regions, key=lambda r: r["area"])
         for extreme, first, second in (
@@ -290,13 +295,22 @@ class _Writer:
 
 
 def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, rng) -> list[dict]:
-    """Good image: the universal prompt, and a plausible defect of the category, placed at random."""
+    """Good image: the universal prompt, and two plausible defects of the category, placed at random."""
     refs = [_ref("no_target", [], [("anomaly", "no_target/anomaly")])]
     types = [t for t in vocab.category_types(record["category"]) if t != "combined"]
-    if types:
-        refs.append(_ref("no_target", [], [(_absent_phrase(vocab, record["category"], str(rng.choice(types)),
-                                                          noun, rng), "no_target/type")]))  # fmt: skip
+    sentences = [
+        (_absent_phrase(vocab, record["category"], t, noun, rng), "no_target/type")
+        for t in _pick(rng, types, 2)
+    ]
+    refs.append(_ref("no_target", [], sentences))
     return refs
+
+
+def _pick(rng: np.random.Generator, options: list, k: int) -> list:
+    """Up to ``k`` distinct options, in their original order."""
+    if len(options) <= k:
+        return list(options)
+    return [options[i] for i in sorted(rng.choice(len(options), size=k, replace=False))]
 
 
 def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, rng) -> dict | None:
@@ -313,17 +327,34 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, rng) -> dict | N
     return _ref("other_type", [], [(text, "other_type")])
 
 
+ABSENT_SIZE = ("", "small", "tiny", "large", "big")
+ABSENT_LOOK = (
+    "",
+    "dark",
+    "bright",
+    "thin",
+    "long",
+    "round",
+    "red",
+    "brown",
+    "black",
+    "white",
+    "gray",
+    "yellow",
+)
+
+
 def _absent_phrase(vocab: Vocabulary, category: str, defect_type: str, noun: str, rng) -> str:
+    """A plausible but absent defect of the category: size/look words and a place at random."""
     words = vocab.words(category, defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
-    adjective = "" if words.sized else str(rng.choice(["", "", "small", "large", "dark", "bright", "thin"]))
-    det = " ".join(w for w in ("the", adjective) if w)
-    term = str(rng.choice([*TERM_CELLS, "", ""]))
-    if term:
-        frame = str(rng.choice(PLACES[_term_kind(term)]))
-        place = frame.format(t=term, n=noun, part={"top": "upper", "bottom": "lower"}.get(term, ""))
-        return f"{det} {head} {place}"
-    return f"{det} {head}" if words.whole_object else f"{det} {head} on the {noun}"
+    size = "" if words.sized else str(rng.choice(ABSENT_SIZE))
+    look = str(rng.choice(ABSENT_LOOK))
+    det = " ".join(w for w in ("the", size, look) if w)
+    term = str(rng.choice(list(TERM_CELLS)))
+    frame = str(rng.choice(PLACES[_term_kind(term)]))
+    place = frame.format(t=term, n=noun, part={"top": "upper", "bottom": "lower"}.get(term, ""))
+    return f"{det} {head} {place}"
 
 
 def _terms_for(word: str) -> list[str]:

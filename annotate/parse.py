@@ -24,7 +24,14 @@ EXTREME_WORDS = {"leftmost": "leftmost", "rightmost": "rightmost", "topmost": "t
                  "lowermost": "lowest", "bottommost": "lowest", "largest": "largest",
                  "biggest": "largest", "smallest": "smallest"}  # fmt: skip
 FARTHEST = {"farthest", "furthest", "closest", "nearest"}
-SIZES = {"small": "small", "medium-sized": "medium", "medium": "medium", "large": "large", "big": "large"}
+SIZES = {
+    "small": "small",
+    "tiny": "small",
+    "medium-sized": "medium",
+    "medium": "medium",
+    "large": "large",
+    "big": "large",
+}
 TONES = {"dark": "darker", "darker": "darker", "bright": "brighter", "brighter": "brighter"}
 COLOURS = {"red", "orange", "yellow", "green", "blue", "purple", "brown", "black", "white", "gray", "grey"}
 SHAPES = {"elongated": "elongated", "long": "elongated", "thin": "elongated", "narrow": "elongated",

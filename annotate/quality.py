@@ -9,6 +9,12 @@ import numpy as np
 from annotate.faithful import AMBIGUOUS, UNFAITHFUL, check_sentence
 from annotate.vocab import Vocabulary
 
+UNIVERSAL_PROMPT = "anomaly"
+
+
+def _distinct(texts: list[str]) -> float:
+    return round(len(set(texts)) / len(texts), 4) if texts else 0.0
+
 
 class ExpressionQuality:
     """Accumulates sentences of one group (split, category, or everything)."""
@@ -42,6 +48,8 @@ class ExpressionQuality:
             if self.defect_images
             else 0.0,
             "distinct_ratio": round(len(set(self.texts)) / n, 4) if n else 0.0,
+            # the same without the fixed universal prompt, which is identical by design
+            "distinct_ratio_without_prompt": _distinct([t for t in self.texts if t != UNIVERSAL_PROMPT]),
             "vocabulary": len({t for text in self.texts for t in text.split()}),
             "mean_words": round(float(lengths.mean()), 2),
             "p90_words": float(np.percentile(lengths, 90)),

@@ -22,12 +22,14 @@ CHILD = """
 import json, resource, sys, time
 from mvtec_ref.build import BuildConfig, build_dataset
 start = time.perf_counter()
-result = build_dataset(sys.argv[1], sys.argv[2], BuildConfig(), workers=int(sys.argv[3]), progress=False)
+config = BuildConfig(expressions=sys.argv[4] == "1")
+result = build_dataset(sys.argv[1], sys.argv[2], config, workers=int(sys.argv[3]), progress=False)
 wall = time.perf_counter() - start
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"wall": wall, "rss_main_kb": own, "rss_worker_kb": kids,
                   "images": result.manifest["counts"]["images"],
+                  "sentences": result.manifest["counts"]["sentences"],
                   "regions": result.manifest["counts"]["regions"]}))
 """
 
@@ -68,22 +70,21 @@ def main() -> None:
     print(f"tree: {root} ({files} files, {size_gb:.2f} GB)")
     print(f"decode floor (cv2.imread of every image and mask, 1 process): {floor:.1f} s")
     out = CACHE / "dataset"
-    for workers in (1, 2):
-        run = subprocess.run(
-            [sys.executable, "-c", CHILD, str(root), str(out), str(workers)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+    walls = {}
+    for workers, expressions in ((1, False), (1, True), (2, True)):
+        args = [str(root), str(out), str(workers), str(int(expressions))]
+        run = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
         r = json.loads(run.stdout.strip().splitlines()[-1])
+        walls[workers, expressions] = r["wall"]
         rss = f"peak RSS {r['rss_main_kb'] / 1024:.0f} MB main"
         if workers > 1:
             rss += f", {r['rss_worker_kb'] / 1024:.0f} MB largest worker"
-        print(
-            f"build --workers {workers}: {r['wall']:.1f} s, {r['images'] / r['wall']:.1f} images/s, "
-            f"{rss}, {r['wall'] / floor:.2f}x the decode floor "
-            f"({r['images']} images, {r['regions']} regions)"
-        )
+        what = "all expressions" if expressions else "universal prompt only"
+        print(f"build --workers {workers} ({what}): {r['wall']:.1f} s, "
+              f"{r['images'] / r['wall']:.1f} images/s, {rss}, {r['wall'] / floor:.2f}x the decode floor "
+              f"({r['images']} images, {r['regions']} regions, {r['sentences']} sentences)")  # fmt: skip
+    overhead = walls[1, True] / walls[1, False] - 1
+    print(f"expression overhead (generation + checker), --workers 1: {overhead:+.1%} (target <= +20%)")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(this benchmark process: peak RSS {own:.0f} MB)")
 

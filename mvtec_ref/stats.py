@@ -109,15 +109,18 @@ def format_table(summary: dict) -> str:
 
 
 def _expression_table(groups: dict) -> list[str]:
-    header = ["expressions", "sentences", "per defect img", "distinct", "vocab", "mean words",
-              "p90 words", "faithful", "unambiguous"]  # fmt: skip
+    header = ["expressions", "sentences", "per defect img", "distinct", "w/o 'anomaly'", "vocab",
+              "mean words", "p90 words", "faithful", "unambiguous"]  # fmt: skip
     body = []
     for name, q in groups.items():
-        faithful = min(v for k, v in q.items() if k.endswith("_faithful")) if q["sentences"] else 1.0
-        unambiguous = min(v for k, v in q.items() if k.endswith("_unambiguous")) if q["sentences"] else 1.0
-        body.append([name, str(q["sentences"]), f"{q['sentences_per_defect_image']:.1f}",
-                     f"{q['distinct_ratio']:.2f}", str(q["vocabulary"]), f"{q['mean_words']:.1f}",
-                     f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}"])  # fmt: skip
+        rates = {k: v for k, v in q.items() if k.endswith(("_faithful", "_unambiguous"))}
+        faithful = min((v for k, v in rates.items() if k.endswith("_faithful")), default=1.0)
+        unambiguous = min((v for k, v in rates.items() if k.endswith("_unambiguous")), default=1.0)
+        body.append([
+            name, str(q["sentences"]), f"{q['sentences_per_defect_image']:.1f}", f"{q['distinct_ratio']:.2f}",
+            f"{q['distinct_ratio_without_prompt']:.2f}", str(q["vocabulary"]), f"{q['mean_words']:.1f}",
+            f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}",
+        ])  # fmt: skip
     lines = _align(header, body)
     kinds = groups["ALL"]["kinds"]
     lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
