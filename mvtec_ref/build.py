@@ -18,6 +18,7 @@ from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 from mvtec_ref.regions import RegionConfig
 from mvtec_ref.schema import schema_errors
 from mvtec_ref.sources import SOURCES, SourceImage
+from mvtec_ref.splits import SplitConfig, assign_splits
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ class BuildConfig:
     # Template expressions of every kind; False keeps only the universal prompt "anomaly".
     expressions: bool = True
     regions: RegionConfig = field(default_factory=RegionConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
     name: str = "mvtec-ref"
 
-    def as_record(self) -> dict:
+    def as_record(self, heldout: dict | None = None) -> dict:
         from annotate import TEMPLATES_VERSION
 
         return {
@@ -50,7 +52,7 @@ class BuildConfig:
                 "templates_version": TEMPLATES_VERSION if self.expressions else "universal-only",
                 "vocabulary": self.source,
             },
-            "split_protocol": "source",
+            "splits": heldout or {"protocol": self.splits.protocol, "ratios": list(self.splits.ratios)},
         }
 
 
@@ -107,11 +109,14 @@ def build_dataset(
     if not records:
         raise DatasetError(f"{root}: no usable image found ({len(problems)} problems)")
 
+    config.splits.check()
+    heldout = assign_splits(records, config.splits, config.seed)
+    _hide_heldout_types(records, heldout, config.source)
     _number(records)
     _check_expressions(records, config.source)
     problems += _vocabulary_fallbacks(records, config.source)
     categories = sorted({src.category for src in scan.images})
-    manifest = _manifest(root, config, categories, records, hashes, problems)
+    manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
     save_dataset(out, manifest, records)
     return BuildResult(Path(out), manifest, problems)
 
@@ -211,6 +216,27 @@ def _read(root: Path, rel: str, hashes: list) -> bytes:
     return data
 
 
+def _hide_heldout_types(records: list[dict], heldout: dict, source: str) -> None:
+    """Open-set: train/val text must not name a held-out defect type, even as a no-target phrase."""
+    from annotate import load_vocabulary
+    from annotate.parse import parse
+
+    if not heldout.get("heldout_types"):
+        return
+    vocab = load_vocabulary(source)
+    for record in records:
+        hidden = set(heldout["heldout_types"].get(record["category"], ()))
+        if record["split"] == "test" or not hidden:
+            continue
+        for ref in record["refs"]:
+            ref["sentences"] = [
+                s
+                for s in ref["sentences"]
+                if parse(s["text"], record["category"], vocab).defect_type not in hidden
+            ]
+        record["refs"] = [ref for ref in record["refs"] if ref["sentences"]]
+
+
 def _check_expressions(records: list[dict], source: str) -> None:
     """Every template sentence must denote exactly its target; anything else is our bug."""
     from annotate import check_record, load_vocabulary
@@ -292,7 +318,7 @@ def _number(records: list[dict]) -> None:
                 sentence["sent_id"] = sent_id
 
 
-def _manifest(root, config, categories, records, hashes, problems) -> dict:
+def _manifest(root, config, categories, records, hashes, problems, heldout) -> dict:
     fingerprint = hashlib.sha256(
         "".join(f"{path}\t{digest}\n" for path, digest in sorted(hashes)).encode()
     ).hexdigest()
@@ -307,7 +333,7 @@ def _manifest(root, config, categories, records, hashes, problems) -> dict:
             "files": len(hashes),
             "fingerprint": fingerprint,
         },
-        "config": config.as_record(),
+        "config": config.as_record(heldout),
         "counts": count_records(records),
         "problems": sorted(problems, key=lambda p: (p["path"], p["kind"])),
     }

@@ -127,6 +127,19 @@ def _run_paraphrase(
     help="Components under this many pixels join a nearby region [default: 16].",
 )
 @click.option(
+    "--protocol",
+    type=click.Choice(["standard", "open-set", "cross-category"]),
+    default="standard",
+    show_default=True,
+    help="Split protocol (see mvtec_ref/splits.py).",
+)
+@click.option(
+    "--split-ratios",
+    default="0.6,0.1,0.3",
+    show_default=True,
+    help="train,val,test shares of each category x defect-type stratum.",
+)
+@click.option(
     "--expressions/--no-expressions",
     default=True,
     show_default=True,
@@ -140,8 +153,9 @@ def _run_paraphrase(
 )
 @_llm_options
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
-def build(source, root, out, categories, seed, strict, workers, speck_area, expressions, llm, base_url, model,
-          temperature, timeout_s, retries, max_sentences, cache_path, quiet) -> None:  # fmt: skip
+def build(source, root, out, categories, seed, strict, workers, speck_area, protocol, split_ratios,
+          expressions, llm, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path,
+          quiet) -> None:  # fmt: skip
     """Build a dataset directory from a source tree."""
     if llm and (not base_url or not model):
         raise click.UsageError(
@@ -151,8 +165,13 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, expr
 
     from mvtec_ref.build import BuildConfig, build_dataset
     from mvtec_ref.regions import RegionConfig
+    from mvtec_ref.splits import SplitConfig
 
     regions = RegionConfig() if speck_area is None else replace(RegionConfig(), speck_area=speck_area)
+    try:
+        ratios = tuple(float(x) for x in split_ratios.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{split_ratios!r} is not three numbers like 0.6,0.1,0.3") from None
     config = BuildConfig(
         source=source,
         categories=tuple(categories),
@@ -160,6 +179,7 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, expr
         strict=strict,
         expressions=expressions,
         regions=regions,
+        splits=SplitConfig(protocol=protocol, ratios=ratios),
     )
     result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet))
     if not quiet:
