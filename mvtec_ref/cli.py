@@ -230,6 +230,32 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
 
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["refcoco", "grefcoco", "coco", "jsonl"]), required=True)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write (replaced atomically).",
+)
+@click.option(
+    "--images",
+    type=click.Choice(["link", "copy", "none"]),
+    default="link",
+    show_default=True,
+    help="Symlink, copy or leave out the image files.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None:
+    """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
+    from mvtec_ref.export import export_dataset
+
+    summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
+    shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int))
+    click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
 def stats(dataset: Path) -> None:
     """Print per-category figures: images, regions, area ratios, size shares."""
     from mvtec_ref.stats import format_table, summarize
