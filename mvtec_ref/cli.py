@@ -256,11 +256,34 @@ def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None
 
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-def stats(dataset: Path) -> None:
-    """Print per-category figures: images, regions, area ratios, size shares."""
-    from mvtec_ref.stats import format_table, summarize
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the figures as JSON (schemas/stats.schema.json).",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also draw PNG figures into this folder (needs matplotlib).",
+)
+def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None:
+    """Print regions and expression figures by split, category and defect type."""
+    from mvtec_ref.stats import format_tables, summarize
 
-    click.echo(format_table(summarize(dataset)))
+    summary = summarize(dataset, with_raw=plots_dir is not None)
+    click.echo(format_tables(summary))
+    if json_path is not None:
+        from mvtec_ref.stats import save_stats_json
+
+        save_stats_json(summary, json_path)
+        click.echo(f"wrote {json_path}")
+    if plots_dir is not None:
+        from mvtec_ref.plots import draw_plots
+
+        for path in draw_plots(summary, plots_dir):
+            click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,9 @@
-"""Dataset statistics read from a dataset directory (no source files needed)."""
+"""Dataset statistics read from a dataset directory (no source files needed).
+
+``summarize`` returns region figures grouped by split, category and defect type, and
+expression quality figures by split and category; ``format_tables`` prints them,
+``schemas/stats.schema.json`` describes the JSON form, and ``mvtec_ref.plots`` draws them.
+"""
 
 from __future__ import annotations
 
@@ -12,119 +17,126 @@ from mvtec_ref.build import iter_samples, load_manifest
 # Fixed area-ratio cut-offs reported whatever the configured size buckets are, so that
 # "most anomalies are small" can be checked under any definition of small.
 FIXED_CUTS = (0.001, 0.01, 0.05, 0.10)
+SIZES = ("small", "medium", "large")
 
 
-def summarize(dataset: Path) -> dict:
-    """Per-category and overall figures: images, regions, area ratios, size shares, refs."""
+class _RegionGroup:
+    def __init__(self) -> None:
+        self.images = self.defect_images = 0
+        self.ratios: list[float] = []
+        self.per_image: list[int] = []
+        self.sizes: dict[str, int] = defaultdict(int)
+
+    def update(self, record: dict) -> None:
+        self.images += 1
+        self.defect_images += record["label_index"]
+        if record["label_index"]:
+            self.per_image.append(len(record["regions"]))
+        for region in record["regions"]:
+            self.ratios.append(region["area_ratio"])
+            self.sizes[region["size"]] += 1
+
+    def compute(self) -> dict:
+        ratios = np.asarray(self.ratios, dtype=np.float64)
+        n = len(ratios)
+        quantiles = {f"p{q}": float(np.percentile(ratios, q)) if n else None for q in (10, 50, 90)}
+        return {
+            "images": self.images,
+            "defect_images": self.defect_images,
+            "regions": n,
+            "regions_per_defect_image": round(n / self.defect_images, 3) if self.defect_images else 0.0,
+            "area_ratio": quantiles,
+            "size_share": {s: round(self.sizes[s] / n, 4) if n else 0.0 for s in SIZES},
+            "share_below": {f"{c:g}": round(float((ratios < c).mean()), 4) if n else 0.0 for c in FIXED_CUTS},
+        }
+
+
+def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
+    """Figures by split, category and defect type (``ALL`` rows included).
+
+    With ``with_raw`` the result also holds the raw lists the plots need (not in the JSON).
+    """
     from annotate import load_vocabulary
     from annotate.quality import ExpressionQuality
 
     manifest = load_manifest(dataset)
     vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
-    quality: dict[str, ExpressionQuality] = defaultdict(ExpressionQuality)
-    groups: dict[str, dict] = defaultdict(
-        lambda: {
-            "images": 0,
-            "defect_images": 0,
-            "ratios": [],
-            "sizes": defaultdict(int),
-            "refs": 0,
-            "sentences": 0,
-        }
-    )
+    regions = {by: defaultdict(_RegionGroup) for by in ("split", "category", "defect_type")}
+    quality = {by: defaultdict(ExpressionQuality) for by in ("split", "category")}
     for _, record in iter_samples(dataset):
-        for key in (f"split {record['split']}", record["category"], "ALL"):
-            quality[key].update(record, vocab)
-        for key in (record["category"], "ALL"):
-            g = groups[key]
-            g["images"] += 1
-            g["defect_images"] += record["label_index"]
-            g["refs"] += len(record["refs"])
-            g["sentences"] += sum(len(ref["sentences"]) for ref in record["refs"])
-            for region in record["regions"]:
-                g["ratios"].append(region["area_ratio"])
-                g["sizes"][region["size"]] += 1
-    rows = {}
-    for key in sorted(groups, key=lambda k: (k == "ALL", k)):
-        g = groups[key]
-        ratios = np.asarray(g["ratios"], dtype=np.float64)
-        n = len(ratios)
-        rows[key] = {
-            "images": g["images"],
-            "defect_images": g["defect_images"],
-            "regions": n,
-            "regions_per_defect_image": round(n / g["defect_images"], 3) if g["defect_images"] else 0.0,
-            "area_ratio_median": float(np.median(ratios)) if n else None,
-            "size_share": {
-                s: round(g["sizes"][s] / n, 4) if n else 0.0 for s in ("small", "medium", "large")
-            },
-            "share_below": {f"{c:g}": round(float((ratios < c).mean()), 4) if n else 0.0 for c in FIXED_CUTS},
-            "refs": g["refs"],
-            "sentences": g["sentences"],
-        }
-    order = sorted(quality, key=lambda k: (k == "ALL", not k.startswith("split"), k))
-    return {
+        keys = {"split": record["split"], "category": record["category"],
+                "defect_type": f"{record['category']}/{record['defect_type']}"}  # fmt: skip
+        for by, table in regions.items():
+            for key in (keys[by], "ALL"):
+                table[key].update(record)
+        for by, table in quality.items():
+            for key in (keys[by], "ALL"):
+                table[key].update(record, vocab)
+    summary = {
         "name": manifest["name"],
         "size_cuts": manifest["config"]["regions"]["size_cuts"],
-        "categories": rows,
-        "expressions": {key: quality[key].compute() for key in order},
+        "fixed_cuts": list(FIXED_CUTS),
+        "regions": {by: {k: t[k].compute() for k in _order(t)} for by, t in regions.items()},
+        "expressions": {by: {k: t[k].compute() for k in _order(t)} for by, t in quality.items()},
     }
+    if with_raw:
+        summary["raw"] = {
+            "ratios": {k: g.ratios for k, g in regions["category"].items() if k != "ALL"},
+            "per_image": regions["category"]["ALL"].per_image,
+            "lengths": quality["split"]["ALL"].lengths,
+        }
+    return summary
 
 
-def format_table(summary: dict) -> str:
-    """Plain-text table of ``summarize`` output, one row per category and a total row."""
-    cuts = [f"<{float(c) * 100:g}%" for c in FIXED_CUTS]
-    header = [
-        "category",
-        "images",
-        "defect",
-        "regions",
-        "reg/img",
-        "median ratio",
-        "small",
-        "medium",
-        "large",
-        *cuts,
-    ]
-    body = []
-    for name, row in summary["categories"].items():
-        median = row["area_ratio_median"]
-        body.append(
-            [
-                name,
-                str(row["images"]),
-                str(row["defect_images"]),
-                str(row["regions"]),
-                f"{row['regions_per_defect_image']:.2f}",
-                "-" if median is None else f"{median:.4%}",
-                *(f"{row['size_share'][s]:.0%}" for s in ("small", "medium", "large")),
-                *(f"{v:.0%}" for v in row["share_below"].values()),
-            ]
-        )
-    lines = _align(header, body)
+def _order(table: dict) -> list[str]:
+    return sorted(table, key=lambda k: (k == "ALL", k))
+
+
+def format_tables(summary: dict) -> str:
+    """Plain-text tables: regions by split / category / defect type, then expressions."""
+    lines = []
+    for by in ("split", "category", "defect_type"):
+        lines += _region_table(by, summary["regions"][by]) + [""]
     lo, hi = summary["size_cuts"]
     lines.append(f"size buckets by area ratio: small < {lo:.0%} <= medium < {hi:.0%} <= large")
-    lines += ["", *_expression_table(summary["expressions"])]
+    for by in ("split", "category"):
+        lines += ["", *_expression_table(by, summary["expressions"][by])]
+    kinds = summary["expressions"]["split"]["ALL"]["kinds"]
+    lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
     return "\n".join(lines)
 
 
-def _expression_table(groups: dict) -> list[str]:
-    header = ["expressions", "sentences", "per defect img", "distinct", "w/o 'anomaly'", "vocab",
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.3%}"
+
+
+def _region_table(by: str, rows: dict) -> list[str]:
+    cuts = [f"<{c * 100:g}%" for c in FIXED_CUTS]
+    header = [by, "images", "defect", "regions", "reg/img", "p10 ratio", "median", "p90", *SIZES, *cuts]
+    body = [
+        [
+            name, str(r["images"]), str(r["defect_images"]), str(r["regions"]),
+            f"{r['regions_per_defect_image']:.2f}", *(_pct(v) for v in r["area_ratio"].values()),
+            *(f"{r['size_share'][s]:.0%}" for s in SIZES), *(f"{v:.0%}" for v in r["share_below"].values()),
+        ]
+        for name, r in rows.items()
+    ]  # fmt: skip
+    return _align(header, body)
+
+
+def _expression_table(by: str, groups: dict) -> list[str]:
+    header = [f"expressions by {by}", "sentences", "per defect img", "distinct", "w/o 'anomaly'", "vocab",
               "mean words", "p90 words", "faithful", "unambiguous"]  # fmt: skip
     body = []
     for name, q in groups.items():
-        rates = {k: v for k, v in q.items() if k.endswith(("_faithful", "_unambiguous"))}
-        faithful = min((v for k, v in rates.items() if k.endswith("_faithful")), default=1.0)
-        unambiguous = min((v for k, v in rates.items() if k.endswith("_unambiguous")), default=1.0)
+        faithful = min((v for k, v in q.items() if k.endswith("_faithful")), default=1.0)
+        unambiguous = min((v for k, v in q.items() if k.endswith("_unambiguous")), default=1.0)
         body.append([
             name, str(q["sentences"]), f"{q['sentences_per_defect_image']:.1f}", f"{q['distinct_ratio']:.2f}",
             f"{q['distinct_ratio_without_prompt']:.2f}", str(q["vocabulary"]), f"{q['mean_words']:.1f}",
             f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}",
         ])  # fmt: skip
-    lines = _align(header, body)
-    kinds = groups["ALL"]["kinds"]
-    lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
-    return lines
+    return _align(header, body)
 
 
 def _align(header: list[str], body: list[list[str]]) -> list[str]:
@@ -133,3 +145,16 @@ def _align(header: list[str], body: list[list[str]]) -> list[str]:
         "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
         for r in [header, *body]
     ]
+
+
+def save_stats_json(summary: dict, path: Path) -> None:
+    """Validate against ``schemas/stats.schema.json`` and write atomically."""
+    from mvtec_ref.errors import DatasetError
+    from mvtec_ref.fileio import dumps_json, write_text_atomic
+    from mvtec_ref.schema import schema_errors
+
+    data = {k: v for k, v in summary.items() if k != "raw"}
+    errors = schema_errors("stats", data)
+    if errors:
+        raise DatasetError(f"{path}: {errors[0]} (a toolkit bug)")
+    write_text_atomic(Path(path), dumps_json(data))
