@@ -91,6 +91,7 @@ def build_dataset(
     if config.source not in SOURCES:
         raise DatasetError(f"unknown source {config.source!r}; known: {', '.join(SOURCES)}")
     scan = SOURCES[config.source](root, config.categories or None)
+    log.info("%s: %d images listed, %d problems in the layout", root, len(scan.images), len(scan.problems))
     if config.strict and scan.problems:
         raise scan.problems[0]
     problems = [_problem(p, "skipped" if p.kind == "missing_mask" else "ignored") for p in scan.problems]
@@ -110,6 +111,7 @@ def build_dataset(
         raise DatasetError(f"{root}: no usable image found ({len(problems)} problems)")
 
     config.splits.check()
+    log.info("%d images processed; assigning %s splits", len(records), config.splits.protocol)
     heldout = assign_splits(records, config.splits, config.seed)
     _hide_heldout_types(records, heldout, config.source)
     _number(records)
@@ -117,6 +119,7 @@ def build_dataset(
     problems += _vocabulary_fallbacks(records, config.source)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
+    log.info("writing %s (%d samples)", out, len(records))
     save_dataset(out, manifest, records)
     return BuildResult(Path(out), manifest, problems)
 

@@ -23,8 +23,13 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mvtec-ref")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="Log what each step does (-vv: debug).")
+def main(verbose: int) -> None:
     """Build referring industrial anomaly segmentation benchmarks from anomaly-detection data."""
+    import logging
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _progress(quiet: bool) -> bool | None:
@@ -252,6 +257,23 @@ def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None
     summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
     shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for index.html and its files (replaced atomically).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def report(dataset: Path, out: Path, quiet: bool) -> None:
+    """Write a static HTML report: tables, figures, and a filterable gallery with overlays."""
+    from mvtec_ref.report import build_report
+
+    result = build_report(dataset, out, progress=_progress(quiet))
+    click.echo(f"wrote {out / 'index.html'} ({result['samples']} samples, {result['plots']} figures)")
 
 
 @main.command()

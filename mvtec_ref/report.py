@@ -1,0 +1,243 @@
+"""``build_report``: a static HTML report of a dataset directory (opens from disk, no server).
+
+Layout of the output folder::
+
+    index.html     page, styles and script (no external resources)
+    data.js        one entry per sample: ids, split, thumbnail, region boxes, refs
+    thumbs/*.jpg   thumbnails (longest side 256 px) with each region filled in its colour
+    plots/*.png    the figures of ``mvtec-ref stats --plots``
+
+The gallery renders 48 cards at a time (a "show more" button adds more) and the
+thumbnails load lazily, so a full MVTec AD scale dataset stays quick to open.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.errors import DatasetError
+from mvtec_ref.fileio import staged_directory, write_text_atomic
+
+MARKER = "index.html"
+THUMB = 256
+# Region colours (RGB), distinct on both dark and light backgrounds.
+PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
+
+
+def build_report(dataset: Path, out: Path, *, progress: bool | None = None) -> dict:
+    """Write the report folder (replaced atomically); returns counts."""
+    from tqdm import tqdm
+
+    from mvtec_ref.plots import draw_plots
+    from mvtec_ref.stats import summarize
+
+    manifest = load_manifest(dataset)
+    root = Path(manifest["source"]["root"])
+    records = [r for _, r in iter_samples(dataset)]
+    summary = summarize(dataset, with_raw=True)
+    with staged_directory(out, marker=MARKER) as stage:
+        (stage / "thumbs").mkdir()
+        entries = []
+        for r in tqdm(records, desc="report", unit="img", disable=None if progress is None else not progress):
+            entries.append(_thumbnail(r, root, stage / "thumbs"))
+        plots = [p.name for p in draw_plots(summary, stage / "plots")]
+        data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+        write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
+        write_text_atomic(stage / "index.html", _page(manifest, summary, plots))
+    return {"samples": len(entries), "plots": len(plots)}
+
+
+def _thumbnail(record: dict, root: Path, folder: Path) -> dict:
+    import cv2
+
+    from mvtec_ref.regions.mask import decode_rle
+
+    path = root / record["image_path"]
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: cannot read the source image (moved? rebuild the dataset)")
+    h, w = image.shape[:2]
+    scale = THUMB / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    thumb = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    boxes = []
+    for k, region in enumerate(record["regions"]):
+        colour = PALETTE[k % len(PALETTE)][::-1]  # BGR for OpenCV
+        mask = cv2.resize(decode_rle(region["segmentation"]), size, interpolation=cv2.INTER_NEAREST).astype(
+            bool
+        )
+        thumb[mask] = (0.45 * np.asarray(colour) + 0.55 * thumb[mask]).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(thumb, contours, -1, colour, 1)
+        x, y, bw, bh = region["bbox"]
+        boxes.append(
+            [round(x * scale, 1), round(y * scale, 1), round(bw * scale, 1), round(bh * scale, 1), k]
+        )
+    name = f"{record['image_id']}.jpg"
+    ok, data = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise DatasetError(f"{path}: thumbnail encoding failed")
+    (folder / name).write_bytes(data.tobytes())
+    refs = [
+        {"k": ref["kind"], "g": ref["region_ids"], "x": [s["text"] for s in ref["sentences"]]}
+        for ref in record["refs"]
+    ]
+    return {"id": record["id"], "c": record["category"], "d": record["defect_type"], "s": record["split"],
+            "t": f"thumbs/{name}", "w": size[0], "h": size[1], "b": boxes, "r": refs}  # fmt: skip
+
+
+def _table(rows: dict, columns: list[tuple[str, callable]]) -> str:
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(get(key, row)))}</td>" for _, get in columns) + "</tr>"
+        for key, row in rows.items()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _page(manifest: dict, summary: dict, plots: list[str]) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.2%}"
+
+    region_columns = [
+        ("", lambda k, r: k),
+        ("images", lambda k, r: r["images"]),
+        ("defect images", lambda k, r: r["defect_images"]),
+        ("regions", lambda k, r: r["regions"]),
+        ("regions / defect image", lambda k, r: r["regions_per_defect_image"]),
+        ("median area ratio", lambda k, r: pct(r["area_ratio"]["p50"])),
+        *(
+            (size, lambda k, r, size=size: f"{r['size_share'][size]:.0%}")
+            for size in ("small", "medium", "large")
+        ),
+    ]
+    expression_columns = [
+        ("", lambda k, q: k),
+        ("sentences", lambda k, q: q["sentences"]),
+        ("per defect image", lambda k, q: q["sentences_per_defect_image"]),
+        ("distinct", lambda k, q: f"{q['distinct_ratio']:.2f}"),
+        ("vocabulary", lambda k, q: q["vocabulary"]),
+        ("mean words", lambda k, q: q["mean_words"]),
+        ("faithful", lambda k, q: f"{q.get('template_faithful', 1.0):.1%}"),
+        ("unambiguous", lambda k, q: f"{q.get('template_unambiguous', 1.0):.1%}"),
+    ]
+    counts = manifest["counts"]
+    title = html.escape(f"{manifest['name']}: {counts['images']} images, {counts['regions']} regions, "
+                        f"{counts['sentences']} sentences")  # fmt: skip
+    figures = "".join(
+        f'<img class="plot" src="plots/{html.escape(p)}" alt="{html.escape(p)}">' for p in plots
+    )
+    return PAGE.format(
+        title=title,
+        regions=_table(summary["regions"]["category"], region_columns),
+        splits=_table(summary["regions"]["split"], region_columns),
+        expressions=_table(summary["expressions"]["category"], expression_columns),
+        figures=figures,
+        palette=json.dumps(["rgb({},{},{})".format(*c) for c in PALETTE]),
+    )
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+.plot {{ max-width: 48%; margin: 4px; border: 1px solid #ddd; }}
+#filters select {{ margin-right: 1em; }}
+#gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }}
+.card {{ border: 1px solid #ccc; border-radius: 6px; padding: 8px; }}
+.frame {{ position: relative; display: inline-block; }}
+.frame img {{ display: block; }}
+.box {{ position: absolute; border: 1px dashed rgba(255,255,255,.6); pointer-events: none; }}
+.box.on {{ border: 3px solid; box-shadow: 0 0 0 2px #000; }}
+.id {{ font-weight: 600; margin: 4px 0; word-break: break-all; }}
+.kind {{ color: #666; font-size: 12px; text-transform: uppercase; margin-top: 4px; }}
+.ref {{ cursor: default; padding: 1px 4px; border-radius: 3px; }}
+.ref:hover {{ background: #ffe9a8; }}
+.none {{ color: #999; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<h2>Regions by category</h2>{regions}
+<h2>Regions by split</h2>{splits}
+<h2>Expressions by category</h2>{expressions}
+<h2>Figures</h2>{figures}
+<h2>Samples</h2>
+<div id="filters">
+  <label>category <select id="f-category"></select></label>
+  <label>defect type <select id="f-defect"></select></label>
+  <label>split <select id="f-split"></select></label>
+  <span id="count"></span>
+</div>
+<p>Hover a sentence to outline the regions it refers to (no outline: it refers to nothing).</p>
+<div id="gallery"></div>
+<p><button id="more">show more</button></p>
+<script src="data.js"></script>
+<script>
+const PALETTE = {palette};
+const PAGE_SIZE = 48;
+let shown = 0, visible = [];
+function options(select, values) {{
+  select.append(new Option("all", ""));
+  for (const v of [...new Set(values)].sort()) select.append(new Option(v, v));
+}}
+const fc = document.getElementById("f-category"), fd = document.getElementById("f-defect"),
+      fs = document.getElementById("f-split");
+options(fc, SAMPLES.map(s => s.c)); options(fd, SAMPLES.map(s => s.d)); options(fs, SAMPLES.map(s => s.s));
+function card(s) {{
+  const div = document.createElement("div"); div.className = "card"; div.dataset.category = s.c;
+  div.dataset.defect = s.d; div.dataset.split = s.s;
+  const frame = document.createElement("div"); frame.className = "frame";
+  const img = document.createElement("img");
+  Object.assign(img, {{loading: "lazy", src: s.t, width: s.w, height: s.h, alt: s.id}}); frame.append(img);
+  const boxes = {{}};
+  for (const [x, y, w, h, k] of s.b) {{
+    const b = document.createElement("div"); b.className = "box";
+    Object.assign(b.style, {{left: x + "px", top: y + "px", width: w + "px", height: h + "px",
+                            borderColor: PALETTE[k % PALETTE.length]}});
+    frame.append(b); boxes[k] = b;
+  }}
+  div.append(frame);
+  const title = document.createElement("div"); title.className = "id";
+  title.textContent = `${{s.id}} (${{s.s}})`; div.append(title);
+  const byKind = {{}};
+  for (const r of s.r) (byKind[r.k] = byKind[r.k] || []).push(r);
+  for (const [kind, refs] of Object.entries(byKind)) {{
+    const k = document.createElement("div"); k.className = "kind"; k.textContent = kind; div.append(k);
+    for (const r of refs) for (const text of r.x) {{
+      const line = document.createElement("div"); line.className = "ref" + (r.g.length ? "" : " none");
+      line.textContent = text; line.dataset.targets = r.g.join(",");
+      const mark = on => r.g.forEach(i => boxes[i] && boxes[i].classList.toggle("on", on));
+      line.addEventListener("mouseenter", () => mark(true));
+      line.addEventListener("mouseleave", () => mark(false));
+      div.append(line);
+    }}
+  }}
+  return div;
+}}
+function more() {{
+  const gallery = document.getElementById("gallery");
+  for (const s of visible.slice(shown, shown + PAGE_SIZE)) gallery.append(card(s));
+  shown = Math.min(visible.length, shown + PAGE_SIZE);
+  document.getElementById("more").hidden = shown >= visible.length;
+  document.getElementById("count").textContent = `${{visible.length}} samples, ${{shown}} shown`;
+}}
+function apply() {{
+  visible = SAMPLES.filter(s => (!fc.value || s.c === fc.value) && (!fd.value || s.d === fd.value) &&
+                                (!fs.value || s.s === fs.value));
+  document.getElementById("gallery").replaceChildren(); shown = 0; more();
+}}
+for (const f of [fc, fd, fs]) f.addEventListener("change", apply);
+document.getElementById("more").addEventListener("click", more);
+apply();
+</script>
+</body></html>
+"""

@@ -1,0 +1,70 @@
+"""The HTML report in headless Chromium: loads without console errors, filters work, screenshot."""
+
+import os
+import shutil
+
+import pytest
+
+from mvtec_ref.report import build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def report(synth_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "site"
+    build_report(synth_dataset, out, progress=False)
+    return out
+
+
+def test_report_files(report, synth_dataset):
+    n = sum(1 for _ in (synth_dataset / "samples.jsonl").open())
+    assert len(list((report / "thumbs").iterdir())) == n
+    assert sorted(p.name for p in (report / "plots").iterdir())[0] == "area_ratio_by_category.png"
+    page = (report / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page  # opens offline, nothing fetched
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
+def test_report_in_headless_chromium(report, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    quiet = [
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    sandbox = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    for arg in [*sandbox, *quiet, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get((report / "index.html").as_uri())
+        cards = driver.find_elements(By.CSS_SELECTOR, ".card")
+        assert len(cards) == 48  # first page of the gallery
+        Select(driver.find_element(By.ID, "f-category")).select_by_value("hazelnut")
+        cards = driver.find_elements(By.CSS_SELECTOR, ".card")
+        assert 0 < len(cards) < 48 and {c.get_attribute("data-category") for c in cards} == {"hazelnut"}
+        Select(driver.find_element(By.ID, "f-defect")).select_by_value("crack")
+        (card,) = driver.find_elements(By.CSS_SELECTOR, ".card")
+        line = next(e for e in card.find_elements(By.CSS_SELECTOR, ".ref") if e.get_attribute("data-targets"))
+        ActionChains(driver).move_to_element(line).perform()
+        targets = line.get_attribute("data-targets").split(",")
+        assert len(card.find_elements(By.CSS_SELECTOR, ".box.on")) == len(targets)
+        Select(driver.find_element(By.ID, "f-defect")).select_by_value("")
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight / 2)")
+        shot = os.environ.get("MVTEC_REF_SCREENSHOT", str(tmp_path / "report.png"))
+        assert driver.save_screenshot(shot)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        driver.quit()
