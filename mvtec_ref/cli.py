@@ -255,7 +255,7 @@ def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None
     from mvtec_ref.export import export_dataset
 
     summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
-    shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int))
+    shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
 
 

@@ -229,9 +229,18 @@ def _jsonl(records, stage):
     from mvtec_ref.regions.mask import encode_rle
 
     lines = []
+    empty: dict[tuple[int, int], dict] = {}
     for r in records:
+        by_id = {g["region_id"]: g for g in r["regions"]}
         for ref in r["refs"]:
-            rle = encode_rle(_union(r, ref["region_ids"]))
+            target = ref["region_ids"]
+            if len(target) == 1:  # the region's own RLE: no decode needed
+                rle = by_id[target[0]]["segmentation"]
+            elif not target:
+                size = (r["height"], r["width"])
+                rle = empty.setdefault(size, encode_rle(np.zeros(size, np.uint8)))
+            else:
+                rle = encode_rle(_union(r, target))
             for s in ref["sentences"]:
                 lines.append(
                     dumps_json(
