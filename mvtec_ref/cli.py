@@ -308,5 +308,36 @@ def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None
             click.echo(f"wrote {path}")
 
 
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--pred",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of <sent_id>.png masks, or a JSONL of {sent_id, mask: RLE}.",
+)
+@click.option(
+    "--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON.")
+@click.option("--allow-missing", is_flag=True, help="Score missing predictions as empty masks.")
+def evaluate(dataset: Path, pred: Path, split: str, out: Path | None, allow_missing: bool) -> None:
+    """Score any model's masks: mIoU, oIoU, gIoU, Prec@0.5-0.9, N-acc, T-acc, by kind/size/category."""
+    from mvtec_ref.evaluate import evaluate_predictions, format_metrics
+
+    result = evaluate_predictions(dataset, pred, split=split, allow_missing=allow_missing)
+    click.echo(format_metrics(result))
+    if out is not None:
+        from mvtec_ref.errors import DatasetError
+        from mvtec_ref.fileio import dumps_json, write_text_atomic
+        from mvtec_ref.schema import schema_errors
+
+        errors = schema_errors("metrics", result)
+        if errors:
+            raise DatasetError(f"{out}: {errors[0]} (a toolkit bug)")
+        write_text_atomic(out, dumps_json(result))
+        click.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

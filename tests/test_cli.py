@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from mvtec_ref.cli import main
 
-COMMANDS = ["synth", "build", "paraphrase", "validate", "export", "stats", "report"]
+COMMANDS = ["synth", "build", "paraphrase", "validate", "export", "stats", "report", "evaluate"]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])

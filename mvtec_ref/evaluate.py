@@ -1,0 +1,119 @@
+"""Score any model's predicted masks against a dataset directory (``mvtec-ref evaluate``).
+
+Predictions are either a folder of PNGs named ``<sent_id>.png`` (non-zero = anomaly, any
+size: resized to the image with nearest-neighbour) or a JSONL file with one
+``{"sent_id": N, "mask": <COCO RLE>}`` per line. Every sentence of every image in the
+chosen split is scored; see ``mvtec_ref.metrics`` for the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.errors import DatasetError
+from mvtec_ref.metrics import RefSegMetrics, target_size
+
+
+def load_predictions(pred: Path):
+    """A function ``sent_id -> (H, W) mask or None`` over a PNG folder or an RLE JSONL file."""
+    from mvtec_ref.regions.mask import decode_image, decode_rle
+
+    pred = Path(pred)
+    if pred.is_dir():
+
+        def from_png(sent_id: int):
+            path = pred / f"{sent_id}.png"
+            if not path.is_file():
+                return None
+            try:
+                array = decode_image(path.read_bytes(), str(path))
+            except Exception as error:
+                raise DatasetError(str(error)) from None
+            return array.max(axis=2) if array.ndim == 3 else array
+
+        return from_png
+    if not pred.is_file():
+        raise DatasetError(f"{pred}: predictions not found (a folder of <sent_id>.png or a .jsonl file)")
+    masks = {}
+    with pred.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                item = json.loads(line)
+                masks[int(item["sent_id"])] = item["mask"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                raise DatasetError(
+                    f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}} ({error})'
+                ) from None
+    return lambda sent_id: decode_rle(masks[sent_id]) if sent_id in masks else None
+
+
+def evaluate_predictions(
+    dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False
+) -> dict:
+    from mvtec_ref.regions.mask import decode_rle
+
+    manifest = load_manifest(dataset)
+    cuts = tuple(manifest["config"]["regions"]["size_cuts"])
+    get = load_predictions(pred)
+    metrics = RefSegMetrics()
+    missing, scored = [], 0
+    for _, record in iter_samples(dataset):
+        if split != "all" and record["split"] != split:
+            continue
+        masks = {g["region_id"]: g for g in record["regions"]}
+        shape = (record["height"], record["width"])
+        for ref in record["refs"]:
+            gt = np.zeros(shape, np.uint8)
+            for i in ref["region_ids"]:
+                gt |= decode_rle(masks[i]["segmentation"])
+            groups = {
+                "size": target_size(gt.sum() / gt.size, cuts),
+                "category": record["category"],
+                "defect_type": f"{record['category']}/{record['defect_type']}",
+                "kind": ref["kind"],
+            }
+            for sentence in ref["sentences"]:
+                mask = get(sentence["sent_id"])
+                if mask is None:
+                    missing.append(sentence["sent_id"])
+                    if not allow_missing:
+                        continue
+                    mask = np.zeros(shape, np.uint8)
+                metrics.update(mask, gt, groups)
+                scored += 1
+    if missing and not allow_missing:
+        raise DatasetError(
+            f"{pred}: {len(missing)} of {len(missing) + scored} predictions missing, "
+            f"e.g. sent_id {missing[0]} (name PNGs <sent_id>.png, or pass --allow-missing "
+            "to score them as empty masks)"
+        )
+    if scored == 0:
+        raise DatasetError(f"{dataset}: no sentence in split {split!r}")
+    result = metrics.compute()
+    return {
+        "dataset": manifest["name"],
+        "split": split,
+        "predictions": str(pred),
+        "missing_scored_as_empty": len(missing),
+        "resolution": "original mask resolution",
+        **result,
+    }
+
+
+def format_metrics(result: dict) -> str:
+    keys = ["samples", "mIoU", "oIoU", "gIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9", "N-acc", "T-acc"]
+
+    def cell(v):
+        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+
+    rows = [("overall", result["overall"])]
+    for name in ("kind", "size"):
+        rows += [(f"{name}={k}", v) for k, v in result["by"].get(name, {}).items()]
+    width = max(len(r[0]) for r in rows)
+    lines = [" ".join([" " * width, *(f"{k:>9}" for k in keys)])]
+    lines += [" ".join([name.ljust(width), *(f"{cell(row[k]):>9}" for k in keys)]) for name, row in rows]
+    return "\n".join(lines)
