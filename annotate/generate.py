@@ -299,8 +299,7 @@ def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, rng) -> list[dic
     refs = [_ref("no_target", [], [("anomaly", "no_target/anomaly")])]
     types = [t for t in vocab.category_types(record["category"]) if t != "combined"]
     sentences = [
-        (_absent_phrase(vocab, record["category"], t, noun, rng), "no_target/type")
-        for t in _pick(rng, types, 2)
+        (_absent_phrase(vocab, record, t, noun, rng), "no_target/type") for t in _pick(rng, types, 2)
     ]
     refs.append(_ref("no_target", [], sentences))
     return refs
@@ -323,7 +322,7 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, rng) -> dict | N
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
     if not types:
         return None
-    text = _absent_phrase(vocab, category, str(rng.choice(types)), noun, rng)
+    text = _absent_phrase(vocab, record, str(rng.choice(types)), noun, rng)
     return _ref("other_type", [], [(text, "other_type")])
 
 
@@ -344,12 +343,14 @@ ABSENT_LOOK = (
 )
 
 
-def _absent_phrase(vocab: Vocabulary, category: str, defect_type: str, noun: str, rng) -> str:
-    """A plausible but absent defect of the category: size/look words and a place at random."""
-    words = vocab.words(category, defect_type)
+def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str, rng) -> str:
+    """A plausible but absent defect of the category: size/look words and a place at random
+    (no colour words on grayscale images, where they would be implausible)."""
+    words = vocab.words(record["category"], defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
     size = "" if words.sized else str(rng.choice(ABSENT_SIZE))
-    look = str(rng.choice(ABSENT_LOOK))
+    looks = ABSENT_LOOK if record.get("channels", 3) == 3 else ABSENT_LOOK[:6]
+    look = str(rng.choice(looks))
     det = " ".join(w for w in ("the", size, look) if w)
     term = str(rng.choice(list(TERM_CELLS)))
     frame = str(rng.choice(PLACES[_term_kind(term)]))

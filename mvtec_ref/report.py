@@ -39,7 +39,10 @@ def build_report(dataset: Path, out: Path, *, progress: bool | None = None) -> d
 
     manifest = load_manifest(dataset)
     root = Path(manifest["source"]["root"])
-    records = [r for _, r in iter_samples(dataset)]
+    # Defect images first within each category, so the gallery opens on anomalies.
+    records = sorted(
+        (r for _, r in iter_samples(dataset)), key=lambda r: (r["category"], -r["label_index"], r["id"])
+    )
     summary = summarize(dataset, with_raw=True)
     with staged_directory(out, marker=MARKER) as stage:
         (stage / "thumbs").mkdir()

@@ -1,0 +1,42 @@
+"""ReLA G_REFER layout: grefs(unc).json + instances.json, [-1] for no target."""
+
+from __future__ import annotations
+
+from mvtec_ref.export.common import categories, coco_images, file_name, refer_sentences, region_annotations
+from mvtec_ref.fileio import dumps_json, write_text_atomic
+
+
+def write_grefcoco(records, stage):
+    cats, cat_ids = categories(records)
+    annotations = region_annotations(records, cat_ids, as_list=False)
+    refs = []
+    for r in records:
+        by_id = {g["region_id"]: g for g in r["regions"]}
+        for ref in r["refs"]:
+            target = ref["region_ids"]
+            ann_ids = [by_id[i]["ann_id"] for i in target] or [-1]
+            cat = [cat_ids[r["category"], r["defect_type"]]] if target else [-1]
+            refs.append(
+                {
+                    "ref_id": ref["ref_id"],
+                    "ann_id": ann_ids,
+                    "image_id": r["image_id"],
+                    "split": r["split"],
+                    "category_id": cat,
+                    "file_name": file_name(r),
+                    "no_target": not target,
+                    "sent_ids": [s["sent_id"] for s in ref["sentences"]],
+                    "sentences": refer_sentences(ref),
+                    "kind": ref["kind"],
+                }
+            )
+    folder = stage / "grefcoco"
+    folder.mkdir()
+    instances = {"images": coco_images(records), "annotations": annotations, "categories": cats}
+    write_text_atomic(folder / "instances.json", dumps_json(instances, indent=None))
+    write_text_atomic(folder / "grefs(unc).json", dumps_json(refs, indent=None))
+    return {
+        "refs": len(refs),
+        "no_target_refs": sum(ref["ann_id"] == [-1] for ref in refs),
+        "annotations": len(annotations),
+    }
