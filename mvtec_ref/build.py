@@ -88,6 +88,7 @@ def build_dataset(
     are skipped and listed in the manifest's ``problems``.
     """
     root = Path(root).absolute()
+    config.splits.check()  # a bad ratio should fail now, not after every image was decoded
     if config.source not in SOURCES:
         raise DatasetError(f"unknown source {config.source!r}; known: {', '.join(SOURCES)}")
     scan = SOURCES[config.source](root, config.categories or None)
@@ -110,7 +111,6 @@ def build_dataset(
     if not records:
         raise DatasetError(f"{root}: no usable image found ({len(problems)} problems)")
 
-    config.splits.check()
     log.info("%d images processed; assigning %s splits", len(records), config.splits.protocol)
     heldout = assign_splits(records, config.splits, config.seed)
     _hide_heldout_types(records, heldout, config.source)
@@ -337,7 +337,7 @@ def _manifest(root, config, categories, records, hashes, problems, heldout) -> d
             "fingerprint": fingerprint,
         },
         "config": config.as_record(heldout),
-        "counts": count_records(records),
+        "counts": {},  # filled by save_dataset, which counts what it writes
         "problems": sorted(problems, key=lambda p: (p["path"], p["kind"])),
     }
 

@@ -94,3 +94,15 @@ def test_open_set_build_keeps_heldout_names_out_of_training_text(synth_tree, tmp
                 for s in ref["sentences"]:
                     assert parse(s["text"], r["category"], vocab).defect_type not in held[r["category"]]
     assert validate_dataset(out) == []
+
+
+def test_bad_ratios_fail_before_any_image_is_read(synth_tree, tmp_path, monkeypatch):
+    import mvtec_ref.build as build_module
+
+    def must_not_run(*args):
+        raise AssertionError("an image was processed before the config was checked")
+
+    monkeypatch.setattr(build_module, "process_image", must_not_run)
+    config = build_module.BuildConfig(splits=SplitConfig(ratios=(0.9, 0.9, 0.9)))
+    with pytest.raises(MvtecRefError, match="summing to 1"):
+        build_module.build_dataset(synth_tree, tmp_path / "o", config, progress=False)

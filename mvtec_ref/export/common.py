@@ -90,3 +90,19 @@ def place_images(records, root: Path, folder: Path, how: str, progress) -> None:
             shutil.copyfile(source, target)
         else:
             os.symlink(source.absolute(), target)
+
+
+def refer_ref(record: dict, ref: dict, ann_id, category_id, **extra) -> dict:
+    """One ref in the refer toolkit's form (gRefCOCO passes lists for ``ann_id``/``category_id``)."""
+    return {
+        "ref_id": ref["ref_id"],
+        "ann_id": ann_id,
+        "image_id": record["image_id"],
+        "split": record["split"],
+        "category_id": category_id,
+        "file_name": file_name(record),
+        "sent_ids": [s["sent_id"] for s in ref["sentences"]],
+        "sentences": refer_sentences(ref),
+        "kind": ref["kind"],
+        **extra,
+    }

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from mvtec_ref.export.common import categories, coco_images, file_name, refer_sentences, region_annotations
+from mvtec_ref.export.common import (
+    categories,
+    coco_images,
+    refer_ref,
+    region_annotations,
+)
 from mvtec_ref.fileio import dumps_json, write_text_atomic
 
 
@@ -16,20 +21,7 @@ def write_grefcoco(records, stage):
             target = ref["region_ids"]
             ann_ids = [by_id[i]["ann_id"] for i in target] or [-1]
             cat = [cat_ids[r["category"], r["defect_type"]]] if target else [-1]
-            refs.append(
-                {
-                    "ref_id": ref["ref_id"],
-                    "ann_id": ann_ids,
-                    "image_id": r["image_id"],
-                    "split": r["split"],
-                    "category_id": cat,
-                    "file_name": file_name(r),
-                    "no_target": not target,
-                    "sent_ids": [s["sent_id"] for s in ref["sentences"]],
-                    "sentences": refer_sentences(ref),
-                    "kind": ref["kind"],
-                }
-            )
+            refs.append(refer_ref(r, ref, ann_ids, cat, no_target=not target))
     folder = stage / "grefcoco"
     folder.mkdir()
     instances = {"images": coco_images(records), "annotations": annotations, "categories": cats}

@@ -11,8 +11,7 @@ from mvtec_ref.export.common import (
     annotation,
     categories,
     coco_images,
-    file_name,
-    refer_sentences,
+    refer_ref,
     region_annotations,
     target_mask,
 )
@@ -53,19 +52,7 @@ def write_refcoco(records, stage):
                 annotations.append(
                     annotation(r, ann_id, cat, encode_rle(union), int(union.sum()), bbox, as_list=True)
                 )
-            refs.append(
-                {
-                    "ref_id": ref["ref_id"],
-                    "ann_id": ann_id,
-                    "image_id": r["image_id"],
-                    "split": r["split"],
-                    "category_id": cat_ids[r["category"], r["defect_type"]],
-                    "file_name": file_name(r),
-                    "sent_ids": [s["sent_id"] for s in ref["sentences"]],
-                    "sentences": refer_sentences(ref),
-                    "kind": ref["kind"],
-                }
-            )
+            refs.append(refer_ref(r, ref, ann_id, cat_ids[r["category"], r["defect_type"]]))
     folder = stage / "refcoco"
     folder.mkdir()
     instances = {"images": coco_images(records), "annotations": annotations, "categories": cats}
