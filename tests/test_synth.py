@@ -1,5 +1,8 @@
+from collections import Counter
+
 import cv2
 import numpy as np
+import pytest
 
 from mvtec_ref.sources.mvtec_ad import CATEGORIES
 from mvtec_ref.synth.tree import Job, draw_job, plan_jobs
@@ -51,3 +54,15 @@ def test_defects_change_the_image_only_inside_the_mask(tmp_path):
     mask = draw_defects(img, area, "contamination", 2, rng)
     changed = (img != before).any(axis=2)
     assert changed.any() and not (changed & (mask == 0)).any()
+
+
+def test_plan_can_keep_some_categories_with_more_images_per_type():
+    jobs = plan_jobs("small", 0, categories=("bottle", "carpet"), per_type=3)
+    assert {j.category for j in jobs} == {"bottle", "carpet"}
+    bottle = [j for j in jobs if j.category == "bottle"]
+    assert sum(j.split == "train" for j in bottle) == 6  # twice per_type
+    assert sum(j.split == "test" and j.defect_type == "good" for j in bottle) == 3
+    assert all(n == 3 for n in Counter(j.defect_type for j in bottle if j.defect_type != "good").values())
+    assert all(j.regions >= 1 for j in jobs if j.defect_type != "good")
+    with pytest.raises(ValueError, match="unknown category 'bottel'"):
+        plan_jobs("small", 0, categories=("bottel",))

@@ -36,17 +36,35 @@ class Job:
     seed: int
 
 
-def plan_jobs(scale: str, seed: int) -> list[Job]:
-    """Every image to draw, in path order, with its region count."""
+def plan_jobs(
+    scale: str, seed: int, *, categories: tuple[str, ...] = (), per_type: int | None = None
+) -> list[Job]:
+    """Every image to draw, in path order, with its region count.
+
+    ``categories`` keeps only those (all when empty); ``per_type`` overrides the number of
+    defective images per defect type (good test images: the same number, train good: twice
+    it), e.g. a small-scale tree large enough to train the baseline on.
+    """
     if scale not in ("small", "full"):
         raise ValueError(f"unknown scale {scale!r}; use 'small' or 'full'")
+    known = {spec.name for spec in MVTEC_AD}
+    unknown = sorted(set(categories) - known)
+    if unknown:
+        raise ValueError(f"unknown category {unknown[0]!r}; choose from {', '.join(sorted(known))}")
     jobs = []
     for spec in MVTEC_AD:
+        if categories and spec.name not in categories:
+            continue
         size = spec.size if scale == "full" else spec.size // 4
         train = spec.train_good if scale == "full" else 2
         test_good = spec.test_good if scale == "full" else 1
+        if per_type is not None:
+            train, test_good = 2 * per_type, per_type
         entries = [("train", "good", train), ("test", "good", test_good)]
-        entries += [("test", d, n if scale == "full" else 1) for d, n in spec.defects]
+        entries += [
+            ("test", d, per_type if per_type is not None else n if scale == "full" else 1)
+            for d, n in spec.defects
+        ]
         for split, defect, n in entries:
             jobs += [Job(spec.name, split, defect, i, size, spec.grayscale, 0, seed) for i in range(n)]
     defective = [k for k, job in enumerate(jobs) if job.defect_type != "good"]
@@ -58,12 +76,19 @@ def plan_jobs(scale: str, seed: int) -> list[Job]:
 
 
 def write_synthetic_tree(
-    out: Path, *, scale: str = "small", seed: int = 0, workers: int = 1, progress: bool | None = None
+    out: Path,
+    *,
+    scale: str = "small",
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool | None = None,
+    categories: tuple[str, ...] = (),
+    per_type: int | None = None,
 ) -> dict:
     """Write the tree to ``out`` atomically; returns a summary (images, regions planned)."""
     from tqdm import tqdm
 
-    jobs = plan_jobs(scale, seed)
+    jobs = plan_jobs(scale, seed, categories=categories, per_type=per_type)
     with staged_directory(out, marker=MARKER) as stage:
         bar = tqdm(
             total=len(jobs), desc="synth", unit="img", disable=None if progress is None else not progress
@@ -84,6 +109,8 @@ def write_synthetic_tree(
             "version": SYNTH_VERSION,
             "scale": scale,
             "seed": seed,
+            "categories": sorted({j.category for j in jobs}),
+            "per_type": per_type,
             "images": len(jobs),
             "defect_images": sum(j.defect_type != "good" for j in jobs),
             "regions_planned": sum(j.regions for j in jobs),
