@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from mvtec_ref.errors import OutputError
@@ -39,3 +41,17 @@ def test_refuses_a_file_or_foreign_folder(tmp_path):
         staged_directory(tmp_path / "file", marker="m"),
     ):
         pass
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "a.json", "{}")
+        with staged_directory(tmp_path / "out", marker="M") as stage:
+            (stage / "M").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
