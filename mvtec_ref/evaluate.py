@@ -51,6 +51,24 @@ def load_predictions(pred: Path):
     return lambda sent_id: decode_rle(masks[sent_id]) if sent_id in masks else None
 
 
+def expression_group(ref: dict) -> str:
+    """'no-target' (empty truth), 'universal' (the prompt for every anomaly) or 'specific'."""
+    if not ref["region_ids"]:
+        return "no-target"
+    return "universal" if ref["kind"] == "universal" else "specific"
+
+
+def ref_groups(record: dict, ref: dict, gt: np.ndarray, cuts: tuple[float, float]) -> dict[str, str]:
+    """The breakdowns a sample is counted in: target size, category, defect type, ref kind."""
+    return {
+        "size": target_size(gt.sum() / gt.size, cuts),
+        "category": record["category"],
+        "defect_type": f"{record['category']}/{record['defect_type']}",
+        "kind": ref["kind"],
+        "expression": expression_group(ref),
+    }
+
+
 def evaluate_predictions(
     dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False
 ) -> dict:
@@ -70,12 +88,7 @@ def evaluate_predictions(
             gt = np.zeros(shape, np.uint8)
             for i in ref["region_ids"]:
                 gt |= decode_rle(masks[i]["segmentation"])
-            groups = {
-                "size": target_size(gt.sum() / gt.size, cuts),
-                "category": record["category"],
-                "defect_type": f"{record['category']}/{record['defect_type']}",
-                "kind": ref["kind"],
-            }
+            groups = ref_groups(record, ref, gt, cuts)
             for sentence in ref["sentences"]:
                 mask = get(sentence["sent_id"])
                 if mask is None:
@@ -111,7 +124,7 @@ def format_metrics(result: dict) -> str:
         return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
 
     rows = [("overall", result["overall"])]
-    for name in ("kind", "size"):
+    for name in ("expression", "kind", "size"):
         rows += [(f"{name}={k}", v) for k, v in result["by"].get(name, {}).items()]
     width = max(len(r[0]) for r in rows)
     lines = [" ".join([" " * width, *(f"{k:>9}" for k in keys)])]

@@ -107,7 +107,7 @@ def test_evaluate_cli_perfect_and_empty_predictions(synth_dataset, tmp_path):
     assert schema_errors("metrics", data) == []
     o = data["overall"]
     assert o["mIoU"] == o["oIoU"] == o["gIoU"] == o["N-acc"] == o["T-acc"] == o["Prec@0.9"] == 1.0
-    assert set(data["by"]) == {"size", "category", "defect_type", "kind"}
+    assert set(data["by"]) == {"size", "category", "defect_type", "kind", "expression"}
     empty = tmp_path / "empty"
     _write_predictions(synth_dataset, empty, np.zeros_like)
     result = CliRunner().invoke(main, ["evaluate", str(synth_dataset), "--pred", str(empty)])
