@@ -52,13 +52,29 @@ def _progress(quiet: bool) -> bool | None:
     "full: MVTec AD's real counts and sizes.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
+@click.option(
+    "--per-type",
+    type=click.IntRange(min=1),
+    help="Defective images per defect type (and as many good test images, twice as many train "
+    "good), instead of the scale's counts.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def synth(out: Path, scale: str, seed: int, workers: int, quiet: bool) -> None:
+def synth(
+    out: Path, scale: str, seed: int, categories: tuple[str, ...], per_type: int | None, workers: int,
+    quiet: bool,
+) -> None:  # fmt: skip
     """Draw a synthetic tree in MVTec AD's layout (the embedded default; no download)."""
     from mvtec_ref.synth import write_synthetic_tree
 
-    summary = write_synthetic_tree(out, scale=scale, seed=seed, workers=workers, progress=_progress(quiet))
+    try:
+        summary = write_synthetic_tree(
+            out, scale=scale, seed=seed, workers=workers, progress=_progress(quiet),
+            categories=categories, per_type=per_type,
+        )  # fmt: skip
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--category") from None
     click.echo(
         f"wrote {summary['images']} images ({summary['defect_images']} defective, "
         f"{summary['regions_planned']} regions) to {out}"
@@ -337,6 +353,128 @@ def evaluate(dataset: Path, pred: Path, split: str, out: Path | None, allow_miss
             raise DatasetError(f"{out}: {errors[0]} (a toolkit bug)")
         write_text_atomic(out, dumps_json(result))
         click.echo(f"wrote {out}")
+
+
+def _config_options(f):
+    """One ``--option`` per DQFormerConfig field (default: the preset's value), help = its reason."""
+    import dataclasses
+
+    from baselines.dqformer.config import DQFormerConfig, field_help
+
+    reasons = field_help()
+    for field in reversed(dataclasses.fields(DQFormerConfig)):
+        flag = "--" + field.name.replace("_", "-")
+        default, text = field.default, reasons.get(field.name, "")
+        if isinstance(default, bool):
+            option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None, help=text)
+        elif isinstance(default, tuple):
+            option = click.option(flag, field.name, type=float, nargs=len(default), default=None, help=text)
+        else:
+            option = click.option(flag, field.name, type=type(default), default=None, help=text)
+        f = option(f)
+    return f
+
+
+@main.command("train-baseline")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder: config, metrics.jsonl, best/last checkpoints, test_metrics.json.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["tiny", "lite", "paper"]),
+    default="lite",
+    show_default=True,
+    help="tiny: CPU minutes; lite: offline default (EfficientNet-Lite0 + MiniLM); "
+    "paper: Swin-B + BERT-base from the hub or local paths.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue RUN/last.pt exactly (same RNG state, same next batch)."
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also write last.pt every N steps (0: after each epoch only).",
+)
+@click.option(
+    "--test-split",
+    default="test",
+    show_default=True,
+    help="Score the best checkpoint on this split at the end ('none' to skip).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_config_options
+def train_baseline(dataset, out, preset, resume, checkpoint_every, test_split, quiet, **fields):
+    """Train the DQFormer baseline on a dataset directory (torchrun for several GPUs or nodes)."""
+    from baselines.dqformer.config import PRESETS
+    from baselines.dqformer.train import load_resume_config, train
+    from mvtec_ref.evaluate import format_metrics
+
+    given = {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v is not None}
+    config = load_resume_config(out, given) if resume else PRESETS[preset]().replace(**given)
+    _quiet_transformers()
+    line = train(config, dataset, out, resume=resume, progress=_progress(quiet),
+                 checkpoint_every=checkpoint_every,
+                 test_split=None if test_split == "none" else test_split)  # fmt: skip
+    if "overall" in line:
+        click.echo(f"epoch {line['epoch']} {line['split']}:\n{format_metrics(line)}")
+    if test_split != "none" and (out / "test_metrics.json").is_file():
+        import json
+
+        result = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
+        click.echo(f"best checkpoint on {test_split}:\n{format_metrics(result)}")
+    click.echo(f"wrote {out}")
+
+
+def _quiet_transformers() -> None:
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path), help="One image to segment.")
+@click.option("--text", "texts", multiple=True, help="Referring expression (repeatable) for --image.")
+@click.option(
+    "--dataset",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Instead of --image: predict every sentence of a split as <sent_id>.png.",
+)
+@click.option(
+    "--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for mask.png + overlay.png (or <sent_id>.png files), replaced atomically.",
+)
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda when available]")
+def predict(run, image, texts, dataset, split, out, checkpoint, device):
+    """Segment with a trained baseline: masks are the argmax of two logits, no threshold."""
+    if (image is None) == (dataset is None):
+        raise click.UsageError("give either --image with --text, or --dataset")
+    if image is not None and not texts:
+        raise click.UsageError("--image needs at least one --text")
+    from baselines.dqformer.predict import predict_dataset, predict_files
+
+    _quiet_transformers()
+    if image is not None:
+        written = predict_files(run, image, list(texts), out, checkpoint=checkpoint, device=device)
+    else:
+        written = predict_dataset(run, dataset, split, out, checkpoint=checkpoint, device=device)
+        click.echo(f"score them with: mvtec-ref evaluate {dataset} --pred {out} --split {split}")
+    click.echo(f"wrote {written} masks to {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

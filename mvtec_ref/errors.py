@@ -60,3 +60,7 @@ class DatasetError(MvtecRefError):
 
 class OutputError(MvtecRefError):
     """The output location cannot be written safely."""
+
+
+class TrainingError(MvtecRefError):
+    """A training run cannot start or go on (run folder in use, no checkpoint, loss diverged)."""

@@ -6,7 +6,8 @@ from click.testing import CliRunner
 
 from mvtec_ref.cli import main
 
-COMMANDS = ["synth", "build", "paraphrase", "validate", "export", "stats", "report", "evaluate"]
+COMMANDS = ["synth", "build", "paraphrase", "validate", "export", "stats", "report", "evaluate",
+            "train-baseline", "predict"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
@@ -19,10 +20,11 @@ def test_every_subcommand_is_listed():
     assert sorted(main.commands) == sorted(COMMANDS)
 
 
-def test_help_does_not_import_heavy_packages():
+@pytest.mark.parametrize("command", [[], ["train-baseline"], ["predict"]])
+def test_help_does_not_import_heavy_packages(command):
     code = (
         "import sys\nfrom mvtec_ref.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
         "print([m for m in ('torch', 'transformers', 'openai', 'cv2', 'pycocotools') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

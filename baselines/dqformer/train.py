@@ -1,0 +1,338 @@
+"""``train(config, dataset, out)``: the training loop, readable top to bottom.
+
+Run folder ``out``:
+  config.json      the frozen config (DQFormerConfig.as_record())
+  tokenizer/       the text encoder's tokenizer, so predict needs no hub
+  metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute())
+  last.pt, best.pt checkpoints (best = highest val gIoU), each written atomically
+  test_metrics.json  the best checkpoint scored on the test split (metrics schema)
+
+Distributed: launched by ``torchrun`` (WORLD_SIZE > 1) every process trains on its own slice of
+each batch-sized step (DDP, NCCL on GPU, gloo on CPU); rank 0 evaluates and writes files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from baselines.dqformer.config import DQFormerConfig
+from mvtec_ref.errors import TrainingError
+from mvtec_ref.fileio import dumps_json, write_bytes_atomic, write_text_atomic
+
+BEST_METRIC = "gIoU"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed():
+    """(Dist, device). Under torchrun the process group is initialised here."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        dist.init_process_group("nccl")
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank), device
+
+
+def lr_factor(step: int, total: int, config: DQFormerConfig) -> float:
+    """Linear warm-up to 1 over ``warmup_steps``, then poly decay ``(1 - t)^power`` to 0 at ``total``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    t = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    return max(0.0, 1 - t) ** config.poly_power
+
+
+def param_groups(model, config: DQFormerConfig) -> list[dict]:
+    """Backbone and text encoder at reduced lr; no weight decay on norms, biases and embeddings."""
+    import torch
+
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    groups: dict[tuple[str, bool], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            decay = p.ndim > 1 and id(p) not in embeddings
+            groups.setdefault((name.split(".")[0], decay), []).append(p)
+    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult}
+    return [
+        {"params": ps, "lr_mult": mult.get(part, 1.0), "weight_decay": config.weight_decay * decay}
+        for (part, decay), ps in sorted(groups.items())
+    ]
+
+
+def _rng_state() -> dict:
+    import torch
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save through a temp file + rename: a kill leaves the previous file whole."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _prepare_run(out: Path, config: DQFormerConfig, resume: bool) -> None:
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise TrainingError(f"{out / 'last.pt'}: nothing to resume; start without --resume")
+        return
+    if (out / "last.pt").exists() or (out / "config.json").exists():
+        raise TrainingError(
+            f"{out}: already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out}: folder is not empty; choose a new or empty --out")
+
+
+def load_resume_config(out: Path, overrides: dict | None = None) -> DQFormerConfig:
+    """The config a run was started with; only ``epochs`` may change on resume."""
+    path = Path(out) / "config.json"
+    try:
+        config = DQFormerConfig.from_record(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise TrainingError(f"{path}: not found; start without --resume") from None
+    except (json.JSONDecodeError, ValueError, TypeError) as error:
+        raise TrainingError(f"{path}: unreadable run config ({error})") from None
+    changed = {k: v for k, v in (overrides or {}).items() if getattr(config, k) != v}
+    if set(changed) - {"epochs"}:
+        raise TrainingError(
+            f"{path}: --resume continues the saved config; these options differ: "
+            f"{', '.join(sorted(set(changed) - {'epochs'}))} (only --epochs may change)"
+        )
+    return config.replace(**changed)
+
+
+def train(
+    config: DQFormerConfig,
+    dataset: Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    checkpoint_every: int = 0,
+    stop_after: int = 0,
+    test_split: str | None = "test",
+) -> dict:
+    """Train, evaluate each epoch, keep best/last; returns the last metrics line.
+
+    ``checkpoint_every``: also write last.pt every N steps (exact mid-epoch resume).
+    ``stop_after``: stop after N steps in total as if killed (after any checkpoint of that step).
+    """
+    import torch
+    import torch.distributed as tdist
+    from tqdm import tqdm
+
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import RefSegDataset, TrainGroups, collate_groups, epoch_batches
+    from baselines.dqformer.infer import _autocast, evaluate_model
+    from baselines.dqformer.model import build_dqformer, hf_configs_of
+
+    out = Path(out)
+    dist, device = setup_distributed()
+    if dist.main:
+        _prepare_run(out, config, resume)
+    torch.manual_seed(config.seed + dist.rank)
+    np.random.seed(config.seed + dist.rank)
+    random.seed(config.seed + dist.rank)
+
+    tokenizer = load_tokenizer(config.text_encoder, pretrained=config.text_pretrained)
+    common = dict(tokenizer=tokenizer, image_size=config.image_size, max_tokens=config.max_tokens,
+                  no_language=config.no_language, seed=config.seed)  # fmt: skip
+    train_data = RefSegDataset(dataset, "train", augment=True, hflip=config.hflip,
+                               color_jitter=config.color_jitter, **common)  # fmt: skip
+    units = TrainGroups(train_data, config.sentences_per_image)
+    val_data = RefSegDataset(dataset, config.eval_split, **common) if dist.main else None
+    steps_per_epoch = len(units) // (config.batch_size * dist.world)
+    if steps_per_epoch == 0:
+        raise TrainingError(
+            f"{dataset}: {len(units)} training images fill no batch of "
+            f"{config.batch_size} x {dist.world} processes; lower --batch-size"
+        )
+    total_steps = steps_per_epoch * config.epochs
+
+    model = build_dqformer(config).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
+    use_amp = config.amp and device.type == "cuda"
+    fp16 = use_amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    step, history, best = 0, [], -math.inf
+    running = [0.0, 0]  # loss sum and steps in the current epoch (checkpointed: resume keeps the mean)
+    if resume:
+        state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, history, best, running = state["step"], state["history"], state["best"], state["running"]
+        _set_rng_state(state["rng"][dist.rank] if dist.rank < len(state["rng"]) else state["rng"][0])
+    elif dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.json", dumps_json(config.as_record()))
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def checkpoint(path: Path, epoch_done: int) -> None:
+        rng = [None] * dist.world
+        if dist.world > 1:
+            tdist.all_gather_object(rng, _rng_state())
+        else:
+            rng = [_rng_state()]
+        if dist.main:
+            save_checkpoint(path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "config": config.as_record(),
+                "hf_configs": hf_configs_of(model), "step": step, "epoch": epoch_done,
+                "history": history, "best": best, "rng": rng, "running": running,
+            })  # fmt: skip
+
+    show = dist.main and (progress if progress is not None else None)
+    last_line = history[-1] if history else {}
+    net.train()
+    for epoch in range(step // steps_per_epoch, config.epochs):
+        batches = epoch_batches(
+            len(units), config.batch_size, seed=config.seed, epoch=epoch, rank=dist.rank, world=dist.world
+        )[step - epoch * steps_per_epoch :]
+        loader = torch.utils.data.DataLoader(
+            units, batch_sampler=batches, num_workers=config.workers, collate_fn=collate_groups,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(config.seed + epoch),  # keeps the global RNG untouched
+        )  # fmt: skip
+        bar = tqdm(loader, total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+                   disable=None if show is None else not show) if dist.main else loader  # fmt: skip
+        for batch in bar:
+            factor = lr_factor(step, total_steps, config)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * group["lr_mult"] * factor
+            images = batch["image"].to(device, non_blocking=True)
+            targets = batch["target"].to(device, non_blocking=True)
+            text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+            with _autocast(device) if use_amp else _nullcontext():
+                _, losses = net(images, text, targets, batch["image_index"].to(device))
+            loss = losses["loss"]
+            finite = torch.isfinite(loss.detach()).float()
+            if dist.world > 1:
+                tdist.all_reduce(finite, op=tdist.ReduceOp.MIN)
+            if finite.item() == 0:
+                kept = f"the last good checkpoint {out / 'last.pt'} is kept" if (out / "last.pt").exists() \
+                    else "no checkpoint was written yet"  # fmt: skip
+                raise TrainingError(
+                    f"{out}: loss is {loss.item()} at step {step + 1} (epoch {epoch + 1}); stopped, {kept}. "
+                    "Lower --lr or raise --warmup-steps, then --resume"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            running[0] += loss.item()
+            running[1] += 1
+            if dist.main and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{config.lr * factor:.2e}")
+            if checkpoint_every and step % checkpoint_every == 0 and step % steps_per_epoch:
+                checkpoint(out / "last.pt", epoch)
+            if stop_after and step >= stop_after:
+                return {"stopped_at_step": step}
+        if dist.main:
+            scores = evaluate_model(model, val_data, device=device, limit=config.max_eval_sentences)
+            last_line = {
+                "epoch": epoch + 1, "step": step, "train_loss": running[0] / max(1, running[1]),
+                "lr": config.lr * lr_factor(step - 1, total_steps, config), "split": config.eval_split,
+                **scores,
+            }  # fmt: skip
+            history.append(last_line)
+            score = scores["overall"][BEST_METRIC]
+            is_best = score is not None and score > best
+            if is_best:
+                best = score
+        else:
+            is_best = False
+        running = [0.0, 0]
+        if dist.world > 1:
+            flag = [is_best]
+            tdist.broadcast_object_list(flag, src=0)
+            is_best = flag[0]
+        checkpoint(out / "last.pt", epoch + 1)
+        if is_best:
+            checkpoint(out / "best.pt", epoch + 1)
+        if dist.main:
+            lines = "".join(dumps_json(h, indent=None) + "\n" for h in history)
+            write_text_atomic(out / "metrics.jsonl", lines)
+    if dist.main and test_split:
+        _score_best(out, dataset, test_split, device, progress=show)
+    if dist.world > 1:
+        tdist.barrier()
+        tdist.destroy_process_group()
+    return last_line
+
+
+def _score_best(out: Path, dataset: Path, split: str, device, progress) -> None:
+    from baselines.dqformer.data import RefSegDataset
+    from baselines.dqformer.infer import evaluate_model, load_run
+    from mvtec_ref.schema import schema_errors
+
+    model, config, tokenizer = load_run(out, checkpoint="best" if (out / "best.pt").exists() else "last",
+                                        device=device)  # fmt: skip
+    data = RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
+                         max_tokens=config.max_tokens, no_language=config.no_language)  # fmt: skip
+    result = {
+        "dataset": data.manifest["name"], "split": split, "predictions": str(out / "best.pt"),
+        "missing_scored_as_empty": 0, "resolution": "original mask resolution",
+        **evaluate_model(model, data, device=device, progress=progress),
+    }  # fmt: skip
+    errors = schema_errors("metrics", result)
+    if errors:
+        raise TrainingError(f"{out / 'test_metrics.json'}: result fails the metrics schema: {errors[0]}")
+    write_text_atomic(out / "test_metrics.json", dumps_json(result))
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()

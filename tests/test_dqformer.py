@@ -1,0 +1,269 @@
+"""DQFormer baseline: data, model, training loop (resume, NaN stop, DDP), predict.
+
+Small runs on a 2-category synthetic dataset at 64x64 so every test takes seconds; the
+"it learns" check at real size is in test_dqformer_learns.py (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from baselines.dqformer.config import PRESETS, DQFormerConfig, field_help
+from baselines.dqformer.data import epoch_batches, mirror_text
+from mvtec_ref.cli import main
+from mvtec_ref.schema import schema_errors
+
+torch = pytest.importorskip("torch")
+
+SMALL = dict(image_size=64, batch_size=2, sentences_per_image=2, epochs=2, workers=0, warmup_steps=2,
+             max_eval_sentences=12)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    from mvtec_ref.build import BuildConfig, build_dataset
+    from mvtec_ref.synth import write_synthetic_tree
+
+    base = tmp_path_factory.mktemp("dq")
+    write_synthetic_tree(base / "tree", categories=("bottle", "carpet"), per_type=2, progress=False)
+    build_dataset(base / "tree", base / "dataset", BuildConfig(), progress=False)
+    return base / "dataset"
+
+
+def small_config(**changes) -> DQFormerConfig:
+    return PRESETS["tiny"]().replace(**{**SMALL, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_dataset, tmp_path_factory) -> Path:
+    from baselines.dqformer.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(small_config(), tiny_dataset, out, progress=False)
+    return out
+
+
+def test_mirror_text_swaps_sides_but_not_the_verb():
+    assert mirror_text("the crack in the top left corner") == "the crack in the top right corner"
+    assert mirror_text("the rightmost hole; Left of it") == "the leftmost hole; Right of it"
+    assert mirror_text("the gap left by a missing cable on the right") == (
+        "the gap left by a missing cable on the left"
+    )
+    assert mirror_text("the bright scratch") == "the bright scratch"
+
+
+def test_epoch_batches_split_one_permutation_between_processes():
+    single = epoch_batches(10, 4, seed=3, epoch=1)
+    ranks = [epoch_batches(10, 2, seed=3, epoch=1, rank=r, world=2) for r in (0, 1)]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 2  # 10 // 4, tail dropped everywhere
+    for step in range(2):
+        assert single[step] == ranks[0][step] + ranks[1][step]
+    assert epoch_batches(10, 4, seed=3, epoch=1) == single
+    assert epoch_batches(10, 4, seed=3, epoch=2) != single
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    from baselines.dqformer.train import lr_factor
+
+    config = DQFormerConfig(warmup_steps=4, poly_power=1.0)
+    assert [lr_factor(s, 10, config) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(7, 10, config) == pytest.approx(0.5)
+    assert lr_factor(10, 10, config) == 0.0
+
+
+def test_every_config_field_has_a_reason_and_a_cli_option():
+    import dataclasses
+
+    reasons = field_help()
+    names = [f.name for f in dataclasses.fields(DQFormerConfig)]
+    assert [n for n in names if n not in reasons] == []
+    result = CliRunner().invoke(main, ["train-baseline", "--help"])
+    assert all(f"--{n.replace('_', '-')}" in result.output for n in names)
+    paper = PRESETS["paper"]()
+    assert paper.backbone == "microsoft/swin-base-patch4-window12-384"
+    assert paper.text_encoder == "bert-base-uncased"
+
+
+def test_model_shapes_losses_and_shared_backbone():
+    from baselines.dqformer.model import build_dqformer
+
+    torch.manual_seed(0)
+    config = small_config()
+    model = build_dqformer(config).train()
+    images = torch.rand(2, 3, 64, 64)
+    ids = torch.randint(1000, 2000, (4, 20))
+    text = {"input_ids": ids, "attention_mask": torch.ones(4, 20, dtype=torch.long)}
+    targets = torch.zeros(4, 64, 64, dtype=torch.long)
+    targets[:, 10:20, 10:20] = 1
+    index = torch.tensor([0, 0, 1, 1])
+    logits, losses = model(images, text, targets, index)
+    assert logits.shape == (4, 2, 16, 16)
+    assert set(losses) == {"loss", "ce", "dice"} and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert model.decoder.query.weight.grad.abs().sum() > 0
+    assert model.backbone.blocks[-1]._project_conv.weight.grad is not None
+    assert all(p.grad is None for p in model.text_encoder.parameters())  # frozen in tiny
+    # Sharing the backbone gives the same logits as repeating the images.
+    model.eval()
+    with torch.no_grad():
+        shared, _ = model(images, text, image_index=index)
+        repeated, none = model(images[index], text)
+    assert none is None
+    torch.testing.assert_close(shared, repeated)
+
+
+def test_masks_are_the_argmax_at_the_original_size():
+    from baselines.dqformer.infer import masks_at
+
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[0, 1, :2, :2] = 1.0  # anomaly wins in the top-left quarter
+    (mask,) = masks_at(logits, [(40, 60)])
+    assert mask.shape == (40, 60) and mask.dtype == bool
+    assert mask[:10, :15].all() and not mask[30:, 40:].any()
+
+
+def test_train_writes_run_folder(trained_run, tiny_dataset):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer"} <= names
+    lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert all(x["overall"]["samples"] == 12 and np.isfinite(x["train_loss"]) for x in lines)
+    test = json.loads((trained_run / "test_metrics.json").read_text())
+    assert schema_errors("metrics", test) == []
+    assert test["split"] == "test" and test["overall"]["samples"] > 12  # every test sentence
+    assert {"expression", "kind", "size", "category"} <= set(test["by"])
+    config = DQFormerConfig.from_record(json.loads((trained_run / "config.json").read_text()))
+    assert config == small_config()
+
+
+def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path):
+    from baselines.dqformer.train import train
+
+    out = tmp_path / "run"
+    stopped = train(small_config(), tiny_dataset, out, progress=False, checkpoint_every=1, stop_after=3,
+                    test_split=None)  # fmt: skip
+    assert stopped == {"stopped_at_step": 3}
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 3
+    train(small_config(), tiny_dataset, out, resume=True, progress=False, test_split=None)
+    a = torch.load(trained_run / "last.pt", weights_only=False)
+    b = torch.load(out / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] > 3
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert (trained_run / "metrics.jsonl").read_text() == (out / "metrics.jsonl").read_text()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    from baselines.dqformer.model import DQFormer
+    from baselines.dqformer.train import train
+    from mvtec_ref.errors import TrainingError
+
+    calls = {"n": 0}
+    original = DQFormer.losses
+
+    def poisoned(self, outputs, targets):
+        calls["n"] += 1
+        losses = original(self, outputs, targets)
+        if calls["n"] == 3:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(DQFormer, "losses", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"loss is nan at step 3 .*last good checkpoint .*last\.pt"):
+        train(small_config(), tiny_dataset, out, progress=False, checkpoint_every=1, test_split=None)
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_cli_refuses_to_overwrite_or_resume_nothing(trained_run, tiny_dataset, tmp_path):
+    args = ["train-baseline", str(tiny_dataset), "--preset", "tiny", "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--out", str(trained_run)])
+    assert result.exit_code == 1 and "already holds a run" in result.output
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "none"), "--resume"])
+    assert result.exit_code == 1 and "start without --resume" in result.output
+    result = CliRunner().invoke(main, [*args, "--out", str(trained_run), "--resume", "--image-size", "96"])
+    assert result.exit_code == 1 and "image_size" in result.output
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x"), "--batch-size", "500"])
+    assert result.exit_code == 1 and "lower --batch-size" in result.output
+
+
+def test_predict_image_and_dataset_then_evaluate(trained_run, tiny_dataset, tmp_path):
+    record = json.loads((tiny_dataset / "samples.jsonl").read_text().splitlines()[-1])
+    root = Path(json.loads((tiny_dataset / "manifest.json").read_text())["source"]["root"])
+    image = root / record["image_path"]
+    out = tmp_path / "pred"
+    result = CliRunner().invoke(
+        main, ["predict", str(trained_run), "--image", str(image), "--text", "anomaly", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    mask = cv2.imread(str(out / "mask.png"), cv2.IMREAD_UNCHANGED)
+    overlay = cv2.imread(str(out / "overlay.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (record["height"], record["width"]) and set(np.unique(mask)) <= {0, 255}
+    assert overlay.shape == (record["height"], record["width"], 3)
+
+    pred = tmp_path / "test_pred"
+    result = CliRunner().invoke(
+        main,
+        ["predict", str(trained_run), "--dataset", str(tiny_dataset), "--split", "test", "--out", str(pred)],
+    )
+    assert result.exit_code == 0, result.output
+    scores = tmp_path / "scores.json"
+    result = CliRunner().invoke(
+        main, ["evaluate", str(tiny_dataset), "--pred", str(pred), "--out", str(scores)]
+    )
+    assert result.exit_code == 0, result.output
+    # The same checkpoint scored by train-baseline at the end gives the same figures.
+    trained = json.loads((trained_run / "test_metrics.json").read_text())
+    assert json.loads(scores.read_text())["overall"] == trained["overall"]
+
+    result = CliRunner().invoke(main, ["predict", str(tmp_path), "--image", str(image), "--text", "x",
+                                       "--out", str(tmp_path / "p2")])  # fmt: skip
+    assert result.exit_code == 1 and "checkpoint not found" in result.output
+    result = CliRunner().invoke(main, ["predict", str(trained_run), "--image", str(image), "--out", str(out)])
+    assert result.exit_code == 2 and "--text" in result.output
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
+    """torchrun with the gloo backend: 2 processes x 1 image = 1 process x 2 images, step for step."""
+    from baselines.dqformer.train import train
+
+    one = tmp_path / "one"
+    config = small_config(epochs=1, max_eval_sentences=4)
+    train(config, tiny_dataset, one, progress=False, test_split=None)
+    two = tmp_path / "two"
+    fields = {"--image-size": 64, "--batch-size": 1, "--sentences-per-image": 2, "--epochs": 1,
+              "--workers": 0, "--warmup-steps": 2, "--max-eval-sentences": 4}  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "mvtec_ref", "train-baseline", str(tiny_dataset), "--out", str(two), "--preset", "tiny",
+           "--quiet", "--test-split", "none"]  # fmt: skip
+    cmd += [str(x) for kv in fields.items() for x in kv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = torch.load(one / "last.pt", weights_only=False)
+    b = torch.load(two / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] > 0 and len(b["rng"]) == 2
+    # The same start as train(): seed 0, then the model (DDP copies rank 0's weights to rank 1).
+    from baselines.dqformer.model import build_dqformer
+
+    torch.manual_seed(config.seed)
+    start = build_dqformer(config).state_dict()
+    moved = diff = 0.0
+    for key, value in a["model"].items():
+        if value.is_floating_point():
+            moved += float((value - start[key]).double().pow(2).sum())
+            diff += float((value - b["model"][key]).double().pow(2).sum())
+    # Adam turns float-rounding noise in near-zero gradients into lr-sized steps, so equality is
+    # checked against how far training moved the weights, not element by element.
+    assert moved > 0 and (diff / moved) ** 0.5 < 0.02, (diff / moved) ** 0.5
