@@ -104,6 +104,7 @@ def main(argv=None) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int)
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
         cells = []
         for k in keys:
             v = row[k]
-            cells.append(f"{v:>14}" if not isinstance(v, float) else f"{v:>14.2f}")
+            cells.append(f"{v:>14.2f}" if isinstance(v, float) else f"{'-' if v is None else v:>14}")
         print("  ".join(cells))
 
 

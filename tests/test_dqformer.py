@@ -120,6 +120,22 @@ def test_model_shapes_losses_and_shared_backbone():
     torch.testing.assert_close(shared, repeated)
 
 
+def test_dice_counts_only_sentences_with_a_target():
+    from baselines.dqformer.model import dice_loss
+
+    logits = torch.zeros(2, 2, 4, 4)
+    logits[:, 0] = 20.0
+    logits[:, 0, :2, :2], logits[:, 1, :2, :2] = 0.0, 20.0  # anomaly in the top-left quarter only
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    target[0, :2, :2] = 1  # sample 0: exactly that; sample 1: no target
+    assert float(dice_loss(logits, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(dice_loss(logits, target[1:].expand(2, 4, 4))) == 0.0  # no target anywhere
+    target[0] = 0
+    target[0, 2:, 2:] = 1  # disjoint: 1 - 1 / (4 + 4 + 1)
+    assert float(dice_loss(logits[:1], target[:1])) == pytest.approx(1 - 1 / 9, abs=1e-6)
+    assert float(dice_loss(logits, target)) == pytest.approx((1 - 1 / 9) / 2, abs=1e-6)  # sum / B
+
+
 def test_masks_are_the_argmax_at_the_original_size():
     from baselines.dqformer.infer import masks_at
 

@@ -3,8 +3,8 @@
 The paper's exact values are not public (only its abstract is), so every default below is
 our choice, with the reason beside it. ``PRESETS`` maps a name to a short function:
 
-- ``tiny``: CPU tests and the "it learns" check (EfficientNet-Lite0 at a small width of the
-  decoder, frozen MiniLM whose sentence features are cached, few layers).
+- ``tiny``: CPU tests and the "it learns" check (EfficientNet-Lite0, a narrow two-layer
+  decoder, frozen MiniLM, 256x256).
 - ``lite``: the offline default (EfficientNet-Lite0 ImageNet + all-MiniLM-L6-v2, both from
   PyPI wheels, the text encoder fine-tuned).
 - ``paper``: Swin-B + BERT-base from the hub or local paths, LAVT/ReLA-style settings.
@@ -82,10 +82,10 @@ class DQFormerConfig:
 
 
 def tiny() -> DQFormerConfig:
-    """Trains on 2 CPU cores in minutes: narrow decoder, frozen (cached) text encoder."""
+    """Trains on 2 CPU cores in minutes: narrow decoder, frozen text encoder, 4 images x 4 sentences."""
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
-        epochs=2, batch_size=2, sentences_per_image=8, lr=4e-4, backbone_lr_mult=0.25, warmup_steps=20,
+        epochs=3, batch_size=4, sentences_per_image=4, lr=4e-4, backbone_lr_mult=0.25, warmup_steps=20,
     )  # fmt: skip
 
 

@@ -22,11 +22,15 @@ from baselines.dqformer.lma import LanguageGatedAggregation
 
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 - (2 sum(p t) + 1) / (sum p + sum t + 1) per sample on the anomaly probability, mean over B.
-    An empty target still pushes every probability to 0."""
+    """1 - (2 sum(p t) + 1) / (sum p + sum t + 1) on the anomaly probability, summed over the
+    samples whose target is not empty and divided by B (so DDP's gradient mean over processes
+    equals one process with the whole batch). Empty targets are left to the cross-entropy:
+    Dice on them is ~1 for any stray probability and, with most sentences of a batch having
+    no target, drove the model to predict nothing at all."""
     p = logits.float().softmax(1)[:, 1].flatten(1)
     t = targets.flatten(1).float()
-    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    return (dice * (t.sum(1) > 0)).sum() / len(dice)
 
 
 class DQFormer(nn.Module):
