@@ -26,18 +26,13 @@ def masks_at(logits, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     return out
 
 
-def evaluate_model(model, data, *, device, batch_size: int = 8, limit: int = 0, progress=False) -> dict:
-    """Score every sentence of ``data`` (a RefSegDataset without augmentation) at the original
-    mask resolution; returns ``RefSegMetrics.compute()`` with the usual breakdowns."""
+def iter_masks(model, data, *, device, batch_size: int = 8, limit: int = 0, progress=False):
+    """``(item, (H, W) bool mask)`` for the first ``limit`` sentences of ``data`` (all when 0),
+    a RefSegDataset without augmentation; masks at each image's original size."""
     import torch
     from tqdm import tqdm
 
-    from mvtec_ref.evaluate import ref_groups
-    from mvtec_ref.metrics import RefSegMetrics
-
-    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
     n = len(data) if limit <= 0 else min(limit, len(data))
-    metrics = RefSegMetrics()
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -46,24 +41,37 @@ def evaluate_model(model, data, *, device, batch_size: int = 8, limit: int = 0, 
             batch = [data[i] for i in idx]
             images = torch.stack([b["image"] for b in batch]).to(device)
             text = {k: torch.stack([b[k] for b in batch]).to(device) for k in ("input_ids", "attention_mask")}
-            with _autocast(device):
+            with autocast_for(device):
                 logits, _ = model(images, text)
             items = [data.items[i] for i in idx]
             sizes = [(data.records[it.record]["height"], data.records[it.record]["width"]) for it in items]
-            for item, pred in zip(items, masks_at(logits, sizes), strict=True):
-                record = data.records[item.record]
-                gt = data.target(item)
-                metrics.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
+            yield from zip(items, masks_at(logits, sizes), strict=True)
     model.train(was_training)
+
+
+def evaluate_model(model, data, *, device, batch_size: int = 8, limit: int = 0, progress=False) -> dict:
+    """Score every sentence of ``data`` at the original mask resolution; returns
+    ``RefSegMetrics.compute()`` with the usual breakdowns."""
+    from mvtec_ref.evaluate import ref_groups
+    from mvtec_ref.metrics import RefSegMetrics
+
+    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
+    metrics = RefSegMetrics()
+    masks = iter_masks(model, data, device=device, batch_size=batch_size, limit=limit, progress=progress)
+    for item, pred in masks:
+        record = data.records[item.record]
+        gt = data.target(item)
+        metrics.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
     return metrics.compute()
 
 
-def _autocast(device):
+def autocast_for(device, enabled: bool = True):
+    """bf16 autocast on CUDA (fp16 where bf16 is missing); nothing on the CPU or when disabled."""
     import contextlib
 
     import torch
 
-    if device.type != "cuda":
+    if device.type != "cuda" or not enabled:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
@@ -108,7 +116,7 @@ def predict_image(model, config, tokenizer, image: np.ndarray, texts: list[str])
     tokens = tokenizer(texts, padding="max_length", max_length=config.max_tokens, truncation=True,
                        return_tensors="pt")  # fmt: skip
     text = {k: tokens[k].to(device) for k in ("input_ids", "attention_mask")}
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), autocast_for(device):
         logits, _ = model(x.expand(len(texts), -1, -1, -1), text)
     return masks_at(logits, [image.shape[:2]] * len(texts))
 

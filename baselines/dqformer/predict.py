@@ -56,26 +56,16 @@ def predict_dataset(
     run: Path, dataset: Path, split: str, out: Path, *, checkpoint: str = "best", device=None
 ) -> int:
     """Write ``<sent_id>.png`` (0/255, original size) for every sentence of ``split``."""
-    import torch
-
     from baselines.dqformer.data import RefSegDataset
-    from baselines.dqformer.infer import _autocast, load_run, masks_at
+    from baselines.dqformer.infer import iter_masks, load_run
 
     model, config, tokenizer = load_run(run, checkpoint=checkpoint, device=device)
     data = RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language)  # fmt: skip
     device = next(model.parameters()).device
-    with staged_directory(out, marker=MARKER) as stage, torch.no_grad():
-        for start in range(0, len(data), 8):
-            batch = [data[i] for i in range(start, min(len(data), start + 8))]
-            images = torch.stack([b["image"] for b in batch]).to(device)
-            text = {k: torch.stack([b[k] for b in batch]).to(device) for k in ("input_ids", "attention_mask")}
-            with _autocast(device):
-                logits, _ = model(images, text)
-            items = [data.items[b["index"]] for b in batch]
-            sizes = [(data.records[it.record]["height"], data.records[it.record]["width"]) for it in items]
-            for item, mask in zip(items, masks_at(logits, sizes), strict=True):
-                (stage / f"{item.sent_id}.png").write_bytes(_png(mask.astype(np.uint8) * 255))
+    with staged_directory(out, marker=MARKER) as stage:
+        for item, mask in iter_masks(model, data, device=device):
+            (stage / f"{item.sent_id}.png").write_bytes(_png(mask.astype(np.uint8) * 255))
         record = {"run": str(run), "checkpoint": checkpoint, "dataset": str(dataset), "split": split,
                   "sentences": len(data)}  # fmt: skip
         (stage / MARKER).write_text(dumps_json(record), encoding="utf-8")

@@ -113,7 +113,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _prepare_run(out: Path, config: DQFormerConfig, resume: bool) -> None:
+def _prepare_run(out: Path, resume: bool) -> None:
     if resume:
         if not (out / "last.pt").is_file():
             raise TrainingError(f"{out / 'last.pt'}: nothing to resume; start without --resume")
@@ -166,13 +166,13 @@ def train(
 
     from baselines.dqformer.backbone import load_tokenizer
     from baselines.dqformer.data import RefSegDataset, TrainGroups, collate_groups, epoch_batches
-    from baselines.dqformer.infer import _autocast, evaluate_model
+    from baselines.dqformer.infer import autocast_for, evaluate_model
     from baselines.dqformer.model import build_dqformer, hf_configs_of
 
     out = Path(out)
     dist, device = setup_distributed()
     if dist.main:
-        _prepare_run(out, config, resume)
+        _prepare_run(out, resume)
     torch.manual_seed(config.seed + dist.rank)
     np.random.seed(config.seed + dist.rank)
     random.seed(config.seed + dist.rank)
@@ -251,7 +251,7 @@ def train(
             images = batch["image"].to(device, non_blocking=True)
             targets = batch["target"].to(device, non_blocking=True)
             text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-            with _autocast(device) if use_amp else _nullcontext():
+            with autocast_for(device, enabled=use_amp):
                 _, losses = net(images, text, targets, batch["image_index"].to(device))
             loss = losses["loss"]
             finite = torch.isfinite(loss.detach()).float()
@@ -330,9 +330,3 @@ def _score_best(out: Path, dataset: Path, split: str, device, progress) -> None:
     if errors:
         raise TrainingError(f"{out / 'test_metrics.json'}: result fails the metrics schema: {errors[0]}")
     write_text_atomic(out / "test_metrics.json", dumps_json(result))
-
-
-def _nullcontext():
-    import contextlib
-
-    return contextlib.nullcontext()
