@@ -1,7 +1,7 @@
 """The baseline reads a dataset directory through ``RefSegDataset``.
 
-Evaluation: one item per sentence, ``{"image": (3, S, S) float in [0, 1], "target": (S, S) long
-{0, 1}, "input_ids": (L,), "attention_mask": (L,), "index": int}``, S = ``image_size``.
+Every sentence is an ``Item``; images are grouped with their sentences, so the backbone runs
+once per image. Inference: ``inputs(image, sentences)`` (S = ``image_size``).
 Training: one unit per image with k of its sentences (``group``), so the backbone runs once
 for k sentences; ``collate_groups`` says which image each sentence belongs to.
 Images are resized (area/bilinear), masks with nearest-neighbour. Augmentation acts on
@@ -140,20 +140,42 @@ class RefSegDataset:
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
-    def _load(self, record_index: int, items: list[Item], rng: np.random.Generator | None):
-        """Resized image ``(S, S, 3)`` float32, targets ``(k, S, S)`` uint8, texts (augmented together)."""
-        import cv2
+    def resized_image(self, record_index: int) -> np.ndarray:
+        """``(S, S, 3)`` float32 in [0, 1]."""
+        image = resize_image(self.image(self.records[record_index]), self.image_size)
+        return image.astype(np.float32) / 255.0
 
-        record = self.records[record_index]
-        image = self.image(record)
+    def text_of(self, item: Item) -> str:
+        return UNIVERSAL_PROMPT if self.no_language else item.text
+
+    def inputs(self, record_index: int, item_indices: list[int]) -> dict:
+        """Inference on one image: ``image (1, 3, S, S)`` and ``input_ids``/``attention_mask``
+        ``(k, L)`` for k of its sentences; no target, no augmentation."""
+        import torch
+
+        image = self.resized_image(record_index)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None],
+            **self.tokenize([self.text_of(self.items[i]) for i in item_indices]),
+        }
+
+    def group(self, epoch: int, record_index: int, k: int) -> dict:
+        """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
+        when it has fewer), augmented together. Pure function of (seed, epoch, record_index).
+        ``image (3, S, S)``, ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
+        import cv2
+        import torch
+
+        rng = np.random.default_rng([self.seed, epoch, record_index])
+        mine = self.by_record[record_index]
+        items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
         s = self.image_size
-        image = resize_image(image, s)
+        image = self.resized_image(record_index)
         targets = np.stack(
             [cv2.resize(self.target(it), (s, s), interpolation=cv2.INTER_NEAREST) for it in items]
         )
-        texts = [UNIVERSAL_PROMPT if self.no_language else it.text for it in items]
-        image = image.astype(np.float32) / 255.0
-        if rng is not None:
+        texts = [self.text_of(it) for it in items]
+        if self.augment:
             if self.hflip and rng.random() < 0.5:
                 image, targets = image[:, ::-1], targets[:, :, ::-1]
                 texts = [mirror_text(t) for t in texts]
@@ -162,33 +184,11 @@ class RefSegDataset:
                 contrast = 1 + rng.uniform(-self.color_jitter, self.color_jitter)
                 mean = image.mean()
                 image = np.clip(((image - mean) * contrast + mean) * gain, 0, 1)
-        return image, targets, texts
-
-    def _pack(self, image, targets, texts) -> dict:
-        import torch
-
-        tokens = self.tokenize(texts)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(targets)).long(),
-            **tokens,
+            **self.tokenize(texts),
         }
-
-    def __getitem__(self, i: int) -> dict:
-        """One sentence, no augmentation (evaluation): ``target (S, S)``, ``input_ids (L,)``..."""
-        item = self.items[i]
-        out = self._pack(*self._load(item.record, [item], None))
-        return {k: v[0] if k != "image" else v for k, v in out.items()} | {"index": i}
-
-    def group(self, epoch: int, record_index: int, k: int) -> dict:
-        """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
-        when it has fewer), augmented together. Pure function of (seed, epoch, record_index)."""
-        rng = np.random.default_rng([self.seed, epoch, record_index])
-        mine = self.by_record[record_index]
-        picks = rng.choice(len(mine), size=k, replace=len(mine) < k)
-        items = [self.items[mine[j]] for j in picks]
-        out = self._pack(*self._load(record_index, items, rng if self.augment else None))
-        return out | {"record": record_index}
 
 
 class TrainGroups:

@@ -26,9 +26,10 @@ def masks_at(logits, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     return out
 
 
-def iter_masks(model, data, *, device, batch_size: int = 8, limit: int = 0, progress=False):
-    """``(item, (H, W) bool mask)`` for the first ``limit`` sentences of ``data`` (all when 0),
-    a RefSegDataset without augmentation; masks at each image's original size."""
+def iter_masks(model, data, *, device, batch_size: int = 16, limit: int = 0, progress=False):
+    """``(item, (H, W) bool mask)`` for the first ``limit`` sentences of ``data`` (all when 0), in
+    order, masks at each image's original size. Each image is read and encoded once for up to
+    ``batch_size`` of its sentences."""
     import torch
     from tqdm import tqdm
 
@@ -36,20 +37,22 @@ def iter_masks(model, data, *, device, batch_size: int = 8, limit: int = 0, prog
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for start in tqdm(range(0, n, batch_size), desc="eval", unit="batch", disable=not progress):
-            idx = list(range(start, min(n, start + batch_size)))
-            batch = [data[i] for i in idx]
-            images = torch.stack([b["image"] for b in batch]).to(device)
-            text = {k: torch.stack([b[k] for b in batch]).to(device) for k in ("input_ids", "attention_mask")}
-            with autocast_for(device):
-                logits, _ = model(images, text)
-            items = [data.items[i] for i in idx]
-            sizes = [(data.records[it.record]["height"], data.records[it.record]["width"]) for it in items]
-            yield from zip(items, masks_at(logits, sizes), strict=True)
+        for r, mine in enumerate(tqdm(data.by_record, desc="eval", unit="img", disable=not progress)):
+            mine = [i for i in mine if i < n]
+            record = data.records[r]
+            for start in range(0, len(mine), batch_size):
+                chunk = mine[start : start + batch_size]
+                inputs = {k: v.to(device) for k, v in data.inputs(r, chunk).items()}
+                text = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+                index = torch.zeros(len(chunk), dtype=torch.long, device=device)
+                with autocast_for(device):
+                    logits, _ = model(inputs["image"], text, image_index=index)
+                masks = masks_at(logits, [(record["height"], record["width"])] * len(chunk))
+                yield from zip([data.items[i] for i in chunk], masks, strict=True)
     model.train(was_training)
 
 
-def evaluate_model(model, data, *, device, batch_size: int = 8, limit: int = 0, progress=False) -> dict:
+def evaluate_model(model, data, *, device, batch_size: int = 16, limit: int = 0, progress=False) -> dict:
     """Score every sentence of ``data`` at the original mask resolution; returns
     ``RefSegMetrics.compute()`` with the usual breakdowns."""
     from mvtec_ref.evaluate import ref_groups
