@@ -30,7 +30,7 @@ class Verdict:
 def check_sentence(text: str, target: list[int], record: dict, vocab: Vocabulary) -> Verdict:
     """Judge one sentence against its target region ids within ``record`` (a sample record)."""
     try:
-        claims = parse(text, record["category"], vocab)
+        claims = parse(text, record["category"], vocab, (record["defect_type"],))
     except ParseError as error:
         return Verdict(UNFAITHFUL, str(error))
     return judge(claims, set(target), record["regions"], record["defect_type"])

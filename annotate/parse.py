@@ -50,10 +50,12 @@ class ParseError(ValueError):
     """The sentence says contradictory things (two defect types, two sizes...)."""
 
 
-def parse(text: str, category: str, vocab: Vocabulary) -> Claims:
+def parse(text: str, category: str, vocab: Vocabulary, extra_types: tuple[str, ...] = ()) -> Claims:
+    """``extra_types``: defect types the vocabulary does not list (their fallback phrases, made
+    from the name, are then recognised too): the type of the image being checked."""
     tokens = tokenize(text)
     claims = Claims()
-    tokens, claims = _take_type(tokens, claims, category, vocab)
+    tokens, claims = _take_type(tokens, claims, category, vocab, extra_types)
     noun = tokenize(vocab.noun(category))
     tokens = _remove_run(tokens, noun)
     if claims.defect_type is None:
@@ -75,9 +77,10 @@ def parse(text: str, category: str, vocab: Vocabulary) -> Claims:
     return claims.with_(**changes)
 
 
-def _take_type(tokens, claims, category, vocab):
+def _take_type(tokens, claims, category, vocab, extra_types=()):
     phrases = []
-    for defect_type in vocab.category_types(category):
+    known = vocab.category_types(category)
+    for defect_type in known + sorted({t for t in extra_types if t not in known}):
         for singular, plural in vocab.words(category, defect_type).phrases:
             for form, is_plural in ((singular, False), (plural, True)):
                 number = None if singular == plural else is_plural

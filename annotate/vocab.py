@@ -58,14 +58,31 @@ def _plural(phrase: str) -> str:
 
 @cache
 def load_vocabulary(source: str) -> Vocabulary:
-    """The vocabulary shipped for ``source`` (empty, all fallbacks, if none ships)."""
-    path = resources.files("annotate").joinpath("vocab", f"{source}.json")
-    if not path.is_file():
-        return Vocabulary(source, {}, {})
+    """The vocabulary for ``source``: the file shipped in ``annotate/vocab/`` for a built-in name
+    (empty, all fallbacks, if none ships), or a file path: a vocabulary JSON (a plugin's) or a
+    folder source's description (``mvtec-ref.yaml``/``.json``), whose phrases are used."""
+    if source.endswith((".json", ".yaml", ".yml")) and ("/" in source or "\\" in source):
+        from pathlib import Path
+
+        path = Path(source)
+        if not path.is_file():
+            raise MvtecRefError(f"{path}: vocabulary file not found")
+        if path.name.startswith("mvtec-ref."):
+            from mvtec_ref.sources.folder import description_vocabulary
+
+            return _from_data(description_vocabulary(path), path)
+    else:
+        path = resources.files("annotate").joinpath("vocab", f"{source}.json")
+        if not path.is_file():
+            return Vocabulary(source, {}, {})
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise MvtecRefError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
+    return _from_data(data, path)
+
+
+def _from_data(data: dict, path) -> Vocabulary:
     errors = schema_errors("vocabulary", data)
     if errors:
         raise MvtecRefError(f"{path}: {errors[0]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import zlib
@@ -17,7 +18,7 @@ from mvtec_ref.errors import DatasetError, EmptyMaskError, SampleError
 from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 from mvtec_ref.regions import RegionConfig
 from mvtec_ref.schema import schema_errors
-from mvtec_ref.sources import SOURCES, SourceImage
+from mvtec_ref.sources import SourceImage, get_source
 from mvtec_ref.splits import SplitConfig, assign_splits
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class BuildConfig:
     regions: RegionConfig = field(default_factory=RegionConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     name: str = "mvtec-ref"
+    # Vocabulary for the refs (a name in annotate/vocab/ or a file); empty = the source's. Set by
+    # build_dataset from the source's registration, recorded in the manifest for validate/stats.
+    vocabulary: str = ""
 
     def as_record(self, heldout: dict | None = None) -> dict:
         from annotate import TEMPLATES_VERSION
@@ -50,7 +54,7 @@ class BuildConfig:
             "regions": self.regions.as_record(),
             "refs": {
                 "templates_version": TEMPLATES_VERSION if self.expressions else "universal-only",
-                "vocabulary": self.source,
+                "vocabulary": self.vocabulary or self.source,
             },
             "splits": heldout or {"protocol": self.splits.protocol, "ratios": list(self.splits.ratios)},
         }
@@ -89,9 +93,9 @@ def build_dataset(
     """
     root = Path(root).absolute()
     config.splits.check()  # a bad ratio should fail now, not after every image was decoded
-    if config.source not in SOURCES:
-        raise DatasetError(f"unknown source {config.source!r}; known: {', '.join(SOURCES)}")
-    scan = SOURCES[config.source](root, config.categories or None)
+    source = get_source(config.source)
+    scan = source.scan(root, config.categories or None)
+    config = dataclasses.replace(config, vocabulary=scan.vocabulary or source.vocabulary or config.source)
     log.info("%s: %d images listed, %d problems in the layout", root, len(scan.images), len(scan.problems))
     if config.strict and scan.problems:
         raise scan.problems[0]
@@ -113,10 +117,10 @@ def build_dataset(
 
     log.info("%d images processed; assigning %s splits", len(records), config.splits.protocol)
     heldout = assign_splits(records, config.splits, config.seed)
-    _hide_heldout_types(records, heldout, config.source)
+    _hide_heldout_types(records, heldout, config.vocabulary)
     _number(records)
-    _check_expressions(records, config.source)
-    problems += _vocabulary_fallbacks(records, config.source)
+    _check_expressions(records, config.vocabulary)
+    problems += _vocabulary_fallbacks(records, config.vocabulary)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
     log.info("writing %s (%d samples)", out, len(records))
@@ -149,7 +153,7 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
     from annotate import load_vocabulary, refs_for, universal_refs
     from mvtec_ref.regions import regions_from_mask
     from mvtec_ref.regions.describe import object_frame
-    from mvtec_ref.regions.mask import decode_image, decode_mask
+    from mvtec_ref.regions.mask import decode_image
 
     hashes, warnings = [], []
     try:
@@ -157,20 +161,13 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         image = decode_image(data, src.image_path)
         height, width = image.shape[:2]
         frame, frame_source = (0, 0, width, height), "image"
-        regions = []
+        regions, labels, defect_type = [], None, src.defect_type
         if src.mask_path is not None:
-            mask_data = _read(root, src.mask_path, hashes)
-            binary, warning = decode_mask(
-                mask_data,
-                src.mask_path,
-                (height, width),
-                threshold=config.regions.threshold,
-                strict=config.strict,
-            )
-            if warning:
-                warnings.append((src.mask_path, warning))
+            binary, labels = _read_masks(root, src, (height, width), config, hashes, warnings)
             if not binary.any():
                 raise EmptyMaskError(src.mask_path, "mask of a defect image is empty (all zero)")
+            if src.value_names:
+                defect_type = _named_type(labels, dict(src.value_names), src.defect_type)
             if src.kind == "object" and config.regions.object_frame:
                 found = object_frame(image)
                 if found is not None:
@@ -180,11 +177,16 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         return Processed(None, error, warnings, hashes)
     # Placeholder ids (0) keep the key order of the final record; _number fills them in.
     region_records = [{"ann_id": 0, **r.to_record()} for r in regions]
+    if labels is not None:
+        names = dict(src.value_names)
+        for region in region_records:
+            value = _majority_value(labels, region["segmentation"])
+            region["source_class"] = names.get(value, str(value))
     record = {
         "image_id": 0,
         "id": src.sample_id,
         "category": src.category,
-        "defect_type": src.defect_type,
+        "defect_type": defect_type,
         "label_index": 0 if src.is_good else 1,
         "image_path": src.image_path,
         "mask_path": src.mask_path,
@@ -197,15 +199,58 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         "regions": region_records,
         "refs": [],
     }
+    if src.attributes:
+        record["source_attributes"] = dict(src.attributes)
     if config.expressions:
         rng = np.random.default_rng([config.seed, zlib.crc32(src.sample_id.encode())])
-        refs = refs_for(record, load_vocabulary(config.source), rng)
+        refs = refs_for(record, load_vocabulary(config.vocabulary or config.source), rng)
     else:
         refs = universal_refs(record)
     record["refs"] = [
         {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]} for ref in refs
     ]
     return Processed(record, None, warnings, hashes)
+
+
+def _read_masks(root, src: SourceImage, shape, config: BuildConfig, hashes, warnings):
+    """``(binary (H, W) {0,1}, labels (H, W) uint8 or None)``: the union of the image's mask files.
+    "binary" masks are thresholded (non-binary values reported); "ids" masks keep their values."""
+    from mvtec_ref.errors import MaskSizeError
+    from mvtec_ref.regions.mask import decode_image, decode_mask
+
+    binary, labels = np.zeros(shape, np.uint8), None
+    for path in (src.mask_path, *src.extra_masks):
+        data = _read(root, path, hashes)
+        if src.mask_values == "ids":
+            values = decode_image(data, path)
+            if values.ndim == 3:
+                values = values.max(axis=2)
+            if values.shape != shape:
+                raise MaskSizeError(path, f"mask is {values.shape[1]}x{values.shape[0]} but its image is "
+                                          f"{shape[1]}x{shape[0]}")  # fmt: skip
+            labels = values if labels is None else np.maximum(labels, values)
+            binary |= (values > 0).view(np.uint8)
+        else:
+            part, warning = decode_mask(data, path, shape, threshold=config.regions.threshold,
+                                        strict=config.strict)  # fmt: skip
+            if warning:
+                warnings.append((path, warning))
+            binary |= part
+    return binary, labels
+
+
+def _named_type(labels: np.ndarray, names: dict[int, str], default: str) -> str:
+    """The defect name the mask's values stand for; "combined" when they name several."""
+    found = sorted({names.get(int(v), default) for v in np.unique(labels) if v})
+    return found[0] if len(found) == 1 else "combined" if found else default
+
+
+def _majority_value(labels: np.ndarray, rle: dict) -> int:
+    from mvtec_ref.regions.mask import decode_rle
+
+    inside = labels[decode_rle(rle).astype(bool)]
+    inside = inside[inside > 0]
+    return int(np.bincount(inside).argmax()) if inside.size else 0
 
 
 def _read(root: Path, rel: str, hashes: list) -> bytes:
@@ -235,7 +280,8 @@ def _hide_heldout_types(records: list[dict], heldout: dict, source: str) -> None
             ref["sentences"] = [
                 s
                 for s in ref["sentences"]
-                if parse(s["text"], record["category"], vocab).defect_type not in hidden
+                if parse(s["text"], record["category"], vocab, (record["defect_type"],)).defect_type
+                not in hidden
             ]
         record["refs"] = [ref for ref in record["refs"] if ref["sentences"]]
 

@@ -1,8 +1,11 @@
-"""What every source adapter returns: a table of files, no pixels read."""
+"""What every source adapter returns: a table of files, no pixels read; and shared helpers."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mvtec_ref.errors import SampleError
 
@@ -24,6 +27,16 @@ class SourceImage:
     mask_path: str | None
     source_split: str
     kind: str = "object"  # "object" or "texture": picks the frame for location words
+    # More mask files of the same image (MVTec LOCO: one file per defect); their union is the mask.
+    extra_masks: tuple[str, ...] = ()
+    # "binary": 0/255, values > threshold are defect (non-binary values reported);
+    # "ids": every non-zero value is defect and names a class (VisA class ids, LOCO pixel values).
+    mask_values: str = "binary"
+    # For "ids" masks: (pixel value, defect name). When given, the record's defect type is the
+    # name found in the mask ("combined" for several) and each region keeps its class name.
+    value_names: tuple[tuple[int, str], ...] = ()
+    # Facts the source states per image, kept in the record ("anomaly_kind": "logical", ...).
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_good(self) -> bool:
@@ -41,3 +54,86 @@ class ScanResult:
 
     images: list[SourceImage] = field(default_factory=list)
     problems: list[SampleError] = field(default_factory=list)
+    # Vocabulary to describe these images (a source name or a file path); None = the source's own.
+    vocabulary: str | None = None
+
+    def finish(self) -> ScanResult:
+        self.images.sort(key=lambda im: im.image_path)
+        self.problems.sort(key=lambda p: p.path)
+        return self
+
+
+Scanner = Callable[[Path, "Iterable[str] | None"], ScanResult]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered source: its scanner, and the vocabulary its defect types are described with
+    (a name of a file in ``annotate/vocab/`` or a path to a vocabulary JSON; None = fallbacks)."""
+
+    name: str
+    scan: Scanner
+    vocabulary: str | None = None
+    summary: str = ""
+
+
+# Files that operating systems and notebooks drop into folders; never samples.
+KNOWN_STRAYS = {".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"}
+
+
+def dirs(folder: Path) -> list[Path]:
+    """Sub-folders of ``folder`` (hidden ones skipped), sorted by name."""
+    with os.scandir(folder) as it:
+        return sorted(
+            (Path(e.path) for e in it if e.is_dir() and not e.name.startswith(".")), key=lambda p: p.name
+        )
+
+
+def files(root: Path, folder: Path, suffixes: Iterable[str], result: ScanResult) -> list[tuple[str, Path]]:
+    """(stem, path) of each file in ``folder`` with one of ``suffixes`` (case-insensitive);
+    anything else is recorded as a stray."""
+    from mvtec_ref.errors import StrayFileError
+
+    allowed = {s.lower() for s in suffixes}
+    found = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            path = Path(entry.path)
+            if entry.is_file() and path.suffix.lower() in allowed and not entry.name.startswith("."):
+                found.append((path.stem, path))
+            else:
+                what = (
+                    "known system file"
+                    if entry.name in KNOWN_STRAYS
+                    else f"not a {'/'.join(sorted(allowed))} file"
+                )
+                result.problems.append(StrayFileError(rel(root, path), f"stray file ({what}); ignored"))
+    return sorted(found)
+
+
+def rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def check_root(root: Path, what: str) -> Path:
+    from mvtec_ref.errors import SourceLayoutError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceLayoutError(f"{root}: source root does not exist or is not a folder ({what})")
+    return root
+
+
+def pick_categories(root: Path, present: list[str], wanted: Iterable[str] | None, expected: str) -> list[str]:
+    """The categories to scan: all present, or the wanted ones (each must be present)."""
+    from mvtec_ref.errors import SourceLayoutError
+
+    if not present:
+        raise SourceLayoutError(f"{root}: no category found (expected {expected})")
+    chosen = list(dict.fromkeys(wanted)) if wanted else present
+    missing = [c for c in chosen if c not in present]
+    if missing:
+        raise SourceLayoutError(
+            f"{root}: category {', '.join(missing)} not found; present: {', '.join(present)}"
+        )
+    return sorted(chosen)

@@ -25,7 +25,9 @@ from mvtec_ref.errors import (
     SourceLayoutError,
     StrayFileError,
 )
-from mvtec_ref.sources.base import GOOD, ScanResult, SourceImage
+from mvtec_ref.sources.base import GOOD, KNOWN_STRAYS, ScanResult, SourceImage
+from mvtec_ref.sources.base import dirs as _dirs
+from mvtec_ref.sources.base import rel as _rel
 
 IMAGE_SUFFIXES = (".png", ".PNG")
 MASK_SUFFIX = "_mask"
@@ -202,9 +204,6 @@ MVTEC_AD: tuple[CategorySpec, ...] = (
 
 CATEGORIES = {spec.name: spec for spec in MVTEC_AD}
 
-# Files that operating systems and notebooks drop into folders; never samples.
-_KNOWN_STRAYS = {".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"}
-
 
 def scan_mvtec_ad(root: Path, categories: Iterable[str] | None = None) -> ScanResult:
     """List every image of an MVTec AD tree (optionally only some categories).
@@ -298,14 +297,6 @@ def _check_orphan_masks(root: Path, cat_dir: Path, result: ScanResult) -> None:
                 )
 
 
-def _dirs(folder: Path) -> list[Path]:
-    with os.scandir(folder) as it:
-        return sorted(
-            (Path(e.path) for e in it if e.is_dir() and not e.name.startswith(".")),
-            key=lambda p: p.name,
-        )
-
-
 def _images(root: Path, folder: Path, result: ScanResult) -> list[tuple[str, Path]]:
     """(stem, path) of each PNG in ``folder``; anything else is recorded as a stray."""
     found = []
@@ -328,9 +319,5 @@ def _check_strays(root: Path, folder: Path, result: ScanResult, *, allow_files: 
 
 
 def _stray(root: Path, path: Path) -> StrayFileError:
-    what = "known system file" if path.name in _KNOWN_STRAYS else "not a PNG image"
+    what = "known system file" if path.name in KNOWN_STRAYS else "not a PNG image"
     return StrayFileError(_rel(root, path), f"stray file ({what}); ignored")
-
-
-def _rel(root: Path, path: Path) -> str:
-    return path.relative_to(root).as_posix()
