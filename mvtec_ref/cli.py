@@ -118,7 +118,13 @@ def _run_paraphrase(
 
 
 @main.command()
-@click.option("--source", type=click.Choice(["mvtec_ad"]), default="mvtec_ad", show_default=True)
+@click.option(
+    "--source",
+    default="mvtec_ad",
+    show_default=True,
+    help="Built-in: mvtec_ad, visa, mvtec_loco, mvtec_ad2, real_iad, btad, folder (images/ + masks/ "
+    "described by ROOT/mvtec-ref.yaml); or a plugin's name (entry-point group mvtec_ref.sources).",
+)
 @click.option(
     "--root",
     required=True,
@@ -479,3 +485,50 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--out", type=click.Path(path_type=Path), help="Folder to extract into [default: data/NAME].")
+@click.option("--cache", type=click.Path(path_type=Path), default=Path.home() / ".cache" / "mvtec-ref",
+              show_default=True, help="Where archives are downloaded (and resumed).")  # fmt: skip
+@click.option("--from", "source_file", type=click.Path(path_type=Path),
+              help="An archive you already have: verified and extracted, nothing downloaded.")  # fmt: skip
+@click.option("--url", help="Download from this mirror instead (the recorded SHA-256 still applies).")
+@click.option(
+    "--sha256", help="Expected SHA-256 of --url's archive (required with --url for an unlisted NAME)."
+)
+@click.option("--list", "show", is_flag=True, help="List the datasets with a recorded archive.")
+def download(name, out, cache, source_file, url, sha256, show):
+    """Fetch a dataset's official archive (resumable, size- and SHA-256-checked) and extract it safely."""
+    from mvtec_ref.download import ARCHIVES, Archive
+    from mvtec_ref.download import download as run
+
+    if show or not name:
+        for key, a in ARCHIVES.items():
+            click.echo(f"{key:12} {a.licence:34} {a.url}")
+        return
+    archive = ARCHIVES.get(name)
+    if url or sha256:
+        if archive is None and not sha256:
+            raise click.UsageError(f"{name} has no recorded checksum: give --sha256 with --url")
+        archive = Archive(url or archive.url, sha256 or archive.sha256, None,
+                          archive.licence if archive else "", archive.page if archive else "")  # fmt: skip
+    bar = None
+    if source_file is None:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="B", unit_scale=True, desc=name, disable=None)
+
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        target = run(name, out or Path("data") / name, cache=cache, source_file=source_file, archive=archive,
+                     progress=progress if bar is not None else None)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"extracted {name} into {target}")
