@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from mvtec_ref.cli import main
 
-COMMANDS = ["synth", "build", "paraphrase", "validate", "export", "stats", "report", "evaluate",
-            "train-baseline", "predict"]  # fmt: skip
+COMMANDS = ["synth", "download", "build", "paraphrase", "validate", "export", "stats", "report",
+            "evaluate", "train-baseline", "predict"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
