@@ -106,7 +106,7 @@ def test_model_shapes_losses_and_shared_backbone():
     index = torch.tensor([0, 0, 1, 1])
     logits, losses = model(images, text, targets, index)
     assert logits.shape == (4, 2, 16, 16)
-    assert set(losses) == {"loss", "ce", "dice"} and torch.isfinite(losses["loss"])
+    assert set(losses) == {"loss", "ce", "dice", "presence"} and torch.isfinite(losses["loss"])
     losses["loss"].backward()
     assert model.decoder.query.weight.grad.abs().sum() > 0
     assert model.backbone.blocks[-1]._project_conv.weight.grad is not None
@@ -134,6 +134,47 @@ def test_dice_counts_only_sentences_with_a_target():
     target[0, 2:, 2:] = 1  # disjoint: 1 - 1 / (4 + 4 + 1)
     assert float(dice_loss(logits[:1], target[:1])) == pytest.approx(1 - 1 / 9, abs=1e-6)
     assert float(dice_loss(logits, target)) == pytest.approx((1 - 1 / 9) / 2, abs=1e-6)  # sum / B
+
+
+def test_presence_caps_the_anomaly_margin():
+    from baselines.dqformer.model import with_presence
+
+    masks = torch.tensor([[[[0.0, 0.0], [0.0, 0.0]], [[5.0, -1.0], [2.0, 9.0]]]])  # (1, 2, 2, 2)
+    present = with_presence(masks, torch.tensor([20.0])).argmax(1)
+    absent = with_presence(masks, torch.tensor([-0.5])).argmax(1)
+    assert present.tolist() == masks.argmax(1).tolist() == [[[1, 0], [1, 1]]]
+    assert absent.tolist() == [[[0, 0], [0, 0]]]  # the same argmax, no threshold: nothing is claimed
+
+
+def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
+    from annotate import load_vocabulary
+    from annotate.faithful import OK, check_sentence
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import RefSegDataset, TrainGroups
+
+    data = RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
+                         augment=True, negative_share=1.0)  # fmt: skip
+    vocab = load_vocabulary("mvtec_ad")
+    defect = [r for r, rec in enumerate(data.records) if rec["regions"]]
+    assert defect and all(data.negatives[r] for r in defect)
+    assert not any(data.negatives[r] for r, rec in enumerate(data.records) if not rec["regions"])
+    borrowed = [item for r in defect for item in data.negatives[r] if item.ref < 0]
+    assert borrowed  # sentences written for another defect type of the category
+    for item in borrowed:
+        assert check_sentence(item.text, [], data.records[item.record], vocab).verdict == OK
+    # every slot swapped: a defect image's unit has only empty targets, from its pool
+    group = data.group(0, defect[0], 4)
+    assert int(group["target"].sum()) == 0
+    # the ablation reads no text, so it gets no extra negatives
+    blind = RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
+                          augment=True, negative_share=1.0, no_language=True)  # fmt: skip
+    assert blind.negative_share == 0 and not any(blind.negatives)
+
+    units = TrainGroups(data, 2, good_per_epoch=0.5)
+    assert len(units) == len(units.defect) + round(0.5 * len(units.good))
+    first, second = units.epoch_records(0), units.epoch_records(1)
+    assert set(units.defect) <= set(first) and len(first) == len(second) == len(units)
+    assert TrainGroups(data, 2, good_per_epoch=0.5).epoch_records(1) == second  # seeded
 
 
 def test_masks_are_the_argmax_at_the_original_size():

@@ -73,8 +73,13 @@ def _random_init_configs() -> dict:
 
     return {
         # The architecture of the paper-style backbone, so speed benchmarks run offline.
-        "microsoft/swin-base-patch4-window12-384": lambda: SwinConfig(
-            image_size=384, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12
+        "microsoft/swin-base-patch4-window12-384": lambda **options: SwinConfig(
+            image_size=384,
+            embed_dim=128,
+            depths=[2, 2, 18, 2],
+            num_heads=[4, 8, 16, 32],
+            window_size=12,
+            **options,
         ),
     }
 
@@ -95,13 +100,15 @@ class HFBackbone(nn.Module):
         elif pretrained:
             self.net = AutoBackbone.from_pretrained(name, **out)
         else:
+            # Options go to the constructor: transformers 5.17 ignores out_indices set afterwards.
             known = _random_init_configs()
-            config = known[name]() if name in known else AutoConfig.from_pretrained(name)
-            config.out_indices, config.out_features = out["out_indices"], None
-            config.drop_path_rate = drop_path
+            config = known[name](**out) if name in known else AutoConfig.from_pretrained(name, **out)
             self.net = AutoBackbone.from_config(config)
         self.normalize = _Normalize()
         self.channels = tuple(self.net.channels)
+        if len(self.channels) != 4:
+            raise ValueError(f"{name}: the backbone gives {len(self.channels)} feature maps, need 4 "
+                             "(strides 4/8/16/32)")  # fmt: skip
         self.hf_config = self.net.config.to_dict()
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

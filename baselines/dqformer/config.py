@@ -40,12 +40,15 @@ class DQFormerConfig:
     ce_weight: float = 1.0  # 2-way cross-entropy over (background, anomaly), LAVT/ReLA style
     ce_class_weights: tuple[float, float] = (0.9, 1.1)  # LAVT/ReLA weights for (background, anomaly)
     dice_weight: float = 1.0  # Dice on the anomaly mask: 95% of anomalies are small, CE alone ignores them
+    presence_weight: float = 1.0  # BCE on "target present?"; 0 = no presence bias (ablation)
     aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
     hflip: bool = True  # flips swap left/right words in the text, so it stays true
     color_jitter: float = 0.1  # brightness/contrast +-10%: tone words are relative, they stay true
     no_language: bool = False  # ablation: every sentence replaced by the universal prompt "anomaly"
+    negative_share: float = 0.25  # chance a defect image's sentence slot gets one that names nothing there
+    good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
     # --- optimisation -----------------------------------------------------------------------
     epochs: int = 20  # passes over the training images; one sentence set per image and pass
     batch_size: int = 8  # images per step and process; LAVT uses 8 per GPU
@@ -85,7 +88,8 @@ def tiny() -> DQFormerConfig:
     """Trains on 2 CPU cores in minutes: narrow decoder, frozen text encoder, 4 images x 4 sentences."""
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
-        epochs=3, batch_size=4, sentences_per_image=4, lr=4e-4, backbone_lr_mult=0.25, warmup_steps=20,
+        epochs=5, batch_size=4, sentences_per_image=4, lr=4e-4, backbone_lr_mult=0.25, warmup_steps=20,
+        good_per_epoch=0.3,
     )  # fmt: skip
 
 

@@ -8,6 +8,14 @@ Images are resized (area/bilinear), masks with nearest-neighbour. Augmentation a
 (image, mask, text) together so the text stays true: a horizontal flip also swaps left/right
 words; brightness/contrast jitter leaves tone words true (they compare a region with its surroundings).
 
+Negatives: a defect image has few sentences that name nothing in it (one "other type" ref),
+too few to teach the model to read the type instead of just finding the defect. With
+``negative_share`` > 0, each training slot of a defect image is, with that chance, a sentence
+with an empty target: its own no-target ones, or a sentence written for another defect type of
+the same category that the faithfulness checker finds denotes nothing here. Defect-free
+training images (MVTec's train/good: most of the data) can be thinned per epoch with
+``good_per_epoch``.
+
 Training keys are ``(epoch, image)`` pairs so that every unit's sentences and augmentation are
 a pure function of (seed, epoch, image): the same batch comes back after ``--resume``, with
 any number of workers.
@@ -52,9 +60,46 @@ def mirror_text(text: str) -> str:
 @dataclass(frozen=True)
 class Item:
     record: int  # index into RefSegDataset.records
-    ref: int  # index into the record's refs
+    ref: int  # index into the record's refs; -1: a borrowed sentence with an empty target
     sent_id: int
     text: str
+
+
+BORROWED_PER_IMAGE = 24  # candidates checked per defect image when building its negative pool
+
+
+def negative_pools(records: list[dict], items: list[Item], vocabulary: str, seed: int) -> list[list[Item]]:
+    """Per record: sentences whose target there is empty. Defect-free records get none (all of
+    their sentences are negatives already). Borrowed sentences come from records of the same
+    category with another defect type and are kept only when ``check_sentence`` says they
+    denote nothing in this record."""
+    from annotate import load_vocabulary
+    from annotate.faithful import OK, check_sentence
+
+    vocab = load_vocabulary(vocabulary)
+    texts: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        for ref in record["refs"]:
+            if ref["region_ids"] and ref.get("kind") != "universal":
+                key = (record["category"], record["defect_type"])
+                texts.setdefault(key, set()).update(s["text"] for s in ref["sentences"])
+    pools: list[list[Item]] = [[] for _ in records]
+    for item in items:
+        if not records[item.record]["refs"][item.ref]["region_ids"] and records[item.record]["regions"]:
+            pools[item.record].append(item)
+    for r, record in enumerate(records):
+        if not record["regions"]:
+            continue
+        candidates = sorted(
+            {t for (cat, typ), ts in texts.items() if cat == record["category"]
+             and typ != record["defect_type"] for t in ts}
+        )  # fmt: skip
+        rng = np.random.default_rng([seed, r, 13])
+        chosen = rng.permutation(len(candidates))[:BORROWED_PER_IMAGE]
+        for j in sorted(chosen):
+            if check_sentence(candidates[j], [], record, vocab).verdict == OK:
+                pools[r].append(Item(r, -1, -1, candidates[j]))
+    return pools
 
 
 def load_split(dataset: Path, split: str) -> tuple[dict, list[dict]]:
@@ -81,6 +126,7 @@ class RefSegDataset:
         hflip: bool = True,
         color_jitter: float = 0.0,
         no_language: bool = False,
+        negative_share: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.dataset = Path(dataset)
@@ -103,6 +149,13 @@ class RefSegDataset:
         self.color_jitter = color_jitter
         self.no_language = no_language
         self.seed = seed
+        # Without text there is nothing for a negative to contradict: the ablation gets none.
+        self.negative_share = 0.0 if no_language or not augment else negative_share
+        self.negatives: list[list[Item]] = [[] for _ in self.records]
+        if self.negative_share > 0:
+            vocabulary = self.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
+            self.negatives = negative_pools(self.records, self.items, vocabulary, seed)
+        self.is_good = [not r["regions"] for r in self.records]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -127,9 +180,11 @@ class RefSegDataset:
         from mvtec_ref.regions.mask import decode_rle
 
         record = self.records[item.record]
+        out = np.zeros((record["height"], record["width"]), np.uint8)
+        if item.ref < 0:
+            return out
         ref = record["refs"][item.ref]
         masks = {g["region_id"]: g["segmentation"] for g in record["regions"]}
-        out = np.zeros((record["height"], record["width"]), np.uint8)
         for region_id in ref["region_ids"]:
             out |= decode_rle(masks[region_id])
         return out
@@ -161,7 +216,8 @@ class RefSegDataset:
 
     def group(self, epoch: int, record_index: int, k: int) -> dict:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
-        when it has fewer), augmented together. Pure function of (seed, epoch, record_index).
+        when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
+        one from its negative pool; augmented together. Pure function of (seed, epoch, record_index).
         ``image (3, S, S)``, ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
         import torch
@@ -169,6 +225,11 @@ class RefSegDataset:
         rng = np.random.default_rng([self.seed, epoch, record_index])
         mine = self.by_record[record_index]
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
+        pool = self.negatives[record_index]
+        if pool and self.negative_share > 0:
+            swap = rng.random(k) < self.negative_share
+            picks = rng.integers(len(pool), size=k)
+            items = [pool[p] if s else it for it, s, p in zip(items, swap, picks, strict=True)]
         s = self.image_size
         image = self.resized_image(record_index)
         targets = np.stack(
@@ -192,18 +253,31 @@ class RefSegDataset:
 
 
 class TrainGroups:
-    """Map-style view for the DataLoader: key ``(epoch, record_index)`` -> ``dataset.group(...)``."""
+    """Map-style view for the DataLoader: key ``(epoch, j)`` -> ``dataset.group(epoch, r, k)`` with
+    r the j-th image of that epoch: every defect image plus ``good_per_epoch`` of the defect-free
+    ones, drawn afresh each epoch (seeded), so every epoch has the same length."""
 
-    def __init__(self, dataset: RefSegDataset, sentences_per_image: int) -> None:
+    def __init__(self, dataset: RefSegDataset, sentences_per_image: int, good_per_epoch: float = 1.0) -> None:
         self.dataset = dataset
         self.k = sentences_per_image
-        self.records = [r for r, items in enumerate(dataset.by_record) if items]
+        records = [r for r, items in enumerate(dataset.by_record) if items]
+        self.defect = [r for r in records if not dataset.is_good[r]]
+        self.good = [r for r in records if dataset.is_good[r]]
+        self.n_good = min(len(self.good), round(good_per_epoch * len(self.good)))
+        self._epoch: tuple[int, list[int]] | None = None
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.defect) + self.n_good
+
+    def epoch_records(self, epoch: int) -> list[int]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            rng = np.random.default_rng([self.dataset.seed, epoch, 11])
+            good = [self.good[j] for j in sorted(rng.permutation(len(self.good))[: self.n_good])]
+            self._epoch = (epoch, sorted(self.defect + good))
+        return self._epoch[1]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        return self.dataset.group(key[0], self.records[key[1]], self.k)
+        return self.dataset.group(key[0], self.epoch_records(key[0])[key[1]], self.k)
 
 
 def collate_groups(groups: list[dict]) -> dict:

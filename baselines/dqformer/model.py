@@ -4,9 +4,10 @@
 images ``(N, 3, H, W)`` float in [0, 1]; text ``{"input_ids": (B, L), "attention_mask": (B, L)}``;
 targets ``(B, H, W)`` long in {0, 1} or None; image_index ``(B,)`` long: the image of each
 sentence when N < B (the backbone then runs once per image), else None (N = B).
-logits ``(B, 2, H/4, W/4)`` (channel 0 background, 1 anomaly): the predicted mask is
-``logits.argmax(1)`` after upsampling, no threshold.
-losses: None without targets, else ``{"loss": total, "ce": .., "dice": ..}`` (scalars).
+logits ``(B, 2, H/4, W/4)`` (channel 0 background, 1 anomaly; the anomaly margin is capped by
+the presence logit): the predicted mask is ``logits.argmax(1)`` after
+upsampling, no threshold.
+losses: None without targets, else ``{"loss": total, "ce": .., "dice": .., "presence": ..}`` (scalars).
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     t = targets.flatten(1).float()
     dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
     return (dice * (t.sum(1) > 0)).sum() / len(dice)
+
+
+def with_presence(masks: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    """The anomaly channel's margin over background becomes min(mask margin, presence logit): a
+    pixel is anomalous under argmax only where the anomaly query claims it *and* says its target
+    is present. (Adding log P(present) instead was too weak: confident masks outvoted it.)"""
+    margin = torch.minimum(masks[:, 1] - masks[:, 0], presence.to(masks.dtype)[:, None, None])
+    return torch.stack([masks[:, 0], masks[:, 0] + margin], dim=1)
 
 
 class DQFormer(nn.Module):
@@ -60,21 +69,30 @@ class DQFormer(nn.Module):
         words, word_mask, sentence = self.text_encoder(text["input_ids"], text["attention_mask"])
         words, sentence = self.word_proj(words), self.sentence_proj(sentence)
         pixel_embedding, levels = self.lma(features, words, word_mask, sentence)
-        outputs = self.decoder(levels, pixel_embedding, sentence)
-        return outputs[-1], (None if targets is None else self.losses(outputs, targets))
+        outputs = [
+            (with_presence(m, p) if self.config.presence_weight > 0 else m, p)
+            for m, p in self.decoder(levels, pixel_embedding, sentence)
+        ]
+        return outputs[-1][0], (None if targets is None else self.losses(outputs, targets))
 
-    def losses(self, outputs: list[torch.Tensor], targets: torch.Tensor) -> dict:
-        """CE + Dice at the input resolution for every decoder prediction (earlier ones x aux_weight)."""
+    def losses(self, outputs: list[tuple[torch.Tensor, torch.Tensor]], targets: torch.Tensor) -> dict:
+        """CE + Dice at the input resolution, and BCE on presence (does the sentence name anything
+        here?), for every decoder prediction (earlier ones x aux_weight). The pixel losses barely
+        notice a sentence that names nothing (its wrong pixels are ~1% of the image); presence
+        gives every such sentence the weight of one whole sample."""
         cfg = self.config
-        total = ce_last = dice_last = 0.0
-        for i, logits in enumerate(outputs):
+        total = ce_last = dice_last = presence_last = 0.0
+        present = (targets.flatten(1).amax(1) > 0).float()
+        for i, (logits, presence) in enumerate(outputs):
             up = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
             ce = F.cross_entropy(up, targets, weight=self.class_weights)
             dice = dice_loss(up, targets)
+            bce = F.binary_cross_entropy_with_logits(presence.float(), present)
             weight = 1.0 if i == len(outputs) - 1 else cfg.aux_weight
-            total = total + weight * (cfg.ce_weight * ce + cfg.dice_weight * dice)
-            ce_last, dice_last = ce, dice
-        return {"loss": total, "ce": ce_last.detach(), "dice": dice_last.detach()}
+            total = total + weight * (cfg.ce_weight * ce + cfg.dice_weight * dice + cfg.presence_weight * bce)
+            ce_last, dice_last, presence_last = ce, dice, bce
+        return {"loss": total, "ce": ce_last.detach(), "dice": dice_last.detach(),
+                "presence": presence_last.detach()}  # fmt: skip
 
 
 def build_dqformer(config: DQFormerConfig, *, pretrained: bool = True, hf_configs: dict | None = None):

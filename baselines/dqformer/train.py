@@ -181,8 +181,9 @@ def train(
     common = dict(tokenizer=tokenizer, image_size=config.image_size, max_tokens=config.max_tokens,
                   no_language=config.no_language, seed=config.seed)  # fmt: skip
     train_data = RefSegDataset(dataset, "train", augment=True, hflip=config.hflip,
-                               color_jitter=config.color_jitter, **common)  # fmt: skip
-    units = TrainGroups(train_data, config.sentences_per_image)
+                               color_jitter=config.color_jitter, negative_share=config.negative_share,
+                               **common)  # fmt: skip
+    units = TrainGroups(train_data, config.sentences_per_image, config.good_per_epoch)
     val_data = RefSegDataset(dataset, config.eval_split, **common) if dist.main else None
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
