@@ -128,10 +128,10 @@ def fetch(archive: Archive, cache: Path, *, timeout: float = 30.0, progress=None
         else:
             raise DownloadError(_offline(archive, cache, f"HTTP {error.code} {error.reason}")) from None
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(
-            _offline(archive, cache, f"{reason}; the partial file {part.name} is kept, run again to resume")
-        ) from None
+        reason = f"{getattr(error, 'reason', error)}"
+        if part.is_file() and part.stat().st_size:
+            reason += f"; the partial file {part.name} is kept, run again to resume"
+        raise DownloadError(_offline(archive, cache, reason)) from None
     verify(part, archive)
     part.replace(final)
     return final
