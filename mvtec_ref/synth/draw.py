@@ -134,8 +134,10 @@ def _defect_shape(style: str, centre: tuple[int, int], size: int, rng: np.random
     canvas = np.zeros((size, size), np.uint8)
     cx, cy = centre
     if style in ("scratch", "thread", "crack"):
-        length = rng.uniform(0.06, 0.25) * size
-        width = max(1, int(rng.uniform(0.003, 0.008) * size))
+        # Real MVTec AD masks of thin defects are drawn generously: measured on the shared
+        # sample, grid thread/broken 2-6% of the image side wide, a hazelnut crack 9%.
+        length = rng.uniform(0.1, 0.3) * size
+        width = max(2, int(rng.uniform(0.015, 0.045) * size))
         angle = rng.uniform(0, np.pi)
         steps = 12
         wiggle = {"scratch": 0.05, "thread": 0.5, "crack": 0.35}[style]
