@@ -101,23 +101,7 @@ def test_plugin_source_installs_and_builds(tmp_path):
             cv2.imwrite(str(root / f"{i}.defect.png"), mask)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).resolve().parents[1])])}
     out = tmp_path / "dataset"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mvtec_ref",
-            "build",
-            "--source",
-            "tinyline",
-            "--root",
-            str(root),
-            "--out",
-            str(out),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = _build_with_tinyline(root, out, env)
     assert done.returncode == 0, done.stderr
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(s["defect_type"] for s in samples) == ["dent"] * 3 + ["good"] * 3
@@ -127,20 +111,22 @@ def test_plugin_source_installs_and_builds(tmp_path):
     assert manifest["source"]["kind"] == "tinyline"
     assert manifest["config"]["refs"]["vocabulary"].endswith("tinyline_vocab.json")
     # without the plugin on the path, the name is unknown and the error lists what is known
-    bare = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mvtec_ref",
-            "build",
-            "--source",
-            "tinyline",
-            "--root",
-            str(root),
-            "--out",
-            str(tmp_path / "d2"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bare = _build_with_tinyline(root, tmp_path / "d2")
     assert bare.returncode != 0 and "unknown source 'tinyline'" in bare.stderr and "mvtec_ad" in bare.stderr
+
+
+def _build_with_tinyline(root: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``mvtec-ref build --source tinyline`` in a fresh interpreter (entry points are read at start)."""
+    command = [
+        sys.executable,
+        "-m",
+        "mvtec_ref",
+        "build",
+        "--source",
+        "tinyline",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True)
