@@ -120,6 +120,42 @@ def test_model_shapes_losses_and_shared_backbone():
     torch.testing.assert_close(shared, repeated)
 
 
+def test_absent_target_trains_the_raw_mask_on_the_defects_there(monkeypatch):
+    """A sentence naming nothing here: its raw mask learns the image's regions, presence learns 0."""
+    from baselines.dqformer.model import DQFormer, build_dqformer
+
+    torch.manual_seed(0)
+    model = build_dqformer(small_config()).train()
+    seen = {}
+    original = DQFormer.mask_losses
+
+    def spy(self, masks, targets):
+        seen["targets"] = targets.clone()
+        return original(self, masks, targets)
+
+    monkeypatch.setattr(DQFormer, "mask_losses", spy)
+    regions = torch.zeros(2, 64, 64, dtype=torch.uint8)
+    regions[0, 5:15, 5:15] = 1  # image 1 is defect-free
+    targets = torch.zeros(3, 64, 64, dtype=torch.long)
+    targets[0] = regions[0]  # sentence 0: true; sentences 1 (image 0) and 2 (image 1): absent
+    ids = torch.randint(1000, 2000, (5, 20))
+    mask = torch.ones(5, 20, dtype=torch.long)
+    extra = {"regions": regions, "input_ids": ids[3:], "attention_mask": mask[3:],
+             "image_index": torch.tensor([0, 1]), "label": torch.tensor([1.0, 0.0])}  # fmt: skip
+    text = {"input_ids": ids[:3], "attention_mask": mask[:3]}
+    _, losses = model(torch.rand(2, 3, 64, 64), text, targets, torch.tensor([0, 0, 1]), extra)
+    assert torch.equal(seen["targets"][1], regions[0].long())  # the defect that is there
+    assert int(seen["targets"][2].sum()) == 0 and torch.equal(seen["targets"][0], targets[0])
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.presence.parameters())
+    # a frozen text encoder keeps presence-only sentence embeddings, equal to its own output
+    encoder = model.text_encoder
+    first = encoder.sentences(ids, mask)
+    assert len(encoder._cache) == len({tuple(r) for r in ids.tolist()})
+    assert torch.allclose(first, encoder(ids, mask)[2], atol=1e-5)
+    assert torch.equal(encoder.sentences(ids.flip(0), mask), first.flip(0))
+
+
 def test_dice_counts_only_sentences_with_a_target():
     from baselines.dqformer.model import dice_loss
 
@@ -147,6 +183,8 @@ def test_presence_caps_the_anomaly_margin():
 
 
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
+    import cv2
+
     from annotate import load_vocabulary
     from annotate.faithful import OK, check_sentence
     from baselines.dqformer.backbone import load_tokenizer
@@ -169,6 +207,19 @@ def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset
     blind = RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
                           augment=True, negative_share=1.0, no_language=True)  # fmt: skip
     assert blind.negative_share == 0 and not any(blind.negatives)
+    # "anomaly" on a defect image names every defect: no slot of it may carry an empty target
+    for epoch in range(3):
+        unit = blind.group(epoch, defect[0], 8, extra=8)
+        assert all(int(t.sum()) > 0 for t in unit["target"]) and unit["presence_label"].tolist() == [1.0] * 8
+
+    # presence-only sentences: half true, half absent; regions flipped with the image
+    for epoch in range(4):
+        unit = data.group(epoch, defect[0], 2, extra=10)
+        labels = unit["presence_label"]
+        assert len(labels) == len(unit["presence_input_ids"]) == 10 and labels.sum() == 5
+        expected = cv2.resize(data.regions_mask(defect[0]), (32, 32), interpolation=cv2.INTER_NEAREST)
+        got = unit["regions"].numpy()
+        assert (got == expected).all() or (got == expected[:, ::-1]).all()
 
     units = TrainGroups(data, 2, good_per_epoch=0.5)
     assert len(units) == len(units.defect) + round(0.5 * len(units.good))
@@ -224,16 +275,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, 
     from mvtec_ref.errors import TrainingError
 
     calls = {"n": 0}
-    original = DQFormer.losses
+    original = DQFormer.mask_losses
 
-    def poisoned(self, outputs, targets):
+    def poisoned(self, masks, targets):
         calls["n"] += 1
-        losses = original(self, outputs, targets)
+        losses = original(self, masks, targets)
         if calls["n"] == 3:
             losses["loss"] = losses["loss"] * float("nan")
         return losses
 
-    monkeypatch.setattr(DQFormer, "losses", poisoned)
+    monkeypatch.setattr(DQFormer, "mask_losses", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"loss is nan at step 3 .*last good checkpoint .*last\.pt"):
         train(small_config(), tiny_dataset, out, progress=False, checkpoint_every=1, test_split=None)

@@ -151,6 +151,23 @@ class TextEncoder(nn.Module):
         sentence = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
         return words, mask, sentence
 
+    @torch.no_grad()
+    def sentences(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` sentence embeddings without gradient, padding trimmed. A frozen encoder
+        keeps them by token ids: training sees the same few thousand sentences again and again."""
+        length = max(int(attention_mask.sum(1).max()), 1)
+        input_ids, attention_mask = input_ids[:, :length], attention_mask[:, :length]
+        if not self.frozen:
+            return self(input_ids, attention_mask)[2]
+        cache = self.__dict__.setdefault("_cache", {})  # not a buffer: never saved, rebuilt on demand
+        keys = [row.tobytes() for row in (input_ids * attention_mask).cpu().numpy()]
+        missing = list(dict.fromkeys(k for k in keys if k not in cache))
+        if missing:
+            rows = torch.tensor([keys.index(k) for k in missing], device=input_ids.device)
+            out = self(input_ids.index_select(0, rows), attention_mask.index_select(0, rows))[2]
+            cache.update(zip(missing, out.float().cpu(), strict=True))
+        return torch.stack([cache[k] for k in keys]).to(input_ids.device)
+
 
 def text_source(name: str) -> str:
     """The hub name or local folder behind a text-encoder name ('minilm' = the PyPI wheel)."""

@@ -48,6 +48,7 @@ class DQFormerConfig:
     color_jitter: float = 0.1  # brightness/contrast +-10%: tone words are relative, they stay true
     no_language: bool = False  # ablation: every sentence replaced by the universal prompt "anomaly"
     negative_share: float = 0.25  # chance a defect image's sentence slot gets one that names nothing there
+    presence_sentences: int = 16  # more sentences per image and step for the presence head alone
     good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
     # --- optimisation -----------------------------------------------------------------------
     epochs: int = 20  # passes over the training images; one sentence set per image and pass
@@ -56,6 +57,7 @@ class DQFormerConfig:
     lr: float = 1e-4  # Mask2Former's AdamW lr; new layers start from scratch
     backbone_lr_mult: float = 0.1  # pretrained parts move slower (Mask2Former, CRIS)
     text_lr_mult: float = 0.1  # as the backbone: pretrained words should drift slowly
+    presence_lr_mult: float = 5.0  # a small classifier on fixed features can take larger steps
     weight_decay: float = 0.01  # LAVT; none on norms, biases and embeddings
     warmup_steps: int = 100  # linear warm-up keeps the new attention layers from blowing up early
     poly_power: float = 0.9  # LAVT's poly decay per step
@@ -88,8 +90,8 @@ def tiny() -> DQFormerConfig:
     """Trains on 2 CPU cores in minutes: narrow decoder, frozen text encoder, 4 images x 4 sentences."""
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
-        epochs=5, batch_size=4, sentences_per_image=4, lr=4e-4, backbone_lr_mult=0.25, warmup_steps=20,
-        good_per_epoch=0.3,
+        epochs=8, batch_size=4, sentences_per_image=4, lr=8e-4, backbone_lr_mult=0.25, warmup_steps=20,
+        good_per_epoch=0.3, presence_sentences=24, presence_lr_mult=2.5,
     )  # fmt: skip
 
 

@@ -214,16 +214,25 @@ class RefSegDataset:
             **self.tokenize([self.text_of(self.items[i]) for i in item_indices]),
         }
 
-    def group(self, epoch: int, record_index: int, k: int) -> dict:
+    def group(self, epoch: int, record_index: int, k: int, extra: int = 0) -> dict:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
         when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
         one from its negative pool; augmented together. Pure function of (seed, epoch, record_index).
-        ``image (3, S, S)``, ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
+        ``image (3, S, S)``, ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``.
+        ``regions (S, S)`` uint8: the union of the image's true regions (augmented with it). With
+        ``extra`` > 0 also ``extra`` presence-only sentences (``presence_input_ids``,
+        ``presence_attention_mask``, ``presence_label`` (extra,): does its target have pixels),
+        half of them true (its own sentences with a target), half absent (its own
+        without one and its negative pool) where it has both kinds."""
         import cv2
         import torch
 
         rng = np.random.default_rng([self.seed, epoch, record_index])
         mine = self.by_record[record_index]
+        if self.no_language and not self.is_good[record_index]:
+            # "anomaly" on a defect image names every defect: a sentence without a target there
+            # would teach the ablation two answers to the same input.
+            mine = [i for i in mine if self.has_target(self.items[i])]
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
         pool = self.negatives[record_index]
         if pool and self.negative_share > 0:
@@ -236,8 +245,10 @@ class RefSegDataset:
             [cv2.resize(self.target(it), (s, s), interpolation=cv2.INTER_NEAREST) for it in items]
         )
         texts = [self.text_of(it) for it in items]
+        flip = False
         if self.augment:
-            if self.hflip and rng.random() < 0.5:
+            flip = self.hflip and rng.random() < 0.5
+            if flip:
                 image, targets = image[:, ::-1], targets[:, :, ::-1]
                 texts = [mirror_text(t) for t in texts]
             if self.color_jitter > 0:
@@ -245,11 +256,43 @@ class RefSegDataset:
                 contrast = 1 + rng.uniform(-self.color_jitter, self.color_jitter)
                 mean = image.mean()
                 image = np.clip(((image - mean) * contrast + mean) * gain, 0, 1)
-        return {
+        regions = cv2.resize(self.regions_mask(record_index), (s, s), interpolation=cv2.INTER_NEAREST)
+        unit = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(targets)).long(),
+            "regions": torch.from_numpy(np.ascontiguousarray(regions[:, ::-1] if flip else regions)),
             **self.tokenize(texts),
         }
+        if extra > 0:
+            own = [self.items[i] for i in mine]
+            sides = [
+                [it for it in own if self.has_target(it)],
+                [it for it in own if not self.has_target(it)] + pool,
+            ]
+            sides = [side for side in sides if side]  # half true, half absent: no prior to learn from wording
+            sizes = [extra // len(sides) + (j < extra % len(sides)) for j in range(len(sides))]
+            chosen = [
+                side[j] for side, n in zip(sides, sizes, strict=True) for j in rng.integers(len(side), size=n)
+            ]
+            words = [self.text_of(it) for it in chosen]
+            tokens = self.tokenize([mirror_text(t) for t in words] if flip else words)
+            unit["presence_input_ids"] = tokens["input_ids"]
+            unit["presence_attention_mask"] = tokens["attention_mask"]
+            unit["presence_label"] = torch.tensor([float(self.has_target(it)) for it in chosen])
+        return unit
+
+    def regions_mask(self, record_index: int) -> np.ndarray:
+        """``(H, W)`` uint8 {0, 1}: every region of the image (what the presence head pools in training)."""
+        from mvtec_ref.regions.mask import decode_rle
+
+        record = self.records[record_index]
+        out = np.zeros((record["height"], record["width"]), np.uint8)
+        for region in record["regions"]:
+            out |= decode_rle(region["segmentation"])
+        return out
+
+    def has_target(self, item: Item) -> bool:
+        return item.ref >= 0 and bool(self.records[item.record]["refs"][item.ref]["region_ids"])
 
 
 class TrainGroups:
@@ -257,9 +300,16 @@ class TrainGroups:
     r the j-th image of that epoch: every defect image plus ``good_per_epoch`` of the defect-free
     ones, drawn afresh each epoch (seeded), so every epoch has the same length."""
 
-    def __init__(self, dataset: RefSegDataset, sentences_per_image: int, good_per_epoch: float = 1.0) -> None:
+    def __init__(
+        self,
+        dataset: RefSegDataset,
+        sentences_per_image: int,
+        good_per_epoch: float = 1.0,
+        presence_sentences: int = 0,
+    ) -> None:
         self.dataset = dataset
         self.k = sentences_per_image
+        self.extra = presence_sentences
         records = [r for r, items in enumerate(dataset.by_record) if items]
         self.defect = [r for r in records if not dataset.is_good[r]]
         self.good = [r for r in records if dataset.is_good[r]]
@@ -277,7 +327,7 @@ class TrainGroups:
         return self._epoch[1]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        return self.dataset.group(key[0], self.epoch_records(key[0])[key[1]], self.k)
+        return self.dataset.group(key[0], self.epoch_records(key[0])[key[1]], self.k, self.extra)
 
 
 def collate_groups(groups: list[dict]) -> dict:
@@ -285,13 +335,24 @@ def collate_groups(groups: list[dict]) -> dict:
     ``image_index (B,)`` (which image each sentence belongs to), B = N * k."""
     import torch
 
-    return {
+    batch = {
         "image": torch.stack([g["image"] for g in groups]),
         "target": torch.cat([g["target"] for g in groups]),
         "input_ids": torch.cat([g["input_ids"] for g in groups]),
         "attention_mask": torch.cat([g["attention_mask"] for g in groups]),
         "image_index": torch.cat([torch.full((len(g["target"]),), n) for n, g in enumerate(groups)]),
     }
+    batch["presence"] = {"regions": torch.stack([g["regions"] for g in groups])}
+    if "presence_label" in groups[0]:
+        batch["presence"] |= {
+            "input_ids": torch.cat([g["presence_input_ids"] for g in groups]),
+            "attention_mask": torch.cat([g["presence_attention_mask"] for g in groups]),
+            "label": torch.cat([g["presence_label"] for g in groups]),
+            "image_index": torch.cat(
+                [torch.full((len(g["presence_label"]),), n) for n, g in enumerate(groups)]
+            ),
+        }
+    return batch
 
 
 def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1):

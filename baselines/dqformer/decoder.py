@@ -7,12 +7,9 @@ or to every pixel when its group is empty; then self-attention between the two q
 an FFN. A mask is predicted before the first layer and after each one (deep supervision):
 ``mask_embed(query) . pixel_embedding``, ``(B, 2, H/4, W/4)`` logits.
 
-With each mask the anomaly query also gives a presence logit ``(B,)``: does the sentence's
-target exist in this image? It reads the anomaly query (which has just looked at the pixels
-its mask claims) against the sentence. The model caps the anomaly channel's margin with it, so
-a sentence that names a defect the image lacks turns every pixel to background under the same
-argmax, no threshold; the query groups follow the raw masks, so the anomaly query keeps
-looking at the candidate region.
+These are the raw masks: the model caps the anomaly channel with a presence logit computed
+from each (``presence.py``), and the query groups follow the raw masks, so the anomaly query
+keeps looking at the candidate region even when the sentence names something absent.
 """
 
 from __future__ import annotations
@@ -66,8 +63,8 @@ class DecoderLayer(nn.Module):
 
 
 class MaskGroupDecoder(nn.Module):
-    """``forward(levels, pixel_embedding, sentence)`` -> list of ``(masks (B, 2, H/4, W/4),
-    presence (B,))`` logits, one per prediction (0 = from the initial queries, last = the output).
+    """``forward(levels, pixel_embedding, sentence)`` -> list of ``(B, 2, H/4, W/4)`` mask logits,
+    one per prediction (0 = from the initial queries, last = the output).
 
     levels: ``[(B, D, H/32, W/32), (B, D, H/16, W/16), (B, D, H/8, W/8)]``;
     pixel_embedding ``(B, D, H/4, W/4)``; sentence ``(B, D)``.
@@ -86,15 +83,10 @@ class MaskGroupDecoder(nn.Module):
             nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim), nn.ReLU(inplace=True),
             nn.Linear(dim, dim),
         )  # fmt: skip
-        self.presence = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, 1))
 
-    def predict(self, q, pixel_embedding, sentence):
-        """``(masks (B, 2, h, w), presence (B,))`` from the queries."""
-        q = self.norm(q)
-        masks = torch.einsum("bqd,bdhw->bqhw", self.mask_embed(q), pixel_embedding)
-        anomaly = q[:, ANOMALY]
-        presence = self.presence(torch.cat([anomaly, sentence, anomaly * sentence], dim=-1)).squeeze(-1)
-        return masks, presence
+    def predict(self, q, pixel_embedding):
+        """``(B, 2, h, w)`` mask logits from the queries."""
+        return torch.einsum("bqd,bdhw->bqhw", self.mask_embed(self.norm(q)), pixel_embedding)
 
     def group_mask(self, logits, size) -> torch.Tensor:
         """``(B * heads, 2, h * w)`` bool, True = may not attend: pixels of the other group."""
@@ -109,13 +101,13 @@ class MaskGroupDecoder(nn.Module):
         b = pixel_embedding.shape[0]
         q = self.query.weight.unsqueeze(0).expand(b, -1, -1) + self.from_sentence(sentence).unsqueeze(1)
         pos = self.query_pos.weight.unsqueeze(0).expand(b, -1, -1)
-        outputs = [self.predict(q, pixel_embedding, sentence)]
+        outputs = [self.predict(q, pixel_embedding)]
         for i, layer in enumerate(self.layers):
             level = levels[i % len(levels)]
             h, w = level.shape[-2:]
             memory = level.flatten(2).transpose(1, 2)
             memory_pos = (sine_position(h, w, memory.shape[-1], memory.device, memory.dtype)
                           + self.level_embed.weight[i % len(levels)]).unsqueeze(0)  # fmt: skip
-            q = layer(q, pos, memory, memory_pos, self.group_mask(outputs[-1][0], (h, w)))
-            outputs.append(self.predict(q, pixel_embedding, sentence))
+            q = layer(q, pos, memory, memory_pos, self.group_mask(outputs[-1], (h, w)))
+            outputs.append(self.predict(q, pixel_embedding))
         return outputs

@@ -69,7 +69,8 @@ def lr_factor(step: int, total: int, config: DQFormerConfig) -> float:
 
 
 def param_groups(model, config: DQFormerConfig) -> list[dict]:
-    """Backbone and text encoder at reduced lr; no weight decay on norms, biases and embeddings."""
+    """Backbone and text encoder at reduced lr, the presence head at ``presence_lr_mult``; no
+    weight decay on norms, biases and embeddings."""
     import torch
 
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -78,7 +79,8 @@ def param_groups(model, config: DQFormerConfig) -> list[dict]:
         if p.requires_grad:
             decay = p.ndim > 1 and id(p) not in embeddings
             groups.setdefault((name.split(".")[0], decay), []).append(p)
-    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult}
+    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult,
+            "presence": config.presence_lr_mult}  # fmt: skip
     return [
         {"params": ps, "lr_mult": mult.get(part, 1.0), "weight_decay": config.weight_decay * decay}
         for (part, decay), ps in sorted(groups.items())
@@ -183,7 +185,9 @@ def train(
     train_data = RefSegDataset(dataset, "train", augment=True, hflip=config.hflip,
                                color_jitter=config.color_jitter, negative_share=config.negative_share,
                                **common)  # fmt: skip
-    units = TrainGroups(train_data, config.sentences_per_image, config.good_per_epoch)
+    units = TrainGroups(
+        train_data, config.sentences_per_image, config.good_per_epoch, config.presence_sentences
+    )
     val_data = RefSegDataset(dataset, config.eval_split, **common) if dist.main else None
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
@@ -252,8 +256,9 @@ def train(
             images = batch["image"].to(device, non_blocking=True)
             targets = batch["target"].to(device, non_blocking=True)
             text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+            extra = {k: v.to(device) for k, v in batch["presence"].items()} if "presence" in batch else None
             with autocast_for(device, enabled=use_amp):
-                _, losses = net(images, text, targets, batch["image_index"].to(device))
+                _, losses = net(images, text, targets, batch["image_index"].to(device), extra)
             loss = losses["loss"]
             finite = torch.isfinite(loss.detach()).float()
             if dist.world > 1:
