@@ -151,7 +151,7 @@ def test_absent_target_trains_the_raw_mask_on_the_defects_there(monkeypatch):
     # a frozen text encoder keeps presence-only sentence embeddings, equal to its own output
     encoder = model.text_encoder
     first = encoder.sentences(ids, mask)
-    assert len(encoder._cache) == len({tuple(r) for r in ids.tolist()})
+    assert len(encoder.cache) == len({tuple(r) for r in ids.tolist()})
     assert torch.allclose(first, encoder(ids, mask)[2], atol=1e-5)
     assert torch.equal(encoder.sentences(ids.flip(0), mask), first.flip(0))
 
@@ -211,13 +211,15 @@ def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset
     for epoch in range(3):
         unit = blind.group(epoch, defect[0], 8, extra=8)
         assert all(int(t.sum()) > 0 for t in unit["target"]) and unit["presence_label"].tolist() == [1.0] * 8
+        # the image's region union covers every target, flipped or not with them
+        assert (unit["target"] <= unit["regions"].long()).all()
 
     # presence-only sentences: half true, half absent; regions flipped with the image
     for epoch in range(4):
         unit = data.group(epoch, defect[0], 2, extra=10)
         labels = unit["presence_label"]
         assert len(labels) == len(unit["presence_input_ids"]) == 10 and labels.sum() == 5
-        expected = cv2.resize(data.regions_mask(defect[0]), (32, 32), interpolation=cv2.INTER_NEAREST)
+        expected = cv2.resize(data.union(defect[0]), (32, 32), interpolation=cv2.INTER_NEAREST)
         got = unit["regions"].numpy()
         assert (got == expected).all() or (got == expected[:, ::-1]).all()
 

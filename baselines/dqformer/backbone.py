@@ -134,6 +134,7 @@ class TextEncoder(nn.Module):
         self.frozen = frozen
         self.dim = model.config.hidden_size
         self.hf_config = model.config.to_dict()
+        self.cache: dict[bytes, torch.Tensor] = {}  # frozen only: sentence embedding by token ids (not saved)
         if frozen:
             self.model.requires_grad_(False)
 
@@ -159,7 +160,7 @@ class TextEncoder(nn.Module):
         input_ids, attention_mask = input_ids[:, :length], attention_mask[:, :length]
         if not self.frozen:
             return self(input_ids, attention_mask)[2]
-        cache = self.__dict__.setdefault("_cache", {})  # not a buffer: never saved, rebuilt on demand
+        cache = self.cache
         keys = [row.tobytes() for row in (input_ids * attention_mask).cpu().numpy()]
         missing = list(dict.fromkeys(k for k in keys if k not in cache))
         if missing:

@@ -177,16 +177,18 @@ class RefSegDataset:
 
     def target(self, item: Item) -> np.ndarray:
         """``(H, W)`` uint8 {0, 1}: the union of the sentence's target regions (original size)."""
+        ids = [] if item.ref < 0 else self.records[item.record]["refs"][item.ref]["region_ids"]
+        return self.union(item.record, ids)
+
+    def union(self, record_index: int, region_ids=None) -> np.ndarray:
+        """``(H, W)`` uint8 {0, 1}: the union of some regions of an image (None: all of them)."""
         from mvtec_ref.regions.mask import decode_rle
 
-        record = self.records[item.record]
+        record = self.records[record_index]
         out = np.zeros((record["height"], record["width"]), np.uint8)
-        if item.ref < 0:
-            return out
-        ref = record["refs"][item.ref]
-        masks = {g["region_id"]: g["segmentation"] for g in record["regions"]}
-        for region_id in ref["region_ids"]:
-            out |= decode_rle(masks[region_id])
+        for region in record["regions"]:
+            if region_ids is None or region["region_id"] in region_ids:
+                out |= decode_rle(region["segmentation"])
         return out
 
     def tokenize(self, texts: list[str]) -> dict:
@@ -256,7 +258,7 @@ class RefSegDataset:
                 contrast = 1 + rng.uniform(-self.color_jitter, self.color_jitter)
                 mean = image.mean()
                 image = np.clip(((image - mean) * contrast + mean) * gain, 0, 1)
-        regions = cv2.resize(self.regions_mask(record_index), (s, s), interpolation=cv2.INTER_NEAREST)
+        regions = cv2.resize(self.union(record_index), (s, s), interpolation=cv2.INTER_NEAREST)
         unit = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(targets)).long(),
@@ -280,16 +282,6 @@ class RefSegDataset:
             unit["presence_attention_mask"] = tokens["attention_mask"]
             unit["presence_label"] = torch.tensor([float(self.has_target(it)) for it in chosen])
         return unit
-
-    def regions_mask(self, record_index: int) -> np.ndarray:
-        """``(H, W)`` uint8 {0, 1}: every region of the image (what the presence head pools in training)."""
-        from mvtec_ref.regions.mask import decode_rle
-
-        record = self.records[record_index]
-        out = np.zeros((record["height"], record["width"]), np.uint8)
-        for region in record["regions"]:
-            out |= decode_rle(region["segmentation"])
-        return out
 
     def has_target(self, item: Item) -> bool:
         return item.ref >= 0 and bool(self.records[item.record]["refs"][item.ref]["region_ids"])

@@ -95,12 +95,9 @@ class DQFormer(nn.Module):
             return logits, None
         present = targets.flatten(1).amax(1) > 0
         if regions is not None:  # absent target: the raw mask shows what is there instead
-            candidates = F.interpolate(regions[:, None].float(), size=targets.shape[-2:], mode="nearest")[
-                :, 0
-            ]
-            targets = torch.where(
-                present[:, None, None], targets, candidates.long().index_select(0, image_index)
-            )
+            size = targets.shape[-2:]
+            candidates = F.interpolate(regions[:, None].float(), size=size, mode="nearest").squeeze(1).long()
+            targets = torch.where(present[:, None, None], targets, candidates.index_select(0, image_index))
         losses = self.mask_losses(masks, targets)
         logits_all, labels = presence, present.float()
         if extra is not None and len(extra.get("label", ())):
@@ -142,9 +139,8 @@ def teacher_weights(regions: torch.Tensor, probability: torch.Tensor, index: tor
     """Presence pooling weights in training: the true regions of each sentence's image
     (``regions (N, H, W)`` at the raw masks' size), or the raw anomaly probability
     ``(B, h, w)`` where the image has none."""
-    truth = F.adaptive_avg_pool2d(regions.float()[:, None], probability.shape[-2:])[:, 0].index_select(
-        0, index
-    )
+    truth = F.adaptive_avg_pool2d(regions.float()[:, None], probability.shape[-2:]).squeeze(1)
+    truth = truth.index_select(0, index)
     return torch.where(truth.flatten(1).amax(1)[:, None, None] > 0, truth, probability)
 
 
