@@ -148,12 +148,28 @@ def test_absent_target_trains_the_raw_mask_on_the_defects_there(monkeypatch):
     assert int(seen["targets"][2].sum()) == 0 and torch.equal(seen["targets"][0], targets[0])
     losses["loss"].backward()
     assert all(p.grad is not None for p in model.presence.parameters())
-    # a frozen text encoder keeps presence-only sentence embeddings, equal to its own output
-    encoder = model.text_encoder
-    first = encoder.sentences(ids, mask)
-    assert len(encoder.cache) == len({tuple(r) for r in ids.tolist()})
-    assert torch.allclose(first, encoder(ids, mask)[2], atol=1e-5)
-    assert torch.equal(encoder.sentences(ids.flip(0), mask), first.flip(0))
+
+
+def test_frozen_text_encoder_keeps_each_sentence_as_the_encoder_gives_it():
+    from baselines.dqformer.backbone import build_text_encoder
+
+    encoder = build_text_encoder("minilm", pretrained=True, frozen=True).train()
+    ids = torch.randint(1000, 2000, (4, 20))
+    ids[1] = ids[0]  # a repeat is encoded once
+    mask = torch.ones(4, 20, dtype=torch.long)
+    mask[2, 7:] = 0  # a short sentence, padded
+    mask[3, 12:] = 0
+    words, word_mask, sentence = encoder(ids, mask)
+    assert len(encoder.cache) == 3 and words.shape == (4, 20, encoder.dim)
+    assert torch.equal(word_mask, mask.bool())
+    direct = encoder.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    for row, n in enumerate(mask.sum(1).tolist()):
+        assert torch.allclose(words[row, :n], direct[row, :n], atol=1e-4)
+        assert torch.allclose(sentence[row], direct[row, :n].mean(0), atol=1e-4)
+    # shorter batches are cut to their longest sentence; order and company change nothing
+    short = encoder(ids[[3, 2]], mask[[3, 2]])
+    assert short[0].shape[1] == 12 and torch.equal(short[2], sentence[[3, 2]])
+    assert torch.equal(encoder.sentences(ids.flip(0), mask.flip(0)), sentence.flip(0))
 
 
 def test_dice_counts_only_sentences_with_a_target():

@@ -13,6 +13,7 @@ four maps ``(B, C_i, H / s, W / s)`` for s = 4, 8, 16, 32, with ``channels = (C_
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,6 +127,12 @@ def build_backbone(
 class TextEncoder(nn.Module):
     """A BERT-family encoder: ``forward(input_ids, attention_mask)`` ->
     ``words (B, L, C)``, ``mask (B, L) bool`` (True = real token), ``sentence (B, C)`` (mean of words).
+
+    A frozen encoder keeps its output by token ids (``cache``, not saved): training reads the
+    same few thousand sentences again and again, and encoding them was a third of a tiny CPU
+    step. Sentences are encoded at their own length, with no padding, so ``L`` is the longest
+    sentence of the batch rather than the tokenizer's padded length. Training fills the cache
+    up front (``prefill``); a sentence not seen before is encoded when it comes.
     """
 
     def __init__(self, model: nn.Module, *, frozen: bool) -> None:
@@ -134,7 +141,7 @@ class TextEncoder(nn.Module):
         self.frozen = frozen
         self.dim = model.config.hidden_size
         self.hf_config = model.config.to_dict()
-        self.cache: dict[bytes, torch.Tensor] = {}  # frozen only: sentence embedding by token ids (not saved)
+        self.cache: dict[bytes, torch.Tensor] = {}  # frozen only: words (length, C) by token ids
         if frozen:
             self.model.requires_grad_(False)
 
@@ -145,29 +152,61 @@ class TextEncoder(nn.Module):
         return self
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            words = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.bool()
-        weights = mask.unsqueeze(-1).to(words.dtype)
-        sentence = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return words, mask, sentence
+        if self.frozen:
+            return self._cached(input_ids, attention_mask)
+        words = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return _pooled(words, attention_mask.bool())
+
+    @torch.no_grad()
+    def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        lengths = attention_mask.sum(1).clamp(min=1).tolist()
+        rows = [ids[:n] for ids, n in zip(input_ids, lengths, strict=True)]
+        keys = [row.cpu().numpy().tobytes() for row in rows]
+        self._encode([(k, r) for k, r in zip(keys, rows, strict=True) if k not in self.cache])
+        longest, device = max(lengths), input_ids.device
+        words = torch.stack([F.pad(self.cache[k], (0, 0, 0, longest - len(self.cache[k]))) for k in keys])
+        mask = torch.arange(longest, device=device)[None] < torch.tensor(lengths, device=device)[:, None]
+        return _pooled(words, mask)
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = 64) -> None:
+        """Encode every sentence a run will read, before it starts (frozen only). Sentences of one
+        length go together in fixed chunks, in sorted order, so a fresh and a resumed run hold the
+        same features bit for bit: encoded as batches first met them, they differed in the last
+        bits and a resumed run drifted from the uninterrupted one."""
+        if not self.frozen:
+            return
+        lengths = attention_mask.sum(1).clamp(min=1).tolist()
+        rows = {
+            row.cpu().numpy().tobytes(): row
+            for row in (r[:n] for r, n in zip(input_ids, lengths, strict=True))
+        }
+        rows = sorted((k, r) for k, r in rows.items() if k not in self.cache)
+        self._encode(rows, chunk)
+
+    def _encode(self, rows: list, chunk: int = 64) -> None:
+        """Cache ``(key, token ids)`` rows, those of one length together, without padding."""
+        by_length: dict[int, list] = {}
+        for key, row in rows:
+            by_length.setdefault(len(row), []).append((key, row))
+        for group in by_length.values():
+            for start in range(0, len(group), chunk):
+                part = group[start : start + chunk]
+                ids = torch.stack([row for _, row in part]).to(self.model.device)
+                out = self.model(input_ids=ids).last_hidden_state.float()
+                self.cache.update(zip([key for key, _ in part], out, strict=True))
 
     @torch.no_grad()
     def sentences(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` sentence embeddings without gradient, padding trimmed. A frozen encoder
-        keeps them by token ids: training sees the same few thousand sentences again and again."""
-        length = max(int(attention_mask.sum(1).max()), 1)
-        input_ids, attention_mask = input_ids[:, :length], attention_mask[:, :length]
-        if not self.frozen:
-            return self(input_ids, attention_mask)[2]
-        cache = self.cache
-        keys = [row.tobytes() for row in (input_ids * attention_mask).cpu().numpy()]
-        missing = list(dict.fromkeys(k for k in keys if k not in cache))
-        if missing:
-            rows = torch.tensor([keys.index(k) for k in missing], device=input_ids.device)
-            out = self(input_ids.index_select(0, rows), attention_mask.index_select(0, rows))[2]
-            cache.update(zip(missing, out.float().cpu(), strict=True))
-        return torch.stack([cache[k] for k in keys]).to(input_ids.device)
+        """``(B, C)`` sentence embeddings without gradient."""
+        return self(input_ids, attention_mask)[2]
+
+
+def _pooled(words: torch.Tensor, mask: torch.Tensor):
+    """``(words, mask, sentence)``, sentence = the mean of the real tokens' features."""
+    weights = mask.unsqueeze(-1).to(words.dtype)
+    sentence = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
+    return words, mask, sentence
 
 
 def text_source(name: str) -> str:

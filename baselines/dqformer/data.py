@@ -283,6 +283,15 @@ class RefSegDataset:
             unit["presence_label"] = torch.tensor([float(self.has_target(it)) for it in chosen])
         return unit
 
+    def texts(self) -> list[str]:
+        """Every sentence this split can feed the model, sorted: each item's, its negative pool's,
+        and with flips their mirror images."""
+        items = self.items + [it for pool in self.negatives for it in pool]
+        texts = {self.text_of(it) for it in items}
+        if self.augment and self.hflip:
+            texts |= {mirror_text(t) for t in texts}
+        return sorted(texts)
+
     def has_target(self, item: Item) -> bool:
         return item.ref >= 0 and bool(self.records[item.record]["refs"][item.ref]["region_ids"])
 

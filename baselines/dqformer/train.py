@@ -198,6 +198,9 @@ def train(
     total_steps = steps_per_epoch * config.epochs
 
     model = build_dqformer(config).to(device)
+    for data in (train_data, val_data):  # a frozen text encoder reads every sentence once, here
+        if data is not None:
+            model.text_encoder.prefill(**data.tokenize(data.texts()))
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     use_amp = config.amp and device.type == "cuda"
     fp16 = use_amp and not torch.cuda.is_bf16_supported()
