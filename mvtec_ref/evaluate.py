@@ -58,14 +58,26 @@ def expression_group(ref: dict) -> str:
     return "universal" if ref["kind"] == "universal" else "specific"
 
 
+def target_scope(record: dict, ref: dict) -> str:
+    """'all' (the target is every anomaly of the image), 'part' (some of them) or 'none'.
+
+    On 'all' the universal prompt "anomaly" names the same pixels, so a model that ignores
+    the words is not at a loss there; 'part' is where reading the sentence is needed."""
+    if not ref["region_ids"]:
+        return "none"
+    return "all" if set(ref["region_ids"]) >= {g["region_id"] for g in record["regions"]} else "part"
+
+
 def ref_groups(record: dict, ref: dict, gt: np.ndarray, cuts: tuple[float, float]) -> dict[str, str]:
-    """The breakdowns a sample is counted in: target size, category, defect type, ref kind."""
+    """The breakdowns a sample is counted in: target size, category, defect type, ref kind,
+    expression group and target scope."""
     return {
         "size": target_size(gt.sum() / gt.size, cuts),
         "category": record["category"],
         "defect_type": f"{record['category']}/{record['defect_type']}",
         "kind": ref["kind"],
         "expression": expression_group(ref),
+        "scope": target_scope(record, ref),
     }
 
 
@@ -124,7 +136,7 @@ def format_metrics(result: dict) -> str:
         return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
 
     rows = [("overall", result["overall"])]
-    for name in ("expression", "kind", "size"):
+    for name in ("expression", "scope", "kind", "size"):
         rows += [(f"{name}={k}", v) for k, v in result["by"].get(name, {}).items()]
     width = max(len(r[0]) for r in rows)
     lines = [" ".join([" " * width, *(f"{k:>9}" for k in keys)])]

@@ -73,6 +73,29 @@ def test_target_size_buckets():
     assert [target_size(r, cuts) for r in (0, 0.001, 0.02, 0.5)] == ["none", "small", "medium", "large"]
 
 
+def test_every_anomaly_for_every_sentence_is_right_only_where_the_target_is_all_of_them(
+    synth_dataset, tmp_path
+):
+    """What a model that ignores the words can do: predict the union of the image's anomalies."""
+    from mvtec_ref.evaluate import evaluate_predictions
+    from mvtec_ref.regions.mask import decode_rle
+
+    folder = tmp_path / "union"
+    folder.mkdir()
+    for line in (synth_dataset / "samples.jsonl").open():
+        r = json.loads(line)
+        union = np.zeros((r["height"], r["width"]), np.uint8)
+        for g in r["regions"]:
+            union |= decode_rle(g["segmentation"])
+        for ref in r["refs"]:
+            for s in ref["sentences"]:
+                cv2.imwrite(str(folder / f"{s['sent_id']}.png"), union * 255)
+    scope = evaluate_predictions(synth_dataset, folder, split="all")["by"]["scope"]
+    assert scope["all"]["mIoU"] == 1.0 and scope["all"]["samples"] > 0
+    assert 0 < scope["part"]["mIoU"] < 1 and scope["part"]["samples"] > 0
+    assert scope["none"]["N-acc"] < 1  # an absent type on a defect image: the union is not empty
+
+
 def _write_predictions(dataset, folder, make):
     from mvtec_ref.regions.mask import decode_rle
 
@@ -107,7 +130,7 @@ def test_evaluate_cli_perfect_and_empty_predictions(synth_dataset, tmp_path):
     assert schema_errors("metrics", data) == []
     o = data["overall"]
     assert o["mIoU"] == o["oIoU"] == o["gIoU"] == o["N-acc"] == o["T-acc"] == o["Prec@0.9"] == 1.0
-    assert set(data["by"]) == {"size", "category", "defect_type", "kind", "expression"}
+    assert set(data["by"]) == {"size", "category", "defect_type", "kind", "expression", "scope"}
     empty = tmp_path / "empty"
     _write_predictions(synth_dataset, empty, np.zeros_like)
     result = CliRunner().invoke(main, ["evaluate", str(synth_dataset), "--pred", str(empty)])
