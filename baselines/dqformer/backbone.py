@@ -58,8 +58,13 @@ class EfficientNetLiteBackbone(nn.Module):
         self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
         self.total_blocks = len(net._blocks)
 
+    def freeze_stem(self) -> None:
+        """Keep the stem and the stride-4 blocks at their ImageNet weights."""
+        self.stem.requires_grad_(False)
+        self.blocks[: self.TAPS[0] + 1].requires_grad_(False)
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(self.normalize(images))
+        x = self.stem(self.normalize(images).contiguous(memory_format=torch.channels_last))
         features = []
         for i, block in enumerate(self.blocks):
             rate = self.drop_connect_rate * i / self.total_blocks if self.training else 0.0
@@ -111,6 +116,17 @@ class HFBackbone(nn.Module):
             raise ValueError(f"{name}: the backbone gives {len(self.channels)} feature maps, need 4 "
                              "(strides 4/8/16/32)")  # fmt: skip
         self.hf_config = self.net.config.to_dict()
+
+    FIRST_STAGE = ("embeddings.", "embedder.", "encoder.layers.0.", "encoder.stages.0.")
+
+    def freeze_stem(self) -> None:
+        """Keep the patch/stem embedding and the first (stride-4) stage at their weights."""
+        names = [n for n, _ in self.net.named_parameters() if n.startswith(self.FIRST_STAGE)]
+        if not names:
+            raise ValueError(f"freeze_stem: no stem or first stage found in {type(self.net).__name__}")
+        for name, p in self.net.named_parameters():
+            if name in names:
+                p.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return list(self.net(self.normalize(images)).feature_maps)

@@ -21,8 +21,8 @@ def masks_at(logits, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
 
     out = []
     for row, size in zip(logits.float(), sizes, strict=True):
-        up = F.interpolate(row[None], size=size, mode="bilinear", align_corners=False)
-        out.append(up[0].argmax(0).cpu().numpy().astype(bool))
+        up = F.interpolate(row[None], size=size, mode="bilinear", align_corners=False)[0]
+        out.append((up[1] > up[0]).cpu().numpy())  # argmax(0), ties to background; argmax took 1/3 of eval
     return out
 
 

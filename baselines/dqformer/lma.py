@@ -5,6 +5,16 @@ cross-attention), giving language-aware features; a gate computed from the pixel
 language-aware features and the sentence decides, per pixel and channel, how much of them
 flows into the level. The gated levels are then aggregated top-down (stride 32 -> 4) into
 the high-resolution pixel embedding: small anomalies are only visible at stride 4.
+
+Each level's pixels also carry their position: a learned code of the normalised (x, y) added
+to the projected features, as referring segmentation has done since Hu et al. (2016, 8-D
+spatial features), so "near the top" or "the leftmost one" has something to match. Without
+it the features know position only through zero padding, and in the tiny preset location
+and relative sentences were the worst kinds (val mIoU 0.43 and 0.34 vs 0.58 for type).
+
+What depends on the image alone (projection, position, the attention queries, the pixels'
+share of the gate) is computed once per image and then shared by its sentences: with 4
+sentences per image that was a quarter of the CPU step spent four times.
 """
 
 from __future__ import annotations
@@ -21,49 +31,77 @@ def conv_norm(cin: int, cout: int, k: int) -> nn.Sequential:
     )
 
 
+def grid(h: int, w: int, device) -> torch.Tensor:
+    """``(h * w, 2)`` pixel-centre (x, y) in [-1, 1], row-major."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w * 2 - 1
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
+
+
 class LanguageGate(nn.Module):
-    """One level: ``v (B, D, h, w)`` + words -> ``v + g * f`` with f language-aware, g in (0, 1)."""
+    """One level: pixels ``(N, hw, D)`` of N images -> ``(B, hw, D)`` for B sentences,
+    ``own + g * f`` with f language-aware and g in (0, 1)."""
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.heads = heads
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
         self.fuse = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.gate_pixels = nn.Linear(2 * dim, dim)
+        self.gate_pixels = nn.Linear(dim, dim)
+        self.gate_fused = nn.Linear(dim, dim, bias=False)
         self.gate_sentence = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, v, words, word_pad, sentence):
-        b, d, h, w = v.shape
-        pixels = v.flatten(2).transpose(1, 2)  # (B, hw, D)
-        lang, _ = self.attn(pixels, words, words, key_padding_mask=word_pad, need_weights=False)
-        fused = self.fuse(pixels * lang)  # elementwise product, as in LAVT's PWAM
-        gate = torch.sigmoid(
-            self.gate_pixels(torch.cat([pixels, fused], dim=-1)) + self.gate_sentence(sentence).unsqueeze(1)
+    def forward(self, pixels, image_index, words, word_pad, sentence):
+        d = pixels.shape[-1]
+
+        def split(x):  # (B, n, D) -> (B, heads, n, D / heads)
+            return x.unflatten(-1, (self.heads, d // self.heads)).transpose(1, 2)
+
+        query = self.query(pixels).index_select(0, image_index)
+        key, value = self.key_value(words).chunk(2, dim=-1)
+        lang = F.scaled_dot_product_attention(
+            split(query), split(key), split(value), attn_mask=~word_pad[:, None, None, :]
         )
-        out = pixels + gate * fused
-        return out.transpose(1, 2).reshape(b, d, h, w)
+        lang = self.out(lang.transpose(1, 2).flatten(2))
+        own = pixels.index_select(0, image_index)
+        fused = self.fuse(own * lang)  # elementwise product, as in LAVT's PWAM
+        gate = torch.sigmoid(
+            self.gate_pixels(pixels).index_select(0, image_index)
+            + self.gate_fused(fused)
+            + self.gate_sentence(sentence).unsqueeze(1)
+        )
+        return own + gate * fused
 
 
 class LanguageGatedAggregation(nn.Module):
-    """``forward(features, words, word_mask, sentence)``:
+    """``forward(features, image_index, words, word_mask, sentence)``:
 
-    features: 4 maps ``(B, C_i, H/s, W/s)``, s = 4, 8, 16, 32; words ``(B, L, D)`` and
-    sentence ``(B, D)`` already projected to ``dim``; word_mask ``(B, L)`` True = real token.
+    features: 4 maps ``(N, C_i, H/s, W/s)`` of N images, s = 4, 8, 16, 32; image_index ``(B,)``
+    the image of each sentence; words ``(B, L, D)`` and sentence ``(B, D)`` already projected
+    to ``dim``; word_mask ``(B, L)`` True = real token.
     Returns ``(pixel_embedding (B, D, H/4, W/4), [p32, p16, p8])`` (the decoder's levels).
     """
 
     def __init__(self, in_channels: tuple[int, ...], dim: int, heads: int) -> None:
         super().__init__()
         self.proj = nn.ModuleList(conv_norm(c, dim, 1) for c in in_channels)
+        self.position = nn.ModuleList(
+            nn.Sequential(nn.Linear(2, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim)) for _ in in_channels
+        )
         self.gates = nn.ModuleList(LanguageGate(dim, heads) for _ in in_channels)
         self.smooth = nn.ModuleList(conv_norm(dim, dim, 3) for _ in in_channels[:-1])
         self.pixel_embedding = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, features, words, word_mask, sentence):
+    def forward(self, features, image_index, words, word_mask, sentence):
         pad = ~word_mask
-        levels = [
-            gate(proj(f), words, pad, sentence)
-            for f, proj, gate in zip(features, self.proj, self.gates, strict=True)
-        ]
+        levels = []
+        for f, proj, position, gate in zip(features, self.proj, self.position, self.gates, strict=True):
+            h, w = f.shape[-2:]
+            pixels = proj(f).flatten(2).transpose(1, 2) + position(grid(h, w, f.device)).to(f.dtype)
+            out = gate(pixels, image_index, words, pad, sentence)  # (B, hw, D)
+            levels.append(out.unflatten(1, (h, w)).permute(0, 3, 1, 2))  # (B, D, h, w), channels last
         p = levels[-1]
         pyramid = [p]
         for i in range(len(levels) - 2, -1, -1):

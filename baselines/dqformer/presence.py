@@ -56,7 +56,9 @@ class PresenceHead(nn.Module):
         for f in features[:LEVELS]:
             f = f.detach().float()
             w = F.adaptive_avg_pool2d(weights[:, None], f.shape[-2:])[:, 0]  # (B, h_l, w_l)
-            region = torch.einsum("bchw,bhw->bc", f.index_select(0, image_index), w)
+            # every (image, weight map) pair as one matrix product, then each sentence's own image:
+            # cheaper than copying the stride-4 map once per sentence
+            region = torch.einsum("nchw,bhw->bnc", f, w)[torch.arange(len(w)), image_index]
             whole = f.mean((2, 3)).index_select(0, image_index)
             parts += [region / w.sum((1, 2)).clamp(min=1e-4)[:, None], whole]
         return self.region(torch.cat(parts, dim=-1))
