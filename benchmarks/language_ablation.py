@@ -73,16 +73,18 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path(".cache/ablation"))
     parser.add_argument("--categories", default=CATEGORIES)
     parser.add_argument("--per-type", type=int, default=12)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="DataLoader processes (default: the preset's)")
     args = parser.parse_args(argv)
 
     dataset = args.out / "dataset"
     if not (dataset / "manifest.json").is_file():
         tree = args.out / "tree"
         write_synthetic_tree(tree, categories=tuple(args.categories.split(",")), per_type=args.per_type,
-                             workers=args.workers, progress=False)  # fmt: skip
-        build_dataset(tree, dataset, BuildConfig(), progress=False, workers=args.workers)
-    config = PRESETS[args.preset]().replace(workers=args.workers)
+                             workers=2, progress=False)  # fmt: skip
+        build_dataset(tree, dataset, BuildConfig(), progress=False, workers=2)
+    config = PRESETS[args.preset]()
+    if args.workers is not None:
+        config = config.replace(workers=args.workers)
     if args.epochs:
         config = config.replace(epochs=args.epochs)
     results = {}

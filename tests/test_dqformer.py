@@ -111,6 +111,11 @@ def test_model_shapes_losses_and_shared_backbone():
     assert model.decoder.query.weight.grad.abs().sum() > 0
     assert model.backbone.blocks[-1]._project_conv.weight.grad is not None
     assert all(p.grad is None for p in model.text_encoder.parameters())  # frozen in tiny
+    taps = model.backbone.TAPS  # tiny freezes the stem and the stride-4 blocks, not the rest
+    assert all(p.grad is None for p in [*model.backbone.stem.parameters(),
+                                        *model.backbone.blocks[: taps[0] + 1].parameters()])  # fmt: skip
+    assert model.backbone.blocks[taps[0] + 1]._project_conv.weight.grad.abs().sum() > 0
+    assert all(model.lma.position[i][0].weight.grad.abs().sum() > 0 for i in range(4))  # (x, y) codes learn
     # Sharing the backbone gives the same logits as repeating the images.
     model.eval()
     with torch.no_grad():
