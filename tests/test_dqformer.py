@@ -197,10 +197,12 @@ def test_presence_caps_the_anomaly_margin():
     from baselines.dqformer.model import with_presence
 
     masks = torch.tensor([[[[0.0, 0.0], [0.0, 0.0]], [[5.0, -1.0], [2.0, 9.0]]]])  # (1, 2, 2, 2)
-    present = with_presence(masks, torch.tensor([20.0])).argmax(1)
-    absent = with_presence(masks, torch.tensor([-0.5])).argmax(1)
-    assert present.tolist() == masks.argmax(1).tolist() == [[[1, 0], [1, 1]]]
-    assert absent.tolist() == [[[0, 0], [0, 0]]]  # the same argmax, no threshold: nothing is claimed
+    present = with_presence(masks, torch.tensor([0.1]))
+    absent = with_presence(masks, torch.tensor([-0.5]))
+    assert torch.equal(present, masks)  # a present target keeps its raw margins, however small the logit
+    assert masks.argmax(1).tolist() == [[[1, 0], [1, 1]]]
+    assert absent.argmax(1).tolist() == [[[0, 0], [0, 0]]]  # the same argmax, no threshold: nothing claimed
+    assert (absent[:, 1] - absent[:, 0]).max() == -0.5
 
 
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):

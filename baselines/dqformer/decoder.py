@@ -7,8 +7,8 @@ or to every pixel when its group is empty; then self-attention between the two q
 an FFN. A mask is predicted before the first layer and after each one (deep supervision):
 ``mask_embed(query) . pixel_embedding``, ``(B, 2, H/4, W/4)`` logits.
 
-These are the raw masks: the model caps the anomaly channel with a presence logit computed
-from each (``presence.py``), and the query groups follow the raw masks, so the anomaly query
+These are the raw masks: where the presence logit computed from each (``presence.py``) says
+absent, the model caps the anomaly channel with it; and the query groups follow the raw masks, so the anomaly query
 keeps looking at the candidate region even when the sentence names something absent.
 """
 
