@@ -8,8 +8,9 @@ an FFN. A mask is predicted before the first layer and after each one (deep supe
 ``mask_embed(query) . pixel_embedding``, ``(B, 2, H/4, W/4)`` logits.
 
 These are the raw masks: where the presence logit computed from each (``presence.py``) says
-absent, the model caps the anomaly channel with it; and the query groups follow the raw masks, so the anomaly query
-keeps looking at the candidate region even when the sentence names something absent.
+absent, the model caps the anomaly channel with it; and the query groups follow the raw
+masks, so the anomaly query keeps looking at the candidate region even when the sentence
+names something absent.
 """
 
 from __future__ import annotations

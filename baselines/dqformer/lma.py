@@ -13,8 +13,8 @@ it the features know position only through zero padding, and in the tiny preset 
 and relative sentences were the worst kinds (val mIoU 0.43 and 0.34 vs 0.58 for type).
 
 What depends on the image alone (projection, position, the attention queries, the pixels'
-share of the gate) is computed once per image and then shared by its sentences: with 4
-sentences per image that was a quarter of the CPU step spent four times.
+share of the gate) is computed once per image and then shared by its sentences (tiny
+preset, 4 sentences per image: a CPU step went from 2.0 to 1.73 s).
 """
 
 from __future__ import annotations
