@@ -121,12 +121,11 @@ class HFBackbone(nn.Module):
 
     def freeze_stem(self) -> None:
         """Keep the patch/stem embedding and the first (stride-4) stage at their weights."""
-        names = [n for n, _ in self.net.named_parameters() if n.startswith(self.FIRST_STAGE)]
-        if not names:
+        first = [p for n, p in self.net.named_parameters() if n.startswith(self.FIRST_STAGE)]
+        if not first:
             raise ValueError(f"freeze_stem: no stem or first stage found in {type(self.net).__name__}")
-        for name, p in self.net.named_parameters():
-            if name in names:
-                p.requires_grad_(False)
+        for p in first:
+            p.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return list(self.net(self.normalize(images)).feature_maps)
@@ -145,8 +144,8 @@ class TextEncoder(nn.Module):
     ``words (B, L, C)``, ``mask (B, L) bool`` (True = real token), ``sentence (B, C)`` (mean of words).
 
     A frozen encoder keeps its output by token ids (``cache``, not saved): training reads the
-    same few thousand sentences again and again, and encoding them was a third of a tiny CPU
-    step. Sentences are encoded at their own length, with no padding, so ``L`` is the longest
+    same few thousand sentences again and again (caching took a tiny CPU step from 2.8 to
+    2.0 s). Sentences are encoded at their own length, with no padding, so ``L`` is the longest
     sentence of the batch rather than the tokenizer's padded length. Training fills the cache
     up front (``prefill``); a sentence not seen before is encoded when it comes.
     """
@@ -173,14 +172,21 @@ class TextEncoder(nn.Module):
         words = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return _pooled(words, attention_mask.bool())
 
-    @torch.no_grad()
-    def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    @staticmethod
+    def _keyed(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[tuple[bytes, torch.Tensor]]:
+        """Each sentence's token ids without padding, and their bytes as its cache key."""
         lengths = attention_mask.sum(1).clamp(min=1).tolist()
         rows = [ids[:n] for ids, n in zip(input_ids, lengths, strict=True)]
-        keys = [row.cpu().numpy().tobytes() for row in rows]
-        self._encode([(k, r) for k, r in zip(keys, rows, strict=True) if k not in self.cache])
+        return [(row.cpu().numpy().tobytes(), row) for row in rows]
+
+    @torch.no_grad()
+    def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        keyed = self._keyed(input_ids, attention_mask)
+        missing = {k: r for k, r in keyed if k not in self.cache}  # a repeat is encoded once
+        self._encode(list(missing.items()))
+        lengths = [len(r) for _, r in keyed]
         longest, device = max(lengths), input_ids.device
-        words = torch.stack([F.pad(self.cache[k], (0, 0, 0, longest - len(self.cache[k]))) for k in keys])
+        words = torch.stack([F.pad(self.cache[k], (0, 0, 0, longest - len(r))) for k, r in keyed])
         mask = torch.arange(longest, device=device)[None] < torch.tensor(lengths, device=device)[:, None]
         return _pooled(words, mask)
 
@@ -192,13 +198,8 @@ class TextEncoder(nn.Module):
         bits and a resumed run drifted from the uninterrupted one."""
         if not self.frozen:
             return
-        lengths = attention_mask.sum(1).clamp(min=1).tolist()
-        rows = {
-            row.cpu().numpy().tobytes(): row
-            for row in (r[:n] for r, n in zip(input_ids, lengths, strict=True))
-        }
-        rows = sorted((k, r) for k, r in rows.items() if k not in self.cache)
-        self._encode(rows, chunk)
+        rows = dict(self._keyed(input_ids, attention_mask))
+        self._encode(sorted((k, r) for k, r in rows.items() if k not in self.cache), chunk)
 
     def _encode(self, rows: list, chunk: int = 64) -> None:
         """Cache ``(key, token ids)`` rows, those of one length together, without padding."""
