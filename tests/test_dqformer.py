@@ -24,7 +24,7 @@ from mvtec_ref.schema import schema_errors
 torch = pytest.importorskip("torch")
 
 SMALL = dict(image_size=64, batch_size=2, sentences_per_image=2, epochs=2, workers=0, warmup_steps=2,
-             max_eval_sentences=12)  # fmt: skip
+             max_eval_sentences=12, prior_steps=50)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +153,75 @@ def test_absent_target_trains_the_raw_mask_on_the_defects_there(monkeypatch):
     assert int(seen["targets"][2].sum()) == 0 and torch.equal(seen["targets"][0], targets[0])
     losses["loss"].backward()
     assert all(p.grad is not None for p in model.presence.parameters())
+
+
+def test_spatial_prior_learns_which_defect_words_select_and_never_raises_the_logit():
+    from baselines.dqformer.decoder import SpatialPrior
+
+    prior = SpatialPrior(vocabulary=4, grid=2, strength=5.0)
+    words = torch.tensor([[0, 1], [0, 2], [0, 3]])  # 0 "crack", 1 "top", 2 "bottom", 3 padding
+    mask = torch.tensor([[1, 1], [1, 1], [1, 0]])  # "crack top", "crack bottom", "crack"
+    assert prior(words, mask).min() > -0.1  # unfitted: close to a no-op
+    # one image, a defect in the top left and one in the bottom right cell
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).expand(3, 2, 2)
+    share = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    prior.fit(words, mask, share, weight, steps=300, lr=0.1, l2=0.0, seed=0)
+    out = prior(words, mask)[:, 0].detach()
+    assert out.max() <= 0
+    assert out[0, 0, 0] > -0.5 and out[0, 1, 1] < -5  # "top": the bottom defect drops
+    assert out[1, 1, 1] > -0.5 and out[1, 0, 0] < -5
+    assert out[2, 0, 0] > -0.5 and out[2, 1, 1] > -0.5  # the plain noun keeps both
+    # cells without a defect carry no weight: they teach nothing
+    assert torch.equal(prior.word.weight[:, [1, 2]], torch.zeros(4, 2))
+    assert torch.equal(prior.word.weight[3], torch.zeros(4))  # padding is never read
+    again = SpatialPrior(vocabulary=4, grid=2, strength=5.0)
+    again.fit(words, mask, share, weight, steps=300, lr=0.1, l2=0.0, seed=0)
+    assert torch.equal(again.word.weight, prior.word.weight)  # same data => same maps
+    # the fit leaves no gradient behind: training's clip_grad_norm_ would count it, and a
+    # resumed run (which skips the fit) would not
+    assert all(p.grad is None for p in prior.parameters())
+
+
+def test_where_gives_each_sentence_its_share_of_the_defects_per_cell(tiny_dataset):
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import RefSegDataset
+
+    data = RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32)
+    texts, share, weight = data.where(4)
+    targets = [(r, i) for r in range(len(data.records)) for i in data.by_record[r]
+               if data.has_target(data.items[i])]  # fmt: skip
+    assert len(texts) == len(share) == len(weight) == len(targets) and share.shape[1:] == (4, 4)
+    assert ((share >= 0) & (share <= 1)).all() and (share[weight == 0] == 0).all()
+    assert texts == [data.items[i].text for _, i in targets]
+    checked = 0
+    for n, (r, i) in enumerate(targets):
+        union = data.union(r).astype(float)
+        h, w = union.shape
+        if h % 4 == 0 and w % 4 == 0:  # exact block means: compare with the mask by hand
+            np.testing.assert_allclose(weight[n], union.reshape(4, h // 4, 4, w // 4).mean((1, 3)), atol=1e-5)
+            mine = data.target(data.items[i]).astype(float).reshape(4, h // 4, 4, w // 4).mean((1, 3))
+            np.testing.assert_allclose(share[n] * weight[n], mine, atol=1e-5)
+            checked += 1
+    assert checked
+    flipped = RefSegDataset(
+        tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32, augment=True
+    )
+    texts2, share2, weight2 = flipped.where(4)
+    assert texts2[0::2] == texts and texts2[1::2] == [mirror_text(t) for t in texts]
+    np.testing.assert_array_equal(share2[1::2], share[:, :, ::-1])
+    np.testing.assert_array_equal(weight2[1::2], weight[:, :, ::-1])
+
+
+def test_decoder_adds_the_prior_to_the_anomaly_channel_only():
+    from baselines.dqformer.model import build_dqformer
+
+    torch.manual_seed(0)
+    model = build_dqformer(small_config()).train()
+    prior = -torch.rand(3, 4, 4) * 3
+    q, pixels = torch.randn(3, 2, model.config.dim), torch.randn(3, model.config.dim, 4, 4)
+    plain, lowered = model.decoder.predict(q, pixels), model.decoder.predict(q, pixels, prior[:, None])
+    torch.testing.assert_close(lowered[:, 0], plain[:, 0])
+    torch.testing.assert_close(lowered[:, 1], plain[:, 1] + prior)
 
 
 def test_frozen_text_encoder_keeps_each_sentence_as_the_encoder_gives_it():
@@ -376,7 +445,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
     train(config, tiny_dataset, one, progress=False, test_split=None)
     two = tmp_path / "two"
     fields = {"--image-size": 64, "--batch-size": 1, "--sentences-per-image": 2, "--epochs": 1,
-              "--workers": 0, "--warmup-steps": 2, "--max-eval-sentences": 4}  # fmt: skip
+              "--workers": 0, "--warmup-steps": 2, "--max-eval-sentences": 4,
+              "--prior-steps": SMALL["prior_steps"]}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "mvtec_ref", "train-baseline", str(tiny_dataset), "--out", str(two), "--preset", "tiny",
            "--quiet", "--test-split", "none"]  # fmt: skip
@@ -392,9 +462,14 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
 
     torch.manual_seed(config.seed)
     start = build_dqformer(config).state_dict()
+    # Every process fits the same prior from the whole training split before training.
+    fitted = [key for key in a["model"] if key.startswith("prior.")]
+    assert fitted and not torch.equal(a["model"][fitted[0]], start[fitted[0]])
+    for key in fitted:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-4)
     moved = diff = 0.0
     for key, value in a["model"].items():
-        if value.is_floating_point():
+        if value.is_floating_point() and key not in fitted:
             moved += float((value - start[key]).double().pow(2).sum())
             diff += float((value - b["model"][key]).double().pow(2).sum())
     # Adam turns float-rounding noise in near-zero gradients into lr-sized steps, so equality is

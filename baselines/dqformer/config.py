@@ -36,6 +36,11 @@ class DQFormerConfig:
     dropout: float = 0.0  # Mask2Former uses none in its decoder
     freeze_backbone_bn: bool = True  # batch statistics are noise at 2-8 images per step
     freeze_stem: bool = False  # stem + stride-4 stage keep ImageNet weights (detectron2 freezes these)
+    prior_grid: int = 16  # cells per side of the location prior (decoder.SpatialPrior); 0 = none
+    prior_strength: float = 5.0  # logit drop where the sentence rules a defect out; 5 kept type mIoU
+    prior_steps: int = 1500  # Adam steps of 64 sentences fitting the prior before training (seconds)
+    prior_lr: float = 0.05  # the prior is a linear model over token ids: large steps are safe
+    prior_l2: float = 3e-4  # keeps maps weak for words seen in few places (defect types, names)
     drop_path: float = 0.1  # stochastic depth in the backbone (LAVT: 0.3 for Swin-B on 4x more data)
     # --- loss --------------------------------------------------------------------------------
     ce_weight: float = 1.0  # 2-way cross-entropy over (background, anomaly), LAVT/ReLA style

@@ -191,6 +191,48 @@ class RefSegDataset:
                 out |= decode_rle(region["segmentation"])
         return out
 
+    def where(self, grid: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """What the spatial prior (``decoder.SpatialPrior``) is fitted to: for every sentence whose
+        target has pixels, ``(text, share, weight)``. Per cell of a ``grid x grid`` partition of
+        the image, ``weight (grid, grid)`` is the share of the cell the image's defects cover and
+        ``share`` the part of that the target covers (0..1; 0 where no defect). With flips on,
+        each also mirrored (text and cells), as training sees it."""
+        import cv2
+
+        from mvtec_ref.regions.mask import decode_rle
+
+        texts, shares, weights = [], [], []
+        for r, record in enumerate(self.records):
+            if not record["regions"]:
+                continue
+            area = {  # mean over each cell (INTER_AREA) of each region's pixels
+                region["region_id"]: cv2.resize(
+                    decode_rle(region["segmentation"]).astype(np.float32),
+                    (grid, grid),
+                    interpolation=cv2.INTER_AREA,
+                )
+                for region in record["regions"]
+            }
+            union = np.minimum(sum(area.values()), 1.0)  # regions do not overlap; rounding might
+            for i in self.by_record[r]:
+                item = self.items[i]
+                if not self.has_target(item):
+                    continue
+                ids = self.records[r]["refs"][item.ref]["region_ids"]
+                target = np.minimum(sum(area[k] for k in ids), union)
+                share = np.where(union > 0, target / np.maximum(union, 1e-9), 0.0)
+                texts.append(self.text_of(item))
+                shares.append(share)
+                weights.append(union)
+                if self.augment and self.hflip:
+                    texts.append(mirror_text(texts[-1]))
+                    shares.append(share[:, ::-1])
+                    weights.append(union[:, ::-1])
+        shape = (0, grid, grid)
+        share = np.stack(shares).astype(np.float32) if shares else np.zeros(shape, np.float32)
+        weight = np.stack(weights).astype(np.float32) if weights else np.zeros(shape, np.float32)
+        return texts, share, weight
+
     def tokenize(self, texts: list[str]) -> dict:
         batch = self.tokenizer(
             texts, padding="max_length", max_length=self.max_tokens, truncation=True, return_tensors="pt"

@@ -1,5 +1,5 @@
-"""DQFormer: backbone + text encoder + LMA + two-query mask group decoder + presence head,
-and its losses.
+"""DQFormer: backbone + text encoder + LMA + two-query mask group decoder + presence head +
+spatial prior, and its losses.
 
 ``model(images, text, targets=None, image_index=None, extra=None)`` -> ``(logits, losses)``:
 images ``(N, 3, H, W)`` float in [0, 1]; text ``{"input_ids": (B, L), "attention_mask": (B, L)}``;
@@ -31,7 +31,7 @@ from torch import nn
 
 from baselines.dqformer.backbone import build_backbone, build_text_encoder
 from baselines.dqformer.config import DQFormerConfig
-from baselines.dqformer.decoder import MaskGroupDecoder
+from baselines.dqformer.decoder import MaskGroupDecoder, SpatialPrior
 from baselines.dqformer.lma import LanguageGatedAggregation
 from baselines.dqformer.presence import PresenceHead
 
@@ -63,7 +63,9 @@ def with_presence(masks: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
 
 
 class DQFormer(nn.Module):
-    def __init__(self, backbone, text_encoder, lma, decoder, presence, config: DQFormerConfig) -> None:
+    def __init__(
+        self, backbone, text_encoder, lma, decoder, presence, config: DQFormerConfig, prior=None
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.text_encoder = text_encoder
@@ -72,6 +74,7 @@ class DQFormer(nn.Module):
         self.lma = lma
         self.decoder = decoder
         self.presence = presence
+        self.prior = prior
         self.config = config
         self.register_buffer("class_weights", torch.tensor(config.ce_class_weights), persistent=False)
 
@@ -90,7 +93,14 @@ class DQFormer(nn.Module):
             image_index = torch.arange(len(sentence), device=sentence.device)
         projected = self.sentence_proj(sentence)
         pixel_embedding, levels = self.lma(features, image_index, self.word_proj(words), word_mask, projected)
-        masks = self.decoder(levels, pixel_embedding, projected)
+        prior = None
+        if self.prior is not None:
+            prior = self.prior(text["input_ids"], text["attention_mask"])
+            if targets is not None:
+                # A sentence naming something absent carries location words that fit nothing
+                # here while its raw mask is trained to show every defect (below): no prior.
+                prior = prior * (targets.flatten(1).amax(1) > 0).to(prior.dtype)[:, None, None, None]
+        masks = self.decoder(levels, pixel_embedding, projected, prior)
         probability = masks[-1].detach().float().softmax(1)[:, 1]
         regions = None if extra is None else extra.get("regions")
         weights = probability if regions is None else teacher_weights(regions, probability, image_index)
@@ -168,7 +178,9 @@ def build_dqformer(config: DQFormerConfig, *, pretrained: bool = True, hf_config
         config.dim, config.heads, config.decoder_layers, config.ffn_dim, config.dropout
     )
     presence = PresenceHead(backbone.channels, text_encoder.dim, config.dim)
-    model = DQFormer(backbone, text_encoder, lma, decoder, presence, config)
+    vocabulary = text_encoder.model.config.vocab_size
+    prior = SpatialPrior(vocabulary, config.prior_grid, config.prior_strength) if config.prior_grid else None
+    model = DQFormer(backbone, text_encoder, lma, decoder, presence, config, prior)
     # Channels-last convolutions: a tiny CPU step took 11% less (1.74 -> 1.55 s).
     return model.to(memory_format=torch.channels_last)
 

@@ -87,6 +87,20 @@ def param_groups(model, config: DQFormerConfig) -> list[dict]:
     ]
 
 
+def fit_prior(model, data, config: DQFormerConfig) -> None:
+    """Fit ``model.prior`` to the training split's sentences (``RefSegDataset.where``)."""
+    import torch
+
+    texts, share, weight = data.where(config.prior_grid)
+    if not texts:
+        return  # no defect to choose among: the prior stays near a no-op
+    tokens = data.tokenize(texts)
+    model.prior.fit(
+        tokens["input_ids"], tokens["attention_mask"], torch.from_numpy(share), torch.from_numpy(weight),
+        steps=config.prior_steps, lr=config.prior_lr, l2=config.prior_l2, seed=config.seed,
+    )  # fmt: skip
+
+
 def _rng_state() -> dict:
     import torch
 
@@ -197,7 +211,12 @@ def train(
         )
     total_steps = steps_per_epoch * config.epochs
 
-    model = build_dqformer(config).to(device)
+    model = build_dqformer(config)
+    if model.prior is not None:
+        if not resume:  # on CPU, before anything else draws from a generator: same data => same maps
+            fit_prior(model, train_data, config)
+        model.prior.requires_grad_(False)  # fitted, then fixed: the masks learn with it
+    model = model.to(device)
     for data in (train_data, val_data):  # a frozen text encoder reads every sentence once, here
         if data is not None:
             model.text_encoder.prefill(**data.tokenize(data.texts()))
