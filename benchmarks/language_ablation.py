@@ -12,7 +12,7 @@ on the test split (each run's best checkpoint), per kind of sentence:
 - ``location``: sentences that place their target (mIoU).
 - ``scope=part`` / ``scope=all``: targets that are some / all of the image's anomalies (mIoU).
 
-    python -m benchmarks.language_ablation [--preset lite] [--epochs N] [--out DIR]
+    python -m benchmarks.language_ablation [--preset lite] [--epochs N] [--image-size S] [--out DIR]
         [--categories a,b,...] [--per-type N] [--workers N]
 
 Runs and the dataset are kept in ``--out``; a finished run is reused, an interrupted one resumed.
@@ -70,6 +70,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="lite", choices=sorted(PRESETS))
     parser.add_argument("--epochs", type=int, help="default: the preset's")
+    parser.add_argument("--image-size", type=int, help="default: the preset's (a multiple of 32)")
     parser.add_argument("--out", type=Path, default=Path(".cache/ablation"))
     parser.add_argument("--categories", default=CATEGORIES)
     parser.add_argument("--per-type", type=int, default=12)
@@ -87,13 +88,18 @@ def main(argv=None) -> None:
         config = config.replace(workers=args.workers)
     if args.epochs:
         config = config.replace(epochs=args.epochs)
+    if args.image_size:
+        config = config.replace(image_size=args.image_size)
     results = {}
     for name, no_language in ((args.preset, False), ("no-language", True)):
         run = args.out / f"{args.preset}-{'nolang' if no_language else 'lang'}"
         if not (run / "test_metrics.json").is_file():
             train(config.replace(no_language=no_language), dataset, run, resume=(run / "last.pt").is_file())
         results[name] = figures(json.loads((run / "test_metrics.json").read_text(encoding="utf-8")))
-    print(f"{args.preset} vs its no-language ablation, test split, {config.epochs} epochs, {dataset}")
+    print(
+        f"{args.preset} vs its no-language ablation, test split, {config.epochs} epochs at "
+        f"{config.image_size}x{config.image_size}, {dataset}"
+    )
     print(table(results))
 
 
