@@ -92,6 +92,26 @@ def test_every_config_field_has_a_reason_and_a_cli_option():
     assert paper.text_encoder == "bert-base-uncased"
 
 
+def test_param_groups_give_the_presence_head_its_own_rate_and_spare_norms_from_decay():
+    from baselines.dqformer.model import build_dqformer
+    from baselines.dqformer.train import param_groups
+
+    config = small_config(lr=1e-4, presence_lr=3e-3, backbone_lr_mult=0.1, text_lr_mult=0.2)
+    model = build_dqformer(config, pretrained=False)
+    groups = param_groups(model, config)
+    owner = {id(p): name.split(".")[0] for name, p in model.named_parameters()}
+    for group in groups:
+        parts = {owner[id(p)] for p in group["params"]}
+        assert len(parts) == 1  # one part per group
+        part = parts.pop()
+        expected = {"presence": 3e-3, "backbone": 1e-5, "text_encoder": 2e-5}.get(part, 1e-4)
+        assert config.lr * group["lr_mult"] == pytest.approx(expected)
+        if group["weight_decay"] > 0:
+            assert all(p.ndim > 1 for p in group["params"])
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups for p in g["params"]} == trainable
+
+
 def test_model_shapes_losses_and_shared_backbone():
     from baselines.dqformer.model import build_dqformer
 

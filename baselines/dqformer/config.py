@@ -63,7 +63,7 @@ class DQFormerConfig:
     lr: float = 1e-4  # Mask2Former's AdamW lr; new layers start from scratch
     backbone_lr_mult: float = 0.1  # pretrained parts move slower (Mask2Former, CRIS)
     text_lr_mult: float = 0.1  # as the backbone: pretrained words should drift slowly
-    presence_lr_mult: float = 5.0  # a small classifier on fixed features can take larger steps
+    presence_lr: float = 2e-3  # its own rate, not --lr's: a small classifier on detached features
     weight_decay: float = 0.01  # LAVT; none on norms, biases and embeddings
     warmup_steps: int = 100  # linear warm-up keeps the new attention layers from blowing up early
     poly_power: float = 0.9  # LAVT's poly decay per step
@@ -98,7 +98,7 @@ def tiny() -> DQFormerConfig:
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
         epochs=8, batch_size=4, sentences_per_image=4, lr=8e-4, backbone_lr_mult=0.25, warmup_steps=20,
-        good_per_epoch=0.3, presence_sentences=24, presence_lr_mult=2.5, freeze_stem=True, workers=0,
+        good_per_epoch=0.3, presence_sentences=24, freeze_stem=True, workers=0,
     )  # fmt: skip
 
 

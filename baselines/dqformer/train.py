@@ -69,8 +69,8 @@ def lr_factor(step: int, total: int, config: DQFormerConfig) -> float:
 
 
 def param_groups(model, config: DQFormerConfig) -> list[dict]:
-    """Backbone and text encoder at reduced lr, the presence head at ``presence_lr_mult``; no
-    weight decay on norms, biases and embeddings."""
+    """Backbone and text encoder at reduced lr, the presence head at ``presence_lr`` (the same
+    warm-up and decay); no weight decay on norms, biases and embeddings."""
     import torch
 
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -80,7 +80,7 @@ def param_groups(model, config: DQFormerConfig) -> list[dict]:
             decay = p.ndim > 1 and id(p) not in embeddings
             groups.setdefault((name.split(".")[0], decay), []).append(p)
     mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult,
-            "presence": config.presence_lr_mult}  # fmt: skip
+            "presence": config.presence_lr / config.lr}  # fmt: skip
     return [
         {"params": ps, "lr_mult": mult.get(part, 1.0), "weight_decay": config.weight_decay * decay}
         for (part, decay), ps in sorted(groups.items())
