@@ -218,7 +218,7 @@ class RefSegDataset:
                 item = self.items[i]
                 if not self.has_target(item):
                     continue
-                ids = self.records[r]["refs"][item.ref]["region_ids"]
+                ids = record["refs"][item.ref]["region_ids"]
                 target = np.minimum(sum(area[k] for k in ids), union)
                 share = np.where(union > 0, target / np.maximum(union, 1e-9), 0.0)
                 texts.append(self.text_of(item))

@@ -80,13 +80,10 @@ class SpatialPrior(nn.Module):
         nn.init.zeros_(self.word.weight)
         self.bias = nn.Parameter(torch.full((grid * grid,), 4.0))  # sigmoid 0.98: near a no-op unfitted
 
-    def cells(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, g * g)`` logits of "the target covers this cell's defect"."""
-        return self.bias + (self.word(input_ids) * attention_mask[..., None].to(self.bias.dtype)).sum(1)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        prior = self.strength * F.logsigmoid(self.cells(input_ids, attention_mask))
-        return prior.view(-1, 1, self.grid, self.grid)
+        # per cell, the logit of "the target covers this cell's defect"
+        cells = self.bias + (self.word(input_ids) * attention_mask[..., None].to(self.bias.dtype)).sum(1)
+        return (self.strength * F.logsigmoid(cells)).view(-1, 1, self.grid, self.grid)
 
     def fit(self, input_ids, attention_mask, share, weight, *, steps: int, lr: float, l2: float, seed: int):
         """Adam on the weighted per-cell BCE against ``share (N, g, g)`` with ``weight (N, g, g)``,
