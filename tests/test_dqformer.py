@@ -383,6 +383,25 @@ def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path):
     assert (trained_run / "metrics.jsonl").read_text() == (out / "metrics.jsonl").read_text()
 
 
+def test_a_stray_gradient_on_a_frozen_part_does_not_change_training(tiny_dataset, trained_run, tmp_path,
+                                                                    monkeypatch):  # fmt: skip
+    import baselines.dqformer.train as train_module
+
+    fit = train_module.fit_prior
+
+    def fit_and_leave_a_gradient(model, data, config):
+        fit(model, data, config)
+        model.prior.bias.grad = torch.full_like(model.prior.bias, 1e6)  # would swamp the clip norm
+
+    monkeypatch.setattr(train_module, "fit_prior", fit_and_leave_a_gradient)
+    out = tmp_path / "run"
+    train_module.train(small_config(), tiny_dataset, out, progress=False, test_split=None)
+    a = torch.load(trained_run / "last.pt", weights_only=False)["model"]
+    b = torch.load(out / "last.pt", weights_only=False)["model"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
     from baselines.dqformer.model import DQFormer
     from baselines.dqformer.train import train

@@ -221,6 +221,8 @@ def train(
         if data is not None:
             model.text_encoder.prefill(**data.tokenize(data.texts()))
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
+    # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
     use_amp = config.amp and device.type == "cuda"
     fp16 = use_amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -295,7 +297,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained, config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             step += 1
