@@ -29,9 +29,11 @@ scope=part, mIoU                  **0.406**     0.324        **0.462**     0.363
 overall, gIoU                     **0.668**     0.572        **0.707**     0.630
 ================================  ============  ===========  ============  ===========
 
-lite: ``--epochs 10`` at 320 (about 47 min a run); tiny: its preset's 8 epochs at 256. lite
-loses 0.026 of location mIoU to sentences its presence head rejects (10 of 156, 8 of them
-naming some of the image's defects, not all).
+lite: ``--epochs 10`` at 320, about 4.7 min an epoch, both runs on commit cc272f7; tiny: its
+preset's 8 epochs at 256, on 858a441 (the no-language run on 837886e, before the spatial
+prior, which gives "anomaly" a no-op anyway). lite loses 0.026 of location mIoU to sentences
+its presence head rejects (10 of 156, 8 of them naming some of the image's defects, not
+all).
 """
 
 from __future__ import annotations

@@ -67,11 +67,8 @@ class SpatialPrior(nn.Module):
     lowered type sentences' masks elsewhere (type mIoU 0.78 -> 0.65 at the strength that helped
     location). Fitted to the selection among defects, on the same checkpoint: location mIoU
     0.536 -> 0.591, type 0.780 -> 0.772 (``prior_strength`` 5; 10 gave 0.610 and 0.747).
-    Trained with it end to end (``benchmarks.language_ablation --preset tiny``, 4 categories),
-    tiny beat its no-language ablation on location, 0.605 against 0.561 (scope=part 0.462 against
-    0.363), and lost on present type targets, 0.775 against 0.797; lite (10 epochs at 320) beat
-    its ablation on location, 0.553 against 0.508, and tied on present type targets, 0.706
-    against 0.713.
+    Trained with it end to end, tiny and lite beat their no-language ablations on location
+    (``benchmarks/language_ablation.py`` has the table).
     """
 
     def __init__(self, vocabulary: int, grid: int, strength: float) -> None:
