@@ -40,6 +40,20 @@ class EndpointError(MvtecRefError):
     """The endpoint refuses us for good (bad key, unknown model): stop, keep what we have."""
 
 
+def public_url(url: str) -> str:
+    """``url`` without user, password and query, the places a key can hide; safe to store or print."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable url>"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
 @dataclass(frozen=True)
 class ParaphraseConfig:
     base_url: str
@@ -56,7 +70,7 @@ class ParaphraseConfig:
     max_sentences: int = 0
 
     def as_record(self) -> dict:
-        return {"model": self.model, "base_url": self.base_url, "temperature": self.temperature,
+        return {"model": self.model, "base_url": public_url(self.base_url), "temperature": self.temperature,
                 "prompt_version": PROMPT_VERSION}  # fmt: skip
 
 
@@ -135,27 +149,55 @@ class Paraphraser:
 
         delay = self.config.backoff_s
         for attempt in range(self.config.retries + 1):
+            url = public_url(self.config.base_url)
             try:
                 response = self.client.chat.completions.create(model=self.config.model, **request)
-                return response.choices[0].message.content or ""
+                content = response.choices[0].message.content or ""
+                if not isinstance(content, str):
+                    raise TypeError(f"message content is {type(content).__name__}")
+                self.stats["answered"] += 1
+                return content
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as error:
-                raise EndpointError(
-                    f"{self.config.base_url}: {type(error).__name__}: {_short(error)}"
-                ) from None
-            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                    openai.APIConnectionError) as error:  # fmt: skip
-                self.stats[f"retry_{type(error).__name__}"] += 1
-                if attempt == self.config.retries:
-                    self.stats["gave_up"] += 1
-                    log.warning("giving up on one sentence after %d tries: %s", attempt + 1, _short(error))
+                raise EndpointError(f"{url}: {type(error).__name__}: {_short(error)}") from None
+            except openai.APIConnectionError as error:
+                if not self.stats["answered"] and attempt == self.config.retries:
+                    # Nothing ever answered: the endpoint is unreachable, not flaky. Stop now
+                    # rather than spend every sentence's retries, and write nothing.
+                    raise EndpointError(
+                        f"{url}: cannot reach the endpoint after {attempt + 1} tries ({_short(error)}); "
+                        "is --base-url right and the server up?"
+                    ) from None
+                if not self._retry(attempt, error, delay):
                     return None
-                self.sleep(min(delay, 30.0))
+                delay *= 2
+            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError) as error:
+                if not self._retry(attempt, error, delay):
+                    return None
                 delay *= 2
             except openai.APIStatusError as error:  # other 4xx: this request will not work
                 self.stats["rejected_request"] += 1
                 log.warning("endpoint refused a request: %s", _short(error))
                 return None
+            except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError,
+                    KeyError) as error:  # fmt: skip
+                # A 200 whose body is not a chat completion (plain text, no choices, a list):
+                # every request would get the same, so stop with one line.
+                raise EndpointError(
+                    f"{url}: answered with a body that is not a chat completion "
+                    f"({type(error).__name__}: {_short(error)}); is --base-url an OpenAI-compatible "
+                    "/v1 endpoint?"
+                ) from None
         return None
+
+    def _retry(self, attempt: int, error: Exception, delay: float) -> bool:
+        """Sleep before the next try; False when the retries are spent."""
+        self.stats[f"retry_{type(error).__name__}"] += 1
+        if attempt == self.config.retries:
+            self.stats["gave_up"] += 1
+            log.warning("giving up on one sentence after %d tries: %s", attempt + 1, _short(error))
+            return False
+        self.sleep(min(delay, 30.0))
+        return True
 
 
 def _read_answer(content: str) -> str | None:
@@ -225,16 +267,25 @@ def default_cache_path() -> Path:
 
 def paraphrase_dataset(dataset: Path, config: ParaphraseConfig, *, cache_path: Path | None = None,
                        progress: bool | None = None, sleep=time.sleep) -> Counter:  # fmt: skip
-    """Paraphrase a dataset directory in place (replaced atomically at the end)."""
+    """Paraphrase a dataset directory in place (replaced atomically at the end).
+
+    A run that adds no sentence writes nothing, so the manifest's paraphrase record keeps
+    describing the run that made the ``llm`` sentences there. A dataset folder holding files
+    ``build`` did not write is refused before any request (they would be lost on replace).
+    """
     from annotate.vocab import load_vocabulary
-    from mvtec_ref.build import iter_samples, load_manifest, save_dataset
+    from mvtec_ref.build import MANIFEST, iter_samples, load_manifest, save_dataset
+    from mvtec_ref.fileio import check_replaceable
 
     manifest = load_manifest(dataset)
+    check_replaceable(dataset, marker=MANIFEST)
     records = [record for _, record in iter_samples(dataset)]
     vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
     paraphraser = Paraphraser(config, ResponseCache(cache_path or default_cache_path()), sleep=sleep)
     outcome = paraphrase_records(records, paraphraser, vocab, config.max_sentences, progress)
     outcome.update({k: v for k, v in paraphraser.stats.items() if k in ("requests", "cached")})
+    if not outcome["accepted"]:
+        return outcome
     manifest["config"]["refs"]["paraphrase"] = {
         **config.as_record(),
         "outcome": dict(sorted(outcome.items())),

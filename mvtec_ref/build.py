@@ -91,8 +91,10 @@ def build_dataset(
     ``config.strict`` the first problem raises its SampleError; otherwise bad samples
     are skipped and listed in the manifest's ``problems``.
     """
-    root = Path(root).absolute()
+    # Resolved, so the same tree reached through another path (a/../b, a link) gives the same manifest.
+    root = Path(root).expanduser().resolve()
     config.splits.check()  # a bad ratio should fail now, not after every image was decoded
+    check_options(root, out, config)
     source = get_source(config.source)
     scan = source.scan(root, config.categories or None)
     config = dataclasses.replace(config, vocabulary=scan.vocabulary or source.vocabulary or config.source)
@@ -126,6 +128,16 @@ def build_dataset(
     log.info("writing %s (%d samples)", out, len(records))
     save_dataset(out, manifest, records)
     return BuildResult(Path(out), manifest, problems)
+
+
+def check_options(root: Path, out: Path, config: BuildConfig) -> None:
+    """Everything about the options that can be known before reading one image."""
+    from mvtec_ref.fileio import check_apart, check_replaceable
+
+    if config.seed < 0:
+        raise DatasetError(f"seed {config.seed} is negative; use a seed >= 0")
+    check_apart(root, out, given_flag="--root")
+    check_replaceable(out, marker=MANIFEST)
 
 
 def save_dataset(out: Path, manifest: dict, records: list[dict]) -> None:

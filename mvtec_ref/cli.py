@@ -51,7 +51,7 @@ def _progress(quiet: bool) -> bool | None:
     help="small: every category and defect type, few images, 1/4 size; "
     "full: MVTec AD's real counts and sizes.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option(
     "--per-type",
@@ -114,7 +114,8 @@ def _run_paraphrase(
                               retries=retries, max_sentences=max_sentences)  # fmt: skip
     outcome = paraphrase_dataset(dataset, config, cache_path=cache_path, progress=_progress(quiet))
     shown = ", ".join(f"{k} {v}" for k, v in sorted(outcome.items()))
-    click.echo(f"paraphrased {dataset}: {shown or 'nothing to do'}")
+    unchanged = "" if outcome.get("accepted") else " (no paraphrase accepted; dataset unchanged)"
+    click.echo(f"paraphrased {dataset}: {shown or 'nothing to do'}{unchanged}")
 
 
 @main.command()
@@ -138,7 +139,7 @@ def _run_paraphrase(
     help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically.",
 )
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first problem instead of skipping bad samples.")
 @click.option(
     "--workers",
@@ -275,7 +276,9 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
 def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None:
     """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
     from mvtec_ref.export import export_dataset
+    from mvtec_ref.fileio import check_apart
 
+    check_apart(dataset, out, given_flag="DATASET")
     summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
     shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
@@ -292,8 +295,10 @@ def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def report(dataset: Path, out: Path, quiet: bool) -> None:
     """Write a static HTML report: tables, figures, and a filterable gallery with overlays."""
+    from mvtec_ref.fileio import check_apart
     from mvtec_ref.report import build_report
 
+    check_apart(dataset, out, given_flag="DATASET")
     result = build_report(dataset, out, progress=_progress(quiet))
     click.echo(f"wrote {out / 'index.html'} ({result['samples']} samples, {result['plots']} figures)")
 
@@ -472,6 +477,13 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
         raise click.UsageError("give either --image with --text, or --dataset")
     if image is not None and not texts:
         raise click.UsageError("--image needs at least one --text")
+    if any(not t.strip() for t in texts):
+        raise click.BadParameter("an expression is empty; say what to segment", param_hint="--text")
+    from mvtec_ref.fileio import check_apart
+
+    for given, flag in ((run, "RUN"), (dataset, "--dataset")):
+        if given is not None:
+            check_apart(given, out, given_flag=flag)
     from baselines.dqformer.predict import predict_dataset, predict_files
 
     _quiet_transformers()
@@ -504,6 +516,10 @@ def download(name, out, cache, source_file, url, sha256, show):
     from mvtec_ref.download import ARCHIVES, Archive
     from mvtec_ref.download import download as run
 
+    if not name and (source_file or url or sha256 or out):
+        raise click.UsageError(
+            f"name the dataset, e.g. mvtec-ref download mvtec_ad --from FILE (known: {', '.join(ARCHIVES)})"
+        )
     if show or not name:
         for key, a in ARCHIVES.items():
             click.echo(f"{key:12} {a.licence:34} {a.url}")
@@ -512,7 +528,10 @@ def download(name, out, cache, source_file, url, sha256, show):
     if url or sha256:
         if archive is None and not sha256:
             raise click.UsageError(f"{name} has no recorded checksum: give --sha256 with --url")
-        archive = Archive(url or archive.url, sha256 or archive.sha256, None,
+        if archive is None and not url and source_file is None:
+            raise click.UsageError(f"{name} has no recorded URL: give --url or --from with --sha256")
+        given = url or (archive.url if archive else str(source_file))
+        archive = Archive(given, (sha256 or archive.sha256).lower(), None,
                           archive.licence if archive else "", archive.page if archive else "")  # fmt: skip
     bar = None
     if source_file is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import shutil
 import tarfile
 import tempfile
@@ -26,6 +27,9 @@ from pathlib import Path, PurePosixPath
 from mvtec_ref.errors import MvtecRefError
 
 CHUNK = 1 << 20
+# No archive we know of unpacks to more; a larger declared total is a decompression bomb or a
+# wrong file. The free space at the target is checked too.
+MAX_EXTRACTED_BYTES = 1 << 41  # 2 TiB
 
 
 class DownloadError(MvtecRefError):
@@ -152,13 +156,20 @@ def verify(path: Path, archive: Archive) -> None:
 def _offline(archive: Archive, cache: Path, reason: str) -> str:
     return (
         f"cannot download {archive.url} ({reason}). Download it by hand (see {archive.page or archive.url}), "
-        f"then run: mvtec-ref download --from /path/to/{archive.filename} (or put it in {cache}/)"
+        f"then run: mvtec-ref download {cache.name} --from /path/to/{archive.filename} "
+        f"(or put it in {cache}/)"
     )
 
 
 def check_members(archive: Path) -> list[str]:
-    """Member names, after refusing anything that could write outside the target."""
-    names = []
+    """Member names, after refusing anything ``scan_members`` refuses."""
+    return scan_members(archive)[0]
+
+
+def scan_members(archive: Path) -> tuple[list[str], int]:
+    """(member names, bytes they unpack to), after refusing anything that could write outside
+    the target, a file that is also a folder (``x`` and ``x/y``), or over ``MAX_EXTRACTED_BYTES``."""
+    names, files, total = [], set(), 0
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             for info in z.infolist():
@@ -168,6 +179,9 @@ def check_members(archive: Path) -> list[str]:
                         f"{archive}: refuses symbolic link {info.filename!r}; nothing extracted"
                     )
                 names.append(info.filename)
+                total += info.file_size  # zipfile stops reading a member at its declared size
+                if not info.is_dir():
+                    files.add(info.filename.replace("\\", "/").rstrip("/"))
     else:
         try:
             with tarfile.open(archive) as t:
@@ -182,6 +196,9 @@ def check_members(archive: Path) -> list[str]:
                             f"{archive}: refuses special file {member.name!r}; nothing extracted"
                         )
                     names.append(member.name)
+                    total += member.size
+                    if member.isfile():
+                        files.add(member.name.rstrip("/"))
         except tarfile.TarError as error:
             raise DownloadError(f"{archive}: not a tar or zip archive ({error})") from None
     for name in names:
@@ -190,16 +207,33 @@ def check_members(archive: Path) -> list[str]:
             raise DownloadError(
                 f"{archive}: refuses member {name!r} (absolute or '..' path); nothing extracted"
             )
-    return names
+        for parent in list(path.parents)[:-1]:
+            if parent.as_posix() in files:
+                raise DownloadError(
+                    f"{archive}: member {parent.as_posix()!r} is a file but {name!r} needs it to be "
+                    "a folder; nothing extracted"
+                )
+    if total > MAX_EXTRACTED_BYTES:
+        raise DownloadError(
+            f"{archive}: would unpack to {total / 2**30:.1f} GiB, over the {MAX_EXTRACTED_BYTES / 2**30:.0f} "
+            "GiB cap (a damaged or hostile archive?); nothing extracted"
+        )
+    return names, total
 
 
 def extract(archive: Path, target: Path) -> Path:
     """Unpack into ``target`` (created; must not exist or be empty) through a staging folder."""
-    check_members(archive)
-    if target.exists() and any(target.iterdir()):
-        raise DownloadError(f"{target}: exists and is not empty; choose another --out or remove it")
+    check_target(target)
+    total = scan_members(archive)[1]
     target.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target.parent).free
+    if total > free:
+        raise DownloadError(
+            f"{archive}: needs {total / 2**30:.1f} GiB to unpack but {target.parent} has "
+            f"{free / 2**30:.1f} GiB free; nothing extracted"
+        )
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; a dataset is shared like any folder
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
@@ -216,6 +250,20 @@ def extract(archive: Path, target: Path) -> Path:
     return target
 
 
+def check_target(target: Path) -> None:
+    """The extraction target must be absent or an empty folder."""
+    if target.exists() and not target.is_dir():
+        raise DownloadError(f"{target}: exists and is not a folder; choose another --out")
+    if target.exists() and any(target.iterdir()):
+        raise DownloadError(f"{target}: exists and is not empty; choose another --out or remove it")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def download(
     name: str,
     out: Path,
@@ -228,11 +276,17 @@ def download(
     """Fetch (or take ``source_file``), verify and extract dataset ``name`` into ``out``."""
     if archive is None:
         if name not in ARCHIVES:
+            if source_file is not None:
+                raise DownloadError(
+                    f"{source_file}: no recorded checksum for {name!r}; give the archive's SHA-256 "
+                    "with --sha256 (from whoever gave you the file)"
+                )
             raise DownloadError(
                 f"no recorded archive for {name!r}; known: {', '.join(ARCHIVES)} "
-                "(Real-IAD is given on request by its authors: use --from)"
+                "(Real-IAD is given on request by its authors: use --from FILE --sha256 HASH)"
             )
         archive = ARCHIVES[name]
+    check_target(out)
     if source_file is not None:
         if not source_file.is_file():
             raise DownloadError(f"{source_file}: no such file")

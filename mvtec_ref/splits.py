@@ -18,6 +18,7 @@ key, so a stratum's split does not depend on which other strata exist.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ class SplitConfig:
             raise MvtecRefError(
                 f"unknown split protocol {self.protocol!r}; use one of {', '.join(PROTOCOLS)}"
             )
-        if len(self.ratios) != 3 or min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6:
+        finite = all(isinstance(r, int | float) and math.isfinite(r) and r >= 0 for r in self.ratios)
+        if len(self.ratios) != 3 or not finite or abs(sum(self.ratios) - 1) > 1e-6:
             raise MvtecRefError(f"split ratios {self.ratios} must be three non-negative shares summing to 1")
 
 

@@ -105,7 +105,7 @@ def test_refuses_to_replace_an_unrelated_folder(tree_copy, tmp_path):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("...")
-    with pytest.raises(OutputError, match="not empty and holds no manifest.json"):
+    with pytest.raises(OutputError, match="is not empty, so mvtec-ref cannot tell its files from yours"):
         build_dataset(tree_copy, precious, BuildConfig(), progress=False)
     assert (precious / "chapter1.tex").read_text() == "..."
 

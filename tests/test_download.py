@@ -205,5 +205,6 @@ def test_from_file_and_offline_message(tmp_path):
     )
     assert offline.exit_code == 1
     line = offline.output.strip()
-    assert "\n" not in line and "mvtec-ref download --from /path/to/mvtec_anomaly_detection.tar.xz" in line
+    assert "\n" not in line
+    assert "mvtec-ref download mvtec_ad --from /path/to/mvtec_anomaly_detection.tar.xz" in line
     assert "partial file" not in line  # nothing was fetched, so nothing is said to be kept

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ import numpy as np
 from baselines.dqformer.config import DQFormerConfig
 from mvtec_ref.errors import TrainingError
 from mvtec_ref.fileio import dumps_json, write_bytes_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 BEST_METRIC = "gIoU"
 
@@ -129,10 +133,42 @@ def save_checkpoint(path: Path, state: dict) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+# What a run writes before its first checkpoint; a folder holding only these is a run that
+# died before it saved anything, and a fresh run may start over in it.
+_BEFORE_FIRST_CHECKPOINT = {"config.json", "tokenizer", "metrics.jsonl"}
+
+
+def check_config(config: DQFormerConfig) -> None:
+    """Refuse settings that cannot train, before any data or weights are loaded."""
+    if config.epochs < 1:
+        raise TrainingError(f"--epochs {config.epochs}: train for at least 1 epoch")
+    if config.image_size < 32 or config.image_size % 32:
+        raise TrainingError(
+            f"--image-size {config.image_size}: must be a positive multiple of 32 (the backbone "
+            "downsamples by 32), e.g. 256, 320 or 480"
+        )
+
+
 def _prepare_run(out: Path, resume: bool) -> None:
+    never_saved = (
+        out.is_dir()
+        and not (out / "last.pt").exists()
+        and (out / "config.json").exists()
+        and {p.name for p in out.iterdir()} <= _BEFORE_FIRST_CHECKPOINT
+    )
     if resume:
         if not (out / "last.pt").is_file():
-            raise TrainingError(f"{out / 'last.pt'}: nothing to resume; start without --resume")
+            hint = " (the run stopped before its first checkpoint: start it again without --resume)"
+            raise TrainingError(f"{out / 'last.pt'}: nothing to resume{hint if never_saved else ''}")
+        return
+    if never_saved:
+        log.warning("%s: a run that stopped before its first checkpoint; starting over", out)
+        for name in _BEFORE_FIRST_CHECKPOINT:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
         return
     if (out / "last.pt").exists() or (out / "config.json").exists():
         raise TrainingError(
@@ -186,6 +222,7 @@ def train(
     from baselines.dqformer.model import build_dqformer, hf_configs_of
 
     out = Path(out)
+    check_config(config)
     dist, device = setup_distributed()
     if dist.main:
         _prepare_run(out, resume)
