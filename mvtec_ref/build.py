@@ -96,12 +96,20 @@ def build_dataset(
     config.splits.check()  # a bad ratio should fail now, not after every image was decoded
     check_options(root, out, config)
     source = get_source(config.source)
-    scan = source.scan(root, config.categories or None)
+    try:
+        scan = source.scan(root, config.categories or None)
+    except OSError as error:  # what an adapter did not foresee: still one line naming the path
+        from mvtec_ref.errors import SourceLayoutError
+
+        where = error.filename or root
+        raise SourceLayoutError(f"{where}: cannot read ({error.strerror or error})") from None
+    _drop_unrecordable(scan)
     config = dataclasses.replace(config, vocabulary=scan.vocabulary or source.vocabulary or config.source)
     log.info("%s: %d images listed, %d problems in the layout", root, len(scan.images), len(scan.problems))
     if config.strict and scan.problems:
         raise scan.problems[0]
-    problems = [_problem(p, "skipped" if p.kind == "missing_mask" else "ignored") for p in scan.problems]
+    skip = ("missing_mask", "unreadable")
+    problems = [_problem(p, "skipped" if p.kind in skip else "ignored") for p in scan.problems]
 
     records, hashes = [], []
     for done in _process_all(root, scan.images, config, workers, progress):
@@ -128,6 +136,25 @@ def build_dataset(
     log.info("writing %s (%d samples)", out, len(records))
     save_dataset(out, manifest, records)
     return BuildResult(Path(out), manifest, problems)
+
+
+def _drop_unrecordable(scan) -> None:
+    """Paths with a newline or another control character cannot be recorded (nor shown on one
+    line): such samples become problems, with the name escaped."""
+    from mvtec_ref.errors import UnreadablePathError
+
+    kept = []
+    for src in scan.images:
+        paths = (src.image_path, src.mask_path or "", *src.extra_masks)
+        bad = next((p for p in paths if any(ord(c) < 32 or ord(c) == 127 for c in p)), None)
+        if bad is None:
+            kept.append(src)
+            continue
+        shown = bad.encode("unicode_escape").decode("ascii")
+        why = "file name holds a newline or control character; rename the file"
+        scan.problems.append(UnreadablePathError(shown, why))
+    scan.images = kept
+    scan.problems.sort(key=lambda p: p.path)
 
 
 def check_options(root: Path, out: Path, config: BuildConfig) -> None:

@@ -19,6 +19,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MvtecRefError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:  # no permission, disk full, ...: the path and the reason, one line
+            where = error.filename if error.filename is not None else "mvtec-ref"
+            raise click.ClickException(f"{where}: {error.strerror or error}") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

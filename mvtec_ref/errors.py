@@ -50,6 +50,12 @@ class StrayFileError(SampleError):
     kind = "stray_file"
 
 
+class UnreadablePathError(SampleError):
+    """A folder that cannot be listed, a link loop, a name that cannot be recorded: skipped."""
+
+    kind = "unreadable"
+
+
 class SourceLayoutError(MvtecRefError):
     """The root as a whole does not have the layout the source adapter reads."""
 

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from mvtec_ref.build import MANIFEST, SAMPLES, iter_samples, load_manifest
-from mvtec_ref.errors import DatasetError
+from mvtec_ref.errors import DatasetError, MvtecRefError
 from mvtec_ref.schema import schema_errors
 
 
@@ -27,36 +27,78 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
         manifest = load_manifest(dataset)
     except DatasetError as error:
         return [str(error)]
-    problems += [f"{MANIFEST}: {e}" for e in schema_errors("manifest", manifest)]
-    root = Path(manifest.get("source", {}).get("root", ""))
-    if check_files and not root.is_dir():
+    if not isinstance(manifest, dict):
+        return [f"{MANIFEST}: is a JSON {_json_type(manifest)}, not an object; rebuild the dataset"]
+    manifest_errors = schema_errors("manifest", manifest)
+    problems += [f"{MANIFEST}: {e}" for e in manifest_errors]
+    root = _dig(manifest, "source", "root", default="")
+    root = Path(root) if isinstance(root, str) and root else None
+    if check_files and (root is None or not root.is_dir()):
         problems.append(f"{MANIFEST}: source root {root} does not exist (moved? rebuild or pass --no-files)")
+        check_files = False
+    region_config = _dig(manifest, "config", "regions", default=None)
+    if check_files and not isinstance(_dig(region_config, "threshold", default=None), int):
+        problems.append(f"{MANIFEST}: config.regions.threshold is missing; files not checked")
         check_files = False
 
     from annotate import load_vocabulary
 
-    vocab = load_vocabulary(manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad"))
+    vocab_name = _dig(manifest, "config", "refs", "vocabulary", default="mvtec_ad")
+    try:
+        vocab = load_vocabulary(vocab_name if isinstance(vocab_name, str) else "mvtec_ad")
+    except (MvtecRefError, OSError, ValueError) as error:
+        problems.append(f"{MANIFEST}: config.refs.vocabulary {vocab_name!r} cannot be loaded ({error})")
+        vocab = load_vocabulary("mvtec_ad")
     seen = {key: set() for key in ("image_id", "id", "ann_id", "ref_id", "sent_id")}
     totals = Counter()
     try:
         for n, record in iter_samples(dataset):
+            if not isinstance(record, dict):
+                problems.append(f"{SAMPLES} line {n}: is a JSON {_json_type(record)}, not a sample object")
+                continue
             where = f"{SAMPLES} line {n} ({record.get('id', '?')})"
             errors = schema_errors("sample", record)
             if errors:
                 problems += [f"{where}: {e}" for e in errors[:3]]
                 continue
-            problems += _check_record(record, where, seen, totals)
-            problems += _check_sentences(record, where, vocab)
-            if check_files:
-                problems += _check_files(record, root, where, deep, manifest["config"]["regions"])
+            try:
+                found = _check_record(record, where, seen, totals)
+                problems += found
+                if any(fault in line for line in found for fault in _RLE_FAULTS):
+                    continue  # sentences and pixels are checked only against masks that decode
+                problems += _check_sentences(record, where, vocab)
+                if check_files:
+                    problems += _check_files(record, root, where, deep, region_config)
+            except Exception as error:  # a shape no check foresaw: report it, never a traceback
+                problems.append(f"{where}: cannot be checked ({type(error).__name__}: {error})")
     except DatasetError as error:
         problems.append(str(error))
         return problems
     counts = manifest.get("counts", {})
+    counts = counts if isinstance(counts, dict) else {}
     for key in ("images", "regions", "refs", "sentences"):
         if key in counts and counts[key] != totals[key]:
             problems.append(f"{MANIFEST}: counts.{key} is {counts[key]} but {SAMPLES} has {totals[key]}")
     return problems
+
+
+# Words of the RLE problem lines after which a record's masks cannot be used by later checks.
+_RLE_FAULTS = ("RLE size ", "RLE does not decode")
+
+
+def _json_type(value) -> str:
+    names = {type(None): "null", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+def _dig(obj, *keys, default):
+    """``obj[k1][k2]...`` or ``default`` where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return default
+        obj = obj[key]
+    return obj
 
 
 def _check_record(record: dict, where: str, seen: dict, totals: Counter) -> list[str]:

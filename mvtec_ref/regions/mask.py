@@ -96,13 +96,71 @@ def encode_rle(binary: np.ndarray) -> dict:
 
 
 def decode_rle(rle: dict) -> np.ndarray:
-    """COCO RLE (``counts`` as str or bytes) -> ``(H, W)`` {0,1} uint8 array."""
+    """COCO RLE -> ``(H, W)`` {0,1} uint8 array. ``counts`` may be the compressed string (str or
+    bytes) or the uncompressed list of run lengths that COCO tools also write. Runs that do not
+    add up to ``h * w`` raise ValueError before pycocotools sees them (its decoder does not
+    check, and would write past the array)."""
     from pycocotools import mask as mask_utils
 
+    h, w = _rle_size(rle)
     counts = rle["counts"]
-    return mask_utils.decode(
-        {"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
-    )
+    if isinstance(counts, list):
+        runs = counts
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in runs):
+            raise ValueError("uncompressed RLE counts must be non-negative integers")
+        _check_runs(runs, h, w)
+        return mask_utils.decode(mask_utils.frPyObjects({"size": [h, w], "counts": runs}, h, w))
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if not isinstance(counts, str):
+        raise ValueError(f"RLE counts is a {type(counts).__name__}, not a string or a list")
+    _check_runs(_runs_of(counts), h, w)
+    return mask_utils.decode({"size": [h, w], "counts": counts.encode()})
+
+
+def _rle_size(rle) -> tuple[int, int]:
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError('RLE must be an object with "size" and "counts"')
+    size = rle["size"]
+    if (
+        not isinstance(size, list | tuple)
+        or len(size) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in size)
+    ):
+        raise ValueError(f"RLE size {size!r} is not [height, width]")
+    return int(size[0]), int(size[1])
+
+
+def _runs_of(counts: str) -> list[int]:
+    """The run lengths packed in a compressed counts string (pycocotools' format: 5 bits a
+    character from '0', a continuation bit, a sign bit on the last, later runs as differences)."""
+    runs: list[int] = []
+    i = 0
+    while i < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if i >= len(counts):
+                raise ValueError("RLE counts string ends inside a number")
+            c = ord(counts[i]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"RLE counts holds {counts[i]!r}, not a compressed-RLE character")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            i += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def _check_runs(runs: list[int], h: int, w: int) -> None:
+    if any(n < 0 for n in runs):
+        raise ValueError("RLE counts decode to a negative run (corrupt counts)")
+    if sum(runs) != h * w:
+        raise ValueError(f"RLE runs cover {sum(runs)} pixels but size {h}x{w} has {h * w}")
 
 
 def _why_unreadable(data: bytes) -> str:

@@ -82,11 +82,45 @@ KNOWN_STRAYS = {".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"}
 
 
 def dirs(folder: Path) -> list[Path]:
-    """Sub-folders of ``folder`` (hidden ones skipped), sorted by name."""
+    """Sub-folders of ``folder`` (hidden ones skipped), sorted by name; a link loop is no folder."""
     with os.scandir(folder) as it:
         return sorted(
-            (Path(e.path) for e in it if e.is_dir() and not e.name.startswith(".")), key=lambda p: p.name
+            (Path(e.path) for e in it if _stat_ok(e, "is_dir") and not e.name.startswith(".")),
+            key=lambda p: p.name,
         )
+
+
+def entries(root: Path, folder: Path, result: ScanResult) -> list[os.DirEntry]:
+    """The entries of ``folder`` whose type can be read. A folder that cannot be listed, and a
+    link that loops or points nowhere, are recorded as problems (their samples are skipped)."""
+    from mvtec_ref.errors import UnreadablePathError
+
+    try:
+        with os.scandir(folder) as it:
+            listed = list(it)
+    except OSError as error:
+        why = f"cannot list folder ({error.strerror}); its files are skipped"
+        result.problems.append(UnreadablePathError(rel(root, Path(folder)), why))
+        return []
+    kept = []
+    for entry in listed:
+        try:
+            entry.is_file()
+            if entry.is_symlink():
+                os.stat(entry.path)  # a loop or a dangling link raises here
+        except OSError as error:
+            why = f"cannot follow symbolic link ({error.strerror}); skipped"
+            result.problems.append(UnreadablePathError(rel(root, Path(entry.path)), why))
+            continue
+        kept.append(entry)
+    return kept
+
+
+def _stat_ok(entry: os.DirEntry, test: str) -> bool:
+    try:
+        return getattr(entry, test)()
+    except OSError:
+        return False
 
 
 def files(root: Path, folder: Path, suffixes: Iterable[str], result: ScanResult) -> list[tuple[str, Path]]:
@@ -96,18 +130,14 @@ def files(root: Path, folder: Path, suffixes: Iterable[str], result: ScanResult)
 
     allowed = {s.lower() for s in suffixes}
     found = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            path = Path(entry.path)
-            if entry.is_file() and path.suffix.lower() in allowed and not entry.name.startswith("."):
-                found.append((path.stem, path))
-            else:
-                what = (
-                    "known system file"
-                    if entry.name in KNOWN_STRAYS
-                    else f"not a {'/'.join(sorted(allowed))} file"
-                )
-                result.problems.append(StrayFileError(rel(root, path), f"stray file ({what}); ignored"))
+    for entry in entries(root, folder, result):
+        path = Path(entry.path)
+        if entry.is_file() and path.suffix.lower() in allowed and not entry.name.startswith("."):
+            found.append((path.stem, path))
+        else:
+            kinds = "/".join(sorted(allowed))
+            what = "known system file" if entry.name in KNOWN_STRAYS else f"not a {kinds} file"
+            result.problems.append(StrayFileError(rel(root, path), f"stray file ({what}); ignored"))
     return sorted(found)
 
 

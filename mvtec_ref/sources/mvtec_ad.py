@@ -14,7 +14,6 @@ and IJCV 129(4):1038-1059, 2021.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ from mvtec_ref.errors import (
     OrphanMaskError,
     SourceLayoutError,
     StrayFileError,
+    UnreadablePathError,
 )
-from mvtec_ref.sources.base import GOOD, KNOWN_STRAYS, ScanResult, SourceImage
+from mvtec_ref.sources.base import GOOD, KNOWN_STRAYS, ScanResult, SourceImage, entries
 from mvtec_ref.sources.base import dirs as _dirs
 from mvtec_ref.sources.base import rel as _rel
 
@@ -263,7 +263,12 @@ def _scan_category(root: Path, category: str, result: ScanResult) -> None:
                 mask_rel = None
                 if defect != GOOD:
                     mask = cat_dir / "ground_truth" / defect / f"{stem}{MASK_SUFFIX}.png"
-                    if not mask.is_file():
+                    found = _is_file(mask)
+                    if found is None:
+                        why = "cannot look up the mask (no permission on its folder); skipped"
+                        result.problems.append(UnreadablePathError(_rel(root, mask), why))
+                        continue
+                    if not found:
                         result.problems.append(
                             MissingMaskError(
                                 _rel(root, path),
@@ -276,6 +281,14 @@ def _scan_category(root: Path, category: str, result: ScanResult) -> None:
     _check_orphan_masks(root, cat_dir, result)
 
 
+def _is_file(path: Path) -> bool | None:
+    """None when the answer is unknown (a folder on the way cannot be searched)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return None
+
+
 def _check_orphan_masks(root: Path, cat_dir: Path, result: ScanResult) -> None:
     gt_dir = cat_dir / "ground_truth"
     if not gt_dir.is_dir():
@@ -285,9 +298,10 @@ def _check_orphan_masks(root: Path, cat_dir: Path, result: ScanResult) -> None:
         for stem, path in _images(root, defect_dir, result):
             image_stem = stem[: -len(MASK_SUFFIX)] if stem.endswith(MASK_SUFFIX) else None
             test_dir = cat_dir / "test" / defect_dir.name
-            if image_stem is None or not any(
-                (test_dir / f"{image_stem}{suffix}").is_file() for suffix in IMAGE_SUFFIXES
-            ):
+            found = [_is_file(test_dir / f"{image_stem}{suffix}") for suffix in IMAGE_SUFFIXES]
+            if image_stem is not None and None in found:
+                continue  # the image folder cannot be read; already recorded as a problem
+            if image_stem is None or not any(found):
                 result.problems.append(
                     OrphanMaskError(
                         _rel(root, path),
@@ -300,22 +314,20 @@ def _check_orphan_masks(root: Path, cat_dir: Path, result: ScanResult) -> None:
 def _images(root: Path, folder: Path, result: ScanResult) -> list[tuple[str, Path]]:
     """(stem, path) of each PNG in ``folder``; anything else is recorded as a stray."""
     found = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            path = Path(entry.path)
-            if entry.is_file() and path.suffix in IMAGE_SUFFIXES and not entry.name.startswith("."):
-                found.append((path.stem, path))
-            else:
-                result.problems.append(_stray(root, path))
+    for entry in entries(root, folder, result):
+        path = Path(entry.path)
+        if entry.is_file() and path.suffix in IMAGE_SUFFIXES and not entry.name.startswith("."):
+            found.append((path.stem, path))
+        else:
+            result.problems.append(_stray(root, path))
     return sorted(found)
 
 
 def _check_strays(root: Path, folder: Path, result: ScanResult, *, allow_files: bool) -> None:
-    with os.scandir(folder) as it:
-        for entry in it:
-            hidden_dir = entry.is_dir() and entry.name.startswith(".")
-            if hidden_dir or (entry.is_file() and not allow_files):
-                result.problems.append(_stray(root, Path(entry.path)))
+    for entry in entries(root, folder, result):
+        hidden_dir = entry.is_dir() and entry.name.startswith(".")
+        if hidden_dir or (entry.is_file() and not allow_files):
+            result.problems.append(_stray(root, Path(entry.path)))
 
 
 def _stray(root: Path, path: Path) -> StrayFileError:
