@@ -1,14 +1,19 @@
 """Score any model's predicted masks against a dataset directory (``mvtec-ref evaluate``).
 
-Predictions are either a folder of PNGs named ``<sent_id>.png`` (non-zero = anomaly, any
-size: resized to the image with nearest-neighbour) or a JSONL file with one
-``{"sent_id": N, "mask": <COCO RLE>}`` per line. Every sentence of every image in the
+Predictions are either a folder of PNGs named ``<sent_id>.png`` (non-zero = anomaly, read by
+meaning like a source mask: 8- or 16-bit, a palette by index, an RGBA mask from the channels
+that vary; any size: resized to the image with OpenCV's INTER_NEAREST, output pixel (x, y)
+taking input pixel (floor(x * w_in / w_out), floor(y * h_in / h_out)), and said in a warning)
+or a JSONL file with one ``{"sent_id": N, "mask": <COCO RLE>}`` per line (compressed or
+uncompressed counts). Every sentence of every image in the
 chosen split is scored; see ``mvtec_ref.metrics`` for the rules.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +22,13 @@ from mvtec_ref.build import iter_samples, load_manifest
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import RefSegMetrics, target_size
 
+log = logging.getLogger(__name__)
+
 
 def load_predictions(pred: Path):
     """A function ``sent_id -> (H, W) mask or None`` over a PNG folder or an RLE JSONL file."""
-    from mvtec_ref.regions.mask import decode_image, decode_rle
+    from mvtec_ref.errors import SampleError
+    from mvtec_ref.regions.mask import decode_rle, read_mask_plane
 
     pred = Path(pred)
     if pred.is_dir():
@@ -30,10 +38,12 @@ def load_predictions(pred: Path):
             if not path.is_file():
                 return None
             try:
-                array = decode_image(path.read_bytes(), str(path))
-            except Exception as error:
+                plane, _, note = read_mask_plane(path.read_bytes(), str(path))
+            except SampleError as error:
                 raise DatasetError(str(error)) from None
-            return array.max(axis=2) if array.ndim == 3 else array
+            if note:
+                NOTES[note] += 1
+            return (plane > 0).view(np.uint8)
 
         return from_png
     if not pred.is_file():
@@ -48,7 +58,20 @@ def load_predictions(pred: Path):
                 raise DatasetError(
                     f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}} ({error})'
                 ) from None
-    return lambda sent_id: decode_rle(masks[sent_id]) if sent_id in masks else None
+
+    def from_rle(sent_id: int):
+        if sent_id not in masks:
+            return None
+        try:
+            return decode_rle(masks[sent_id])
+        except (ValueError, TypeError, KeyError) as error:
+            raise DatasetError(f"{pred}: sent_id {sent_id}: mask is not a valid COCO RLE ({error})") from None
+
+    return from_rle
+
+
+# What was assumed about prediction PNGs in this process (note -> count), said after scoring.
+NOTES: Counter = Counter()
 
 
 def expression_group(ref: dict) -> str:
@@ -88,7 +111,9 @@ def evaluate_predictions(
 
     manifest = load_manifest(dataset)
     cuts = tuple(manifest["config"]["regions"]["size_cuts"])
+    NOTES.clear()
     get = load_predictions(pred)
+    resized = []
     metrics = RefSegMetrics()
     missing, scored = [], 0
     for _, record in iter_samples(dataset):
@@ -108,6 +133,8 @@ def evaluate_predictions(
                     if not allow_missing:
                         continue
                     mask = np.zeros(shape, np.uint8)
+                if mask.shape != shape:
+                    resized.append((sentence["sent_id"], mask.shape))
                 metrics.update(mask, gt, groups)
                 scored += 1
     if missing and not allow_missing:
@@ -118,6 +145,16 @@ def evaluate_predictions(
         )
     if scored == 0:
         raise DatasetError(f"{dataset}: no sentence in split {split!r}")
+    for note, n in sorted(NOTES.items()):
+        log.warning("%s: %d prediction PNGs: %s", pred, n, note)
+    if resized:
+        sent_id, (h, w) = resized[0]
+        log.warning(
+            "%s: %d predictions differ in size from their image (e.g. sent_id %d is %dx%d); resized "
+            "with nearest-neighbour (OpenCV INTER_NEAREST: output pixel (x, y) takes input pixel "
+            "(floor(x * w_in / w_out), floor(y * h_in / h_out)))",
+            pred, len(resized), sent_id, w, h,
+        )  # fmt: skip
     result = metrics.compute()
     return {
         "dataset": manifest["name"],

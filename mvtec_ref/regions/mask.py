@@ -8,6 +8,11 @@ Glossary (every format this module touches):
 - mask file: single-channel PNG, 0 = normal, 255 = defect (MVTec AD convention; 1-bit
   PNGs decode to the same 0/255). Other values are "non-binary": a pixel is defect
   when its value is > ``threshold`` (127 by default), and the build records a warning.
+  Masks are read by meaning (``read_mask_plane``), each reading recorded as a warning:
+  an 8-bit mask holding only 0/1 and any 16-bit mask count every non-zero value as
+  defect; a palette PNG is read by index (0 = normal, any other index = defect, whatever
+  its colour); of a colour or RGBA mask only the channels that vary are read (a white
+  RGBA mask whose alpha carries the defect is read from alpha).
 - binary mask: ``(H, W)`` uint8 with values {0, 1}; C order in memory.
 - COCO RLE: ``{"size": [h, w], "counts": "<ascii>"}``, pycocotools' compressed string;
   runs are counted **column-major** (Fortran order), the first run counts zeros.
@@ -65,13 +70,13 @@ def decode_mask(
     thresholded (None when the mask was clean). Under ``strict`` such a mask raises
     MaskValueError instead. A size different from ``image_shape`` raises MaskSizeError.
     """
-    mask = decode_image(data, path)
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
+    mask, labels, note = read_mask_plane(data, path)
     h, w = image_shape
     if mask.shape != (h, w):
         mh, mw = mask.shape
         raise MaskSizeError(path, f"mask is {mw}x{mh} but its image is {w}x{h}")
+    if labels:
+        return (mask > 0).view(np.uint8), note
     counts = np.bincount(mask.ravel(), minlength=256)
     other = int(counts[1:255].sum())
     warning = None
@@ -84,7 +89,69 @@ def decode_mask(
         )
         if strict:
             raise MaskValueError(path, warning.split(";")[0] + " (re-save it as 0/255)")
-    return (mask > threshold).view(np.uint8), warning
+        if note:
+            warning = f"{note}; {warning}"
+    return (mask > threshold).view(np.uint8), warning or note
+
+
+def read_mask_plane(data: bytes, path: str) -> tuple[np.ndarray, bool, str | None]:
+    """Decode a mask file to one ``(H, W)`` plane by what its values mean.
+
+    Returns ``(plane, labels, note)``: ``labels`` True means every non-zero value is defect
+    (0/1 masks, 16-bit masks, palette indices); False means an 8-bit 0..255 plane to threshold.
+    ``note`` says what was assumed (None for a plain 8-bit single-channel mask).
+    """
+    import cv2
+
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if array is None:
+        raise CorruptImageError(path, f"cannot decode image ({_why_unreadable(data)})")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise CorruptImageError(path, f"unsupported pixel type {array.dtype}")
+    notes = []
+    indices = _palette_indices(data)
+    if indices is not None and indices.shape == array.shape[:2]:
+        return indices, True, "palette mask: index 0 read as normal, every other index as defect"
+    if array.ndim == 3:
+        array, note = _varying_channels(array)
+        if note:
+            notes.append(note)
+    if array.dtype == np.uint16:
+        notes.append("16-bit mask: every non-zero value read as defect")
+        return array, True, "; ".join(notes)
+    if array.any() and array.max() == 1:
+        notes.append("mask holds only 0/1: 1 read as defect")
+        return array, True, "; ".join(notes)
+    return array, False, "; ".join(notes) or None
+
+
+def _palette_indices(data: bytes) -> np.ndarray | None:
+    """The index plane of a palette PNG (colour type 3), else None."""
+    if not (data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 25 and data[25] == 3):
+        return None
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("P") if im.mode != "P" else im).copy()
+    except (OSError, ValueError):
+        return None
+
+
+def _varying_channels(array: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``(H, W, C)`` BGR(A) -> ``(H, W)``: the maximum over the colour channels that vary; the
+    alpha channel alone when only it varies (a white mask whose alpha holds the defect)."""
+    colour = array[:, :, :3]
+    varies = [c for c in range(colour.shape[2]) if colour[:, :, c].min() != colour[:, :, c].max()]
+    if array.shape[2] == 4 and not varies and array[:, :, 3].min() != array[:, :, 3].max():
+        return array[:, :, 3], "colour channels are constant: the alpha channel read as the mask"
+    if varies and len(varies) < colour.shape[2]:
+        names = "".join("BGR"[c] for c in varies)[::-1]
+        return colour[:, :, varies].max(axis=2), f"colour mask: read from its varying channel(s) {names}"
+    grey = all(np.array_equal(colour[:, :, 0], colour[:, :, c]) for c in range(1, colour.shape[2]))
+    return colour.max(axis=2), None if grey else "colour mask: read as the maximum of its channels"
 
 
 def encode_rle(binary: np.ndarray) -> dict:
