@@ -142,7 +142,7 @@ def _run_paraphrase(
     help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically.",
 )
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Any integer >= 0.")
 @click.option("--strict", is_flag=True, help="Stop at the first problem instead of skipping bad samples.")
 @click.option(
     "--workers",
@@ -520,7 +520,7 @@ def download(name, out, cache, source_file, url, sha256, show):
     from mvtec_ref.download import download as run
 
     if not name and (source_file or url or sha256 or out):
-        raise click.UsageError(
+        raise click.ClickException(
             f"name the dataset, e.g. mvtec-ref download mvtec_ad --from FILE (known: {', '.join(ARCHIVES)})"
         )
     if show or not name:

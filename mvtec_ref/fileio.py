@@ -74,7 +74,9 @@ def check_replaceable(out: Path, *, marker: str) -> None:
             f"{record.get('marker')!r}, not {marker!r}); refusing to replace it (choose another --out)"
         )
     ours = {e for e in record["entries"] if isinstance(e, str)}
-    foreign = sorted(set(list_entries(out)) - ours - {OWNED})
+    extra = set(list_entries(out)) - ours - {OWNED}
+    # A foreign folder is named once, not with each file inside it.
+    foreign = sorted(e for e in extra if not any(p.as_posix() in extra for p in Path(e).parents))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise OutputError(

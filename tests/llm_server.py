@@ -3,7 +3,9 @@
 ``server.mode`` picks the behaviour: "good" (a faithful rewording), "unfaithful" (a
 count and place that fit nothing), "malformed" (prose, not JSON), "429"/"500" (that
 status for the first ``server.failures`` calls, then good), "slow" (waits
-``server.delay`` seconds for the first ``server.failures`` calls, then good), "401".
+``server.delay`` seconds for the first ``server.failures`` calls, then good), "401", and
+the 200 answers that are not chat completions: "body_text", "body_badjson",
+"body_nochoices", "body_emptychoices", "body_list".
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BODIES = {
+    "body_text": ("text/plain", b"Hello from a web server, not an LLM"),
+    "body_badjson": ("application/json", b'{"choices": [ {"message": '),
+    "body_nochoices": ("application/json", b'{"id": "x", "object": "chat.completion"}'),
+    "body_emptychoices": ("application/json", b'{"id": "x", "object": "chat.completion", "choices": []}'),
+    "body_list": ("application/json", b"[1, 2, 3]"),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,6 +42,9 @@ class _Handler(BaseHTTPRequestHandler):
         mode, failing = server.mode, call <= server.failures
         if mode in ("429", "500") and failing:
             return self._send(int(mode), {"error": {"message": f"status {mode}", "type": "test"}})
+        if mode in BODIES:
+            content_type, data = BODIES[mode]
+            return self._send_raw(200, content_type, data)
         if mode == "401":
             return self._send(401, {"error": {"message": "invalid api key", "type": "auth"}})
         if mode == "slow" and failing:
@@ -50,10 +63,12 @@ class _Handler(BaseHTTPRequestHandler):
         })  # fmt: skip
 
     def _send(self, status, payload):
-        data = json.dumps(payload).encode()
+        self._send_raw(status, "application/json", json.dumps(payload).encode())
+
+    def _send_raw(self, status, content_type, data):
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

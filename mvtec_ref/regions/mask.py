@@ -147,6 +147,8 @@ def _varying_channels(array: np.ndarray) -> tuple[np.ndarray, str | None]:
     varies = [c for c in range(colour.shape[2]) if colour[:, :, c].min() != colour[:, :, c].max()]
     if array.shape[2] == 4 and not varies and array[:, :, 3].min() != array[:, :, 3].max():
         return array[:, :, 3], "colour channels are constant: the alpha channel read as the mask"
+    if array.shape[2] == 4 and not varies and not array[:, :, 3].any():
+        return array[:, :, 3], "fully transparent: read as empty"
     if varies and len(varies) < colour.shape[2]:
         names = "".join("BGR"[c] for c in varies)[::-1]
         return colour[:, :, varies].max(axis=2), f"colour mask: read from its varying channel(s) {names}"
