@@ -258,6 +258,20 @@ def test_build_skips_or_stops_with_one_line(case, work, monkeypatch):
     ).items()
 
 
+def test_link_loops_at_category_level_are_no_category(work):
+    clean = work / "clean"
+    assert invoke("build", "--root", work / "src", "--out", clean, "--quiet").exit_code == 0
+    os.symlink("x", work / "src" / "x")
+    os.symlink("b", work / "src" / "a")
+    os.symlink("a", work / "src" / "b")
+    before = snapshot(work)
+    for flag in ("--quiet", "--strict"):
+        result = invoke("build", "--root", work / "src", "--out", work / "ds", flag)
+        assert result.exit_code == 0, result.output
+        assert (work / "ds" / "samples.jsonl").read_bytes() == (clean / "samples.jsonl").read_bytes()
+    assert snapshot(work, skip=("ds",)) == before
+
+
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [

@@ -197,6 +197,8 @@ def _rle_size(rle) -> tuple[int, int]:
         or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in size)
     ):
         raise ValueError(f"RLE size {size!r} is not [height, width]")
+    if size[0] * size[1] > 1 << 31:
+        raise ValueError(f"RLE size {size!r} is larger than any image (over 2**31 pixels)")
     return int(size[0]), int(size[1])
 
 
