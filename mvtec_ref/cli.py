@@ -482,12 +482,13 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
         raise click.UsageError("--image needs at least one --text")
     if any(not t.strip() for t in texts):
         raise click.BadParameter("an expression is empty; say what to segment", param_hint="--text")
-    from mvtec_ref.fileio import check_apart
+    from baselines.dqformer.predict import MARKER, predict_dataset, predict_files
+    from mvtec_ref.fileio import check_apart, check_replaceable
 
     for given, flag in ((run, "RUN"), (dataset, "--dataset")):
         if given is not None:
             check_apart(given, out, given_flag=flag)
-    from baselines.dqformer.predict import predict_dataset, predict_files
+    check_replaceable(out, marker=MARKER)  # before the model is loaded
 
     _quiet_transformers()
     if image is not None:

@@ -94,17 +94,20 @@ def _foreign_webapp(out: Path, marker: str) -> None:
         ("report", "index.html"),
         ("export", "EXPORT.json"),
         ("synth", "SYNTHETIC.json"),
+        ("predict", "PREDICTIONS.json"),
     ],
 )
 def test_a_marker_file_alone_never_licenses_a_replace(command, marker, work, built):
     out = work / "webapp"
     _foreign_webapp(out, marker)
+    shutil.copy(work / "src" / IMAGE, work / "img.png")
     before = snapshot(work)
     args = {
         "build": ("build", "--root", work / "src", "--out", out, "--quiet"),
         "report": ("report", built, "--out", out, "--quiet"),
         "export": ("export", built, "--format", "jsonl", "--out", out, "--quiet"),
         "synth": ("synth", "--out", out, "--category", "bottle", "--per-type", "1", "--quiet"),
+        "predict": ("predict", work / "run", "--image", work / "img.png", "--text", "crack", "--out", out),
     }[command]
     line = one_line(invoke(*args))
     assert str(out) in line and "refusing to replace it" in line
