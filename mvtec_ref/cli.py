@@ -281,7 +281,7 @@ def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None
     from mvtec_ref.export import export_dataset
     from mvtec_ref.fileio import check_apart
 
-    check_apart(dataset, out, given_flag="DATASET")
+    check_apart(dataset, out, given_flag="DATASET", inside_ok=True)
     summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
     shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
@@ -301,7 +301,7 @@ def report(dataset: Path, out: Path, quiet: bool) -> None:
     from mvtec_ref.fileio import check_apart
     from mvtec_ref.report import build_report
 
-    check_apart(dataset, out, given_flag="DATASET")
+    check_apart(dataset, out, given_flag="DATASET", inside_ok=True)
     result = build_report(dataset, out, progress=_progress(quiet))
     click.echo(f"wrote {out / 'index.html'} ({result['samples']} samples, {result['plots']} figures)")
 
@@ -487,7 +487,7 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
 
     for given, flag in ((run, "RUN"), (dataset, "--dataset")):
         if given is not None:
-            check_apart(given, out, given_flag=flag)
+            check_apart(given, out, given_flag=flag, inside_ok=True)
     check_replaceable(out, marker=MARKER)  # before the model is loaded
 
     _quiet_transformers()

@@ -95,11 +95,14 @@ def list_entries(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def check_apart(given: Path, out: Path, *, given_flag: str, out_flag: str = "--out") -> None:
-    """OutputError when ``out`` is ``given``, lies inside it, or holds it (a run would read its
-    own output back, or replacing ``out`` would delete the input)."""
+def check_apart(
+    given: Path, out: Path, *, given_flag: str, out_flag: str = "--out", inside_ok: bool = False
+) -> None:
+    """OutputError when ``out`` is ``given`` or holds it (replacing ``out`` would delete the
+    input), or lies inside it unless ``inside_ok`` (a build would read its own output back as
+    source; a command that reads only named files from ``given`` may write inside it)."""
     a, b = Path(given).expanduser().resolve(), Path(out).expanduser().resolve()
-    if a == b or a in b.parents or b in a.parents:
+    if a == b or b in a.parents or (a in b.parents and not inside_ok):
         where = "is" if a == b else "lies inside" if a in b.parents else "holds"
         raise OutputError(f"{out}: {out_flag} {where} {given_flag} {given}; choose an {out_flag} outside it")
 

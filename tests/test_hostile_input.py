@@ -188,13 +188,16 @@ def test_out_and_root_must_not_overlap(where, work, monkeypatch):
     assert snapshot(work) == before
 
 
-def test_export_and_report_refuse_an_out_inside_the_dataset(dataset):
+def test_export_and_report_refuse_an_out_that_is_or_holds_the_dataset(dataset):
     before = snapshot(dataset.parent)
-    line = one_line(invoke("export", dataset, "--format", "jsonl", "--out", dataset / "exp", "--quiet"))
-    assert "lies inside DATASET" in line
-    line = one_line(invoke("report", dataset.parent, "--out", dataset.parent, "--quiet"))
-    assert "is DATASET" in line
+    line = one_line(invoke("export", dataset, "--format", "jsonl", "--out", dataset.parent, "--quiet"))
+    assert "--out holds DATASET" in line
+    line = one_line(invoke("report", dataset, "--out", dataset, "--quiet"))
+    assert "--out is DATASET" in line
     assert snapshot(dataset.parent) == before
+    # Inside is fine (only manifest.json and samples.jsonl are read); a rebuild of the dataset
+    # folder then refuses, naming the export, instead of deleting it.
+    assert invoke("export", dataset, "--format", "jsonl", "--out", dataset / "exp", "--quiet").exit_code == 0
 
 
 # ---------------------------------------------------------------------------------------------
