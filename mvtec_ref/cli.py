@@ -481,7 +481,7 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
     if image is not None and not texts:
         raise click.UsageError("--image needs at least one --text")
     if any(not t.strip() for t in texts):
-        raise click.BadParameter("an expression is empty; say what to segment", param_hint="--text")
+        raise click.ClickException("--text: an expression is empty; say what to segment")
     from baselines.dqformer.predict import MARKER, predict_dataset, predict_files
     from mvtec_ref.fileio import check_apart, check_replaceable
 
