@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -231,16 +232,48 @@ def parser_accepts(text: str, target: set[int], record: dict, vocab: Vocabulary)
     )
 
 
-# Every judge that must accept a probe: (name, accepts(text, target, record, vocab) -> bool).
+class Evidence:
+    """What a judge may look at for one image: its sample record, the vocabulary and, read on
+    first use, its pixels (``(H, W)`` or ``(H, W, 3)`` uint8 RGB) from the source ``root``."""
+
+    def __init__(self, record: dict, vocab: Vocabulary, root: Path | None = None) -> None:
+        self.record, self.vocab, self.root = record, vocab, root
+        self._memo: dict = {}
+
+    def image(self) -> np.ndarray:
+        def read():
+            from mvtec_ref.errors import DatasetError
+            from mvtec_ref.regions.mask import decode_image
+
+            if self.root is None:
+                raise DatasetError(f"{self.record['id']}: no source root to read the image from")
+            path = Path(self.root) / self.record["image_path"]
+            try:
+                return decode_image(path.read_bytes(), str(path))
+            except FileNotFoundError:
+                raise DatasetError(
+                    f"{path}: image not found (is the source root {self.root} right?)"
+                ) from None
+
+        return self.memo("image", read)
+
+    def memo(self, key: str, make: Callable[[], object]):
+        """``make()`` once per image (a judge's measurements of it, say), then the same value."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+
+# Every judge that must accept a probe: (name, accepts(text, target, evidence) -> bool).
 # The pixel-based judge joins with one more row here.
-JUDGES: tuple[tuple[str, Callable[[str, set[int], dict, Vocabulary], bool]], ...] = (
-    ("parser", parser_accepts),
+JUDGES: tuple[tuple[str, Callable[[str, set[int], Evidence], bool]], ...] = (
+    ("parser", lambda text, target, ev: parser_accepts(text, target, ev.record, ev.vocab)),
 )
 
 
-def confirmed(text: str, target: set[int], record: dict, vocab: Vocabulary) -> bool:
+def confirmed(text: str, target: set[int], evidence: Evidence) -> bool:
     """Does every judge in ``JUDGES`` agree that ``text`` refers to exactly ``target``?"""
-    return all(accepts(text, target, record, vocab) for _, accepts in JUDGES)
+    return all(accepts(text, target, evidence) for _, accepts in JUDGES)
 
 
 # -- probes of one image ----------------------------------------------------------------------
@@ -273,9 +306,10 @@ def _type_rows(record: dict, claims: Claims, vocab: Vocabulary, rng: np.random.G
     return [type_edit(new, singular, plural)]
 
 
-def probes_for_sentence(text: str, record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[dict]:
-    """Every confirmed one-claim edit of ``text`` (a sentence of ``record``), in row order:
-    ``{"edit", "change", "text", "region_ids"}``."""
+def probes_for_sentence(text: str, evidence: Evidence, rng: np.random.Generator) -> list[dict]:
+    """Every confirmed one-claim edit of ``text`` (a sentence of ``evidence.record``), in row
+    order: ``{"edit", "change", "text", "region_ids"}``."""
+    record, vocab = evidence.record, evidence.vocab
     category, extra = record["category"], (record["defect_type"],)
     try:
         claims = parse(text, category, vocab, extra)
@@ -299,7 +333,7 @@ def probes_for_sentence(text: str, record: dict, vocab: Vocabulary, rng: np.rand
         if not _same_meaning(read, changed):
             continue
         target = target_of(changed, record)
-        if not confirmed(new_text, target, record, vocab):
+        if not confirmed(new_text, target, evidence):
             continue
         seen.add(new_text)
         out.append({"edit": edit.kind, "change": change, "text": new_text, "region_ids": sorted(target)})

@@ -72,21 +72,23 @@ def build_probes(
     from tqdm import tqdm
 
     from annotate import load_vocabulary
-    from annotate.contrast import CONTRAST_VERSION, JUDGES, probes_for_sentence
+    from annotate.contrast import CONTRAST_VERSION, JUDGES, Evidence, probes_for_sentence
 
     manifest = load_manifest(dataset)
     vocab = load_vocabulary(manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad"))
+    root = Path(manifest["source"]["root"])
     probes, images, sentences = [], 0, 0
     records = iter_samples(dataset)
     for _, record in tqdm(records, desc="probes", unit="img", disable=progress is False):
         if (split != "all" and record["split"] != split) or not record["regions"]:
             continue
         images += 1
+        evidence = Evidence(record, vocab, root)
         for ref in record["refs"]:
             for sentence in ref["sentences"]:
                 sentences += 1
                 rng = np.random.default_rng([seed, sentence["sent_id"]])
-                for k, edit in enumerate(probes_for_sentence(sentence["text"], record, vocab, rng), start=1):
+                for k, edit in enumerate(probes_for_sentence(sentence["text"], evidence, rng), start=1):
                     probes.append({
                         "probe_id": f"p{sentence['sent_id']}_{k}", "image_id": record["image_id"],
                         "id": record["id"], "ref_id": ref["ref_id"], "sent_id": sentence["sent_id"],

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from annotate import load_vocabulary
 from annotate.claims import Claims
-from annotate.contrast import probes_for_sentence, surface, target_of
+from annotate.contrast import Evidence, probes_for_sentence, surface, target_of
 from mvtec_ref.cli import main
+from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import ContrastMetrics
 from mvtec_ref.schema import schema_errors
 
@@ -36,7 +37,7 @@ TWO = _hazelnut(LEFT, RIGHT)
 
 
 def _probes(text, record=TWO, seed=0):
-    return probes_for_sentence(text, record, VOCAB, np.random.default_rng([seed, 1]))
+    return probes_for_sentence(text, Evidence(record, VOCAB), np.random.default_rng([seed, 1]))
 
 
 def _by_edit(text, record=TWO):
@@ -103,6 +104,27 @@ def test_every_judge_must_agree(monkeypatch):
     assert _probes("the crack on the left side of the hazelnut")
     monkeypatch.setattr(contrast, "JUDGES", (*contrast.JUDGES, ("never", lambda *args: False)))
     assert _probes("the crack on the left side of the hazelnut") == []
+
+
+def test_a_judge_reads_the_pixels_once_per_image(probes_file, synth_dataset, monkeypatch):
+    import annotate.contrast as contrast
+    from mvtec_ref.probes import build_probes
+
+    reads = []
+
+    def pixel_like(text, target, ev):
+        image = ev.memo("scene", lambda: reads.append(ev.record["id"]) or ev.image())
+        return image.shape[:2] == (ev.record["height"], ev.record["width"])
+
+    monkeypatch.setattr(contrast, "JUDGES", (*contrast.JUDGES, ("pixels", pixel_like)))
+    header, probes = build_probes(synth_dataset, progress=False)
+    assert header["judges"] == ["parser", "pixels"]
+    assert reads and len(reads) == len(set(reads)) <= header["images"]
+    assert [p["probe_id"] for p in probes] == [
+        json.loads(x)["probe_id"] for x in probes_file.read_text().splitlines()[1:]
+    ]
+    with pytest.raises(DatasetError, match="no source root"):
+        Evidence(TWO | {"id": "hazelnut/test/crack/000"}, VOCAB).image()
 
 
 def test_rewrites_leave_the_type_phrase_alone():
