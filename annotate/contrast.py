@@ -130,14 +130,22 @@ def _swap_field(field: str, pairs: dict[str, str]) -> Callable[[Claims], Claims 
     return change
 
 
+EDGE_MIRROR = ({"top": "bottom", "bottom": "top"}, {"left": "right", "right": "left"})  # by axis
+
+
 def _mirror(axis: int) -> Callable[[Claims], Claims | None]:
-    """Location cells mirrored left-right (axis 1) or top-bottom (axis 0); None if unchanged."""
+    """Location cells (and the box frame's edge claims, where the parser reads them) mirrored
+    top-bottom (axis 0) or left-right (axis 1); None if nothing changes."""
 
     def change(claims: Claims) -> Claims | None:
-        if claims.cells is None:
-            return None
-        cells = frozenset((2 - r, c) if axis == 0 else (r, 2 - c) for r, c in claims.cells)
-        return claims.with_(cells=cells) if cells != claims.cells else None
+        changes = {}
+        if claims.cells is not None:
+            changes["cells"] = frozenset((2 - r, c) if axis == 0 else (r, 2 - c) for r, c in claims.cells)
+        edges = getattr(claims, "edges", None)  # "near the top edge": a field of newer parsers
+        if edges is not None:
+            changes["edges"] = frozenset(EDGE_MIRROR[axis].get(e, e) for e in edges)
+        mirrored = claims.with_(**changes)
+        return mirrored if mirrored != claims else None
 
     return change
 

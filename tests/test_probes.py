@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import REAL_AD, needs_real_data
 
 from annotate import load_vocabulary
 from annotate.claims import Claims
-from annotate.contrast import Evidence, probes_for_sentence, surface, target_of
+from annotate.contrast import Evidence, _mirror, probes_for_sentence, surface, target_of
 from mvtec_ref.cli import main
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import ContrastMetrics
@@ -133,6 +135,20 @@ def test_rewrites_leave_the_type_phrase_alone():
     assert view.replace_words({"left": "right"}) == (None, "")
     assert view.replace_words({"top": "bottom"})[0] == text.replace("top", "bottom")
     assert view.replace_type("anomaly", "anomalies")[0] == "the anomaly near the top of the cable"
+
+
+@dataclass(frozen=True)
+class _EdgeClaims(Claims):
+    edges: frozenset | None = None  # as a parser with box-frame edge words gives them
+
+
+def test_mirrors_move_cells_and_edge_claims():
+    left_column = Claims(cells=frozenset({(0, 0), (1, 0), (2, 0)}))
+    assert _mirror(1)(left_column).cells == {(0, 2), (1, 2), (2, 2)}
+    assert _mirror(0)(left_column) is None  # a whole column is its own top-bottom mirror
+    corner = _EdgeClaims(defect_type="crack", edges=frozenset({"top", "left"}))
+    assert _mirror(1)(corner).edges == {"top", "right"} and _mirror(0)(corner).edges == {"bottom", "left"}
+    assert _mirror(1)(Claims(defect_type="crack")) is None
 
 
 def test_count_rule_in_target_of():
@@ -377,3 +393,18 @@ def test_predict_cli_checks_the_probes_split(probes_file, synth_dataset, tmp_pat
     assert result.exit_code == 2 and "--split test" in result.output
     result = CliRunner().invoke(main, ["predict", str(tmp_path), "--image", "x.png", "--text", "a", *probes])
     assert result.exit_code == 2 and "--probes needs --dataset" in result.output
+
+
+@needs_real_data
+def test_real_sample_probes(tmp_path):
+    from mvtec_ref.build import BuildConfig, build_dataset
+    from mvtec_ref.probes import build_probes
+
+    dataset = tmp_path / "real"
+    build_dataset(REAL_AD, dataset, BuildConfig(categories=("hazelnut", "grid")), progress=False)
+    header, probes = build_probes(dataset, split="all", progress=False)
+    assert all(schema_errors("probes", p) == [] for p in (header, *probes))
+    assert all(header["edits"][k] > 0 for k in ("location", "type", "universal"))
+    # hazelnut/test/crack/000 has one crack, on the right of the nut: on the left there is none.
+    crack = [p for p in probes if p["id"] == "hazelnut/test/crack/000" and p["edit"] == "location"]
+    assert ("the crack on the left of the hazelnut", []) in [(p["text"], p["region_ids"]) for p in crack]
