@@ -24,8 +24,10 @@ VOCAB = load_vocabulary("mvtec_ad")
 
 
 def _region(rid, location, size, area, centroid, tone="similar", shape="irregular", colour=None):
+    """A region record as samples.jsonl has it (the fields the claims read), on a 100x100 frame."""
     return {"region_id": rid, "location": location, "size": size, "area": area, "centroid": list(centroid),
-            "shape": {"word": shape}, "appearance": {"tone": tone, "colour": colour}}  # fmt: skip
+            "rel_position": [centroid[0] / 100, centroid[1] / 100], "shape": {"word": shape},
+            "appearance": {"tone": tone, "colour": colour}}  # fmt: skip
 
 
 def _hazelnut(*regions, defect_type="crack"):
@@ -130,11 +132,17 @@ def test_a_judge_reads_the_pixels_once_per_image(probes_file, synth_dataset, mon
 
 
 def test_rewrites_leave_the_type_phrase_alone():
-    text = "the gap left by a missing cable near the top of the cable"
-    view = surface(text, "cable", VOCAB, ("missing_cable",))
+    # A type phrase with a place word in it, e.g. "gap left by a missing cable".
+    category, defect_type, phrase = next(
+        (c, t, singular) for c in sorted(VOCAB.nouns) for t in VOCAB.category_types(c)
+        for singular, _ in VOCAB.words(c, t).phrases if "left" in singular.split()
+    )  # fmt: skip
+    noun = VOCAB.noun(category)
+    text = f"the {phrase} near the top of the {noun}"
+    view = surface(text, category, VOCAB, (defect_type,))
     assert view.replace_words({"left": "right"}) == (None, "")
-    assert view.replace_words({"top": "bottom"})[0] == text.replace("top", "bottom")
-    assert view.replace_type("anomaly", "anomalies")[0] == "the anomaly near the top of the cable"
+    assert view.replace_words({"top": "bottom"})[0] == f"the {phrase} near the bottom of the {noun}"
+    assert view.replace_type("anomaly", "anomalies")[0] == f"the anomaly near the top of the {noun}"
 
 
 @dataclass(frozen=True)
