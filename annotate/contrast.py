@@ -14,7 +14,8 @@ there are two) makes the sentence refer to nothing (empty target), as GRES treat
 expressions that match nothing. A rewrite never touches the words of the defect-type
 phrase ("gap left by a missing cable" keeps its "left").
 
-Edit kinds: ``location`` (left/right or top/bottom mirrored; a corner gives both),
+Edit kinds: ``location`` (left/right or top/bottom mirrored, a corner gives both, and so
+are the edges and clock hours of newer parsers' frames; an axis frame's two ends swapped),
 ``type`` (another defect type of the category; a sentence naming a type the image lacks
 is given the image's own type), ``size`` (small/large), ``extreme`` (largest/smallest,
 leftmost/rightmost, topmost/lowest), ``count`` (n to n+1 and n-1 >= 2), ``attribute``
@@ -51,17 +52,24 @@ class Surface:
     words: tuple[str, ...]  # lower-case tokens, as ``annotate.parse.tokenize`` gives them
     type_tokens: tuple[int, int] | None  # [first, last) token index of the type phrase
     type_plural: bool | None  # number of the phrase as written (None: same in both numbers)
+    ends: tuple[str, ...] = ()  # an axis frame's two end names ("head", "tip"), where the vocabulary has them
 
-    def replace_words(self, table: dict[str, str], *, after_farthest: dict[str, str] | None = None):
+    def replace_words(
+        self, table: dict[str, str], *, after_farthest: dict[str, str] | None = None,
+        oclock: dict[str, str] | None = None,
+    ):  # fmt: skip
         """The text with every token in ``table`` (outside the type phrase) replaced, and the list
         of ``old -> new``; ``after_farthest`` words are replaced only in a sentence that has a
-        "farthest"/"closest" word (there "left"/"top" say an extreme, not a place)."""
+        "farthest"/"closest" word (there "left"/"top" say an extreme, not a place); ``oclock``
+        hours only where "o'clock" follows."""
         extra = after_farthest if after_farthest and any(w in FARTHEST for w in self.words) else {}
         out, changes, last = [], [], 0
         for k, ((start, end), word) in enumerate(zip(self.spans, self.words, strict=True)):
             if self.type_tokens and self.type_tokens[0] <= k < self.type_tokens[1]:
                 continue
             new = table.get(word, extra.get(word))
+            if new is None and oclock and self.words[k + 1 : k + 3] == ("o", "clock"):
+                new = oclock.get(word)
             if new is None:
                 continue
             old = self.text[start:end]
@@ -106,7 +114,8 @@ def surface(text: str, category: str, vocab: Vocabulary, extra_types: tuple[str,
         if found:
             break
     spans = tuple((m.start(), m.end()) for m in matches)
-    return Surface(text, spans, words, found, number)
+    frame = vocab.frame(category) if hasattr(vocab, "frame") else {}  # frames come with newer vocabularies
+    return Surface(text, spans, words, found, number, tuple(frame.get("ends", ())))
 
 
 # -- the rows -------------------------------------------------------------------------
@@ -122,20 +131,22 @@ class Edit:
     rewrite: Callable[[Surface], tuple[str | None, str]]
 
 
-def _swap_field(field: str, pairs: dict[str, str]) -> Callable[[Claims], Claims | None]:
+def _swap_field(field: str, pairs: dict) -> Callable[[Claims], Claims | None]:
     def change(claims: Claims) -> Claims | None:
-        value = getattr(claims, field)
+        value = getattr(claims, field, None)  # None too where this parser has no such claim
         return claims.with_(**{field: pairs[value]}) if value in pairs else None
 
     return change
 
 
 EDGE_MIRROR = ({"top": "bottom", "bottom": "top"}, {"left": "right", "right": "left"})  # by axis
+CLOCK_MIRROR = ({h: (18 - h) % 12 or 12 for h in range(1, 13)},  # top-bottom: 12 <-> 6, 1 <-> 5
+                {h: (12 - h) % 12 or 12 for h in range(1, 13)})  # left-right: 3 <-> 9, 1 <-> 11  # fmt: skip
 
 
 def _mirror(axis: int) -> Callable[[Claims], Claims | None]:
-    """Location cells (and the box frame's edge claims, where the parser reads them) mirrored
-    top-bottom (axis 0) or left-right (axis 1); None if nothing changes."""
+    """Location cells (and, where the parser reads them, a box frame's edges and a round one's
+    clock hour) mirrored top-bottom (axis 0) or left-right (axis 1); None if nothing changes."""
 
     def change(claims: Claims) -> Claims | None:
         changes = {}
@@ -144,6 +155,9 @@ def _mirror(axis: int) -> Callable[[Claims], Claims | None]:
         edges = getattr(claims, "edges", None)  # "near the top edge": a field of newer parsers
         if edges is not None:
             changes["edges"] = frozenset(EDGE_MIRROR[axis].get(e, e) for e in edges)
+        clock = getattr(claims, "clock", None)
+        if clock is not None:
+            changes["clock"] = CLOCK_MIRROR[axis][clock]
         mirrored = claims.with_(**changes)
         return mirrored if mirrored != claims else None
 
@@ -158,8 +172,18 @@ def _count_by(step: int) -> Callable[[Claims], Claims | None]:
     return change
 
 
-def _words(table: dict[str, str], after_farthest: dict[str, str] | None = None):
-    return lambda s: s.replace_words(table, after_farthest=after_farthest)
+def _words(table: dict[str, str], after_farthest: dict[str, str] | None = None, axis: int | None = None):
+    """Swap the words of ``table``; with ``axis``, also mirror "N o'clock" hours."""
+    oclock = None if axis is None else {str(h): str(m) for h, m in CLOCK_MIRROR[axis].items()}
+    return lambda s: s.replace_words(table, after_farthest=after_farthest, oclock=oclock)
+
+
+def _swap_ends(s: Surface) -> tuple[str | None, str]:
+    """An axis frame's two one-word end names swapped ("near the head" -> "near the tip")."""
+    if len(s.ends) != 2 or any(len(tokenize(e)) != 1 for e in s.ends):
+        return None, ""
+    a, b = (e.lower() for e in s.ends)
+    return s.replace_words({a: b, b: a})
 
 
 def _fewer(s: Surface) -> tuple[str | None, str]:
@@ -174,8 +198,9 @@ NUMBER = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "
 SIDE_WORDS = {"left": "right", "right": "left"}
 ROW_WORDS = {"top": "bottom", "bottom": "top", "upper": "lower", "lower": "upper"}
 EDITS: tuple[Edit, ...] = (
-    Edit("location", _mirror(1), _words(SIDE_WORDS)),
-    Edit("location", _mirror(0), _words(ROW_WORDS)),
+    Edit("location", _mirror(1), _words(SIDE_WORDS, axis=1)),
+    Edit("location", _mirror(0), _words(ROW_WORDS, axis=0)),
+    Edit("location", _swap_field("end", {"start": "end", "end": "start"}), _swap_ends),
     Edit("size", _swap_field("size", {"small": "large", "large": "small"}),
          _words({"small": "large", "tiny": "large", "large": "small", "big": "small"})),
     Edit("extreme", _swap_field("extreme", {"largest": "smallest", "smallest": "largest"}),
@@ -327,7 +352,7 @@ def probes_for_sentence(text: str, evidence: Evidence, rng: np.random.Generator)
     if view is None:
         return []
     out, seen = [], {text}
-    for edit in (*EDITS[:2], *_type_rows(record, claims, vocab, rng), *EDITS[2:]):
+    for edit in (*EDITS[:3], *_type_rows(record, claims, vocab, rng), *EDITS[3:]):
         changed = edit.change(claims)
         if changed is None:
             continue

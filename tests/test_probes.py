@@ -146,17 +146,44 @@ def test_rewrites_leave_the_type_phrase_alone():
 
 
 @dataclass(frozen=True)
-class _EdgeClaims(Claims):
-    edges: frozenset | None = None  # as a parser with box-frame edge words gives them
+class _FrameClaims(Claims):
+    """The place claims of a parser that reads frames (edges of a box, clock hours of a round
+    object, the ends of an axis), as i18gen's adds them."""
+
+    edges: frozenset | None = None
+    end: str | None = None
+    clock: int | None = None
 
 
-def test_mirrors_move_cells_and_edge_claims():
+def test_mirrors_move_cells_edges_and_clock_hours():
     left_column = Claims(cells=frozenset({(0, 0), (1, 0), (2, 0)}))
     assert _mirror(1)(left_column).cells == {(0, 2), (1, 2), (2, 2)}
     assert _mirror(0)(left_column) is None  # a whole column is its own top-bottom mirror
-    corner = _EdgeClaims(defect_type="crack", edges=frozenset({"top", "left"}))
+    corner = _FrameClaims(defect_type="crack", edges=frozenset({"top", "left"}))
     assert _mirror(1)(corner).edges == {"top", "right"} and _mirror(0)(corner).edges == {"bottom", "left"}
     assert _mirror(1)(Claims(defect_type="crack")) is None
+    hours = {h: (_mirror(1)(_FrameClaims(clock=h)), _mirror(0)(_FrameClaims(clock=h))) for h in range(1, 13)}
+    assert [(h, lr and lr.clock, tb and tb.clock) for h, (lr, tb) in hours.items() if h in (1, 3, 6, 12)] == [
+        (1, 11, 5), (3, 9, None), (6, None, 12), (12, None, 6)]  # fmt: skip
+
+
+def test_clock_hours_and_axis_ends_are_rewritten_in_place():
+    from dataclasses import replace
+
+    from annotate.contrast import EDITS
+
+    view = surface("the chip at 1 o'clock near the left of the bottle", "bottle", VOCAB)
+    mirror_lr = next(e for e in EDITS if e.kind == "location")
+    assert mirror_lr.rewrite(view)[0] == "the chip at 11 o'clock near the right of the bottle"
+    assert mirror_lr.rewrite(surface("the 2 chips", "bottle", VOCAB)) == (None, "")  # not an hour
+    ends = next(e for e in EDITS if e.kind == "location" and e.rewrite.__name__ == "_swap_ends")
+    phrase = next(p for t in VOCAB.category_types("screw") for p, _ in VOCAB.words("screw", t).phrases
+                  if "head" in p.split())  # fmt: skip
+    view = surface(f"the {phrase} near the tip of the screw", "screw", VOCAB)
+    # The "head" of the type phrase stays; the place word flips.
+    assert ends.rewrite(replace(view, ends=("head", "tip")))[0] == f"the {phrase} near the head of the screw"
+    assert ends.rewrite(replace(view, ends=("head",))) == (None, "")  # no frame with two ends: no swap
+    assert ends.change(_FrameClaims(end="end")).end == "start" and ends.change(Claims()) is None
 
 
 def test_count_rule_in_target_of():
