@@ -341,6 +341,30 @@ def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option(
+    "--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (replaced atomically) [default: DATASET/probes-SPLIT.jsonl].",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Picks the other type of type edits.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def probes(dataset: Path, split: str, out: Path | None, seed: int, quiet: bool) -> None:
+    """Write a contrast set: sentences with one claim edited, each with the regions it now refers to."""
+    from mvtec_ref.probes import build_probes, check_output, default_path, save_probes
+
+    out = out or default_path(dataset, split)
+    check_output(out)
+    header, items = build_probes(dataset, split=split, seed=seed, progress=_progress(quiet))
+    save_probes(header, items, out)
+    shown = ", ".join(f"{k} {v}" for k, v in header["edits"].items())
+    click.echo(f"wrote {len(items)} probes of {header['sentences']} sentences ({shown}) to {out}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
     "--pred",
     required=True,
     type=click.Path(path_type=Path),
@@ -351,8 +375,26 @@ def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON.")
 @click.option("--allow-missing", is_flag=True, help="Score missing predictions as empty masks.")
-def evaluate(dataset: Path, pred: Path, split: str, out: Path | None, allow_missing: bool) -> None:
+@click.option(
+    "--probes",
+    "probes_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Score a contrast set (mvtec-ref probes) instead, on its own split: per edit kind, mIoU, "
+    "empty answered empty and sensitivity; --pred holds <probe_id> and <sent_id> masks.",
+)
+def evaluate(
+    dataset: Path, pred: Path, split: str, out: Path | None, allow_missing: bool, probes_path
+) -> None:
     """Score any model's masks: mIoU, oIoU, gIoU, Prec@0.5-0.9, N-acc, T-acc, by kind/size/category."""
+    if probes_path is not None:
+        from mvtec_ref.probes import evaluate_probes, format_contrast, save_contrast_json
+
+        result = evaluate_probes(dataset, probes_path, pred, allow_missing=allow_missing)
+        click.echo(format_contrast(result))
+        if out is not None:
+            save_contrast_json(result, out)
+            click.echo(f"wrote {out}")
+        return
     from mvtec_ref.evaluate import evaluate_predictions, format_metrics
 
     result = evaluate_predictions(dataset, pred, split=split, allow_missing=allow_missing)
@@ -474,7 +516,13 @@ def _quiet_transformers() -> None:
 )
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda when available]")
-def predict(run, image, texts, dataset, split, out, checkpoint, device):
+@click.option(
+    "--probes",
+    "probes_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --dataset: also predict this contrast set (mvtec-ref probes) as <probe_id>.png.",
+)
+def predict(run, image, texts, dataset, split, out, checkpoint, device, probes_path):
     """Segment with a trained baseline: masks are the argmax of two logits, no threshold."""
     if (image is None) == (dataset is None):
         raise click.UsageError("give either --image with --text, or --dataset")
@@ -482,6 +530,17 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
         raise click.UsageError("--image needs at least one --text")
     if any(not t.strip() for t in texts):
         raise click.ClickException("--text: an expression is empty; say what to segment")
+    if probes_path is not None:
+        if dataset is None:
+            raise click.UsageError("--probes needs --dataset")
+        from mvtec_ref.probes import check_matches, load_probes
+
+        header, _ = load_probes(probes_path)
+        check_matches(header, dataset, probes_path)
+        if header["split"] != split:
+            raise click.UsageError(
+                f"{probes_path} holds probes of split {header['split']!r}: pass --split {header['split']}"
+            )
     from baselines.dqformer.predict import MARKER, predict_dataset, predict_files
     from mvtec_ref.fileio import check_apart, check_replaceable
 
@@ -494,8 +553,13 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device):
     if image is not None:
         written = predict_files(run, image, list(texts), out, checkpoint=checkpoint, device=device)
     else:
-        written = predict_dataset(run, dataset, split, out, checkpoint=checkpoint, device=device)
+        written = predict_dataset(run, dataset, split, out, checkpoint=checkpoint, device=device,
+                                  probes=probes_path)  # fmt: skip
         click.echo(f"score them with: mvtec-ref evaluate {dataset} --pred {out} --split {split}")
+        if probes_path is not None:
+            click.echo(
+                f"and its probes with: mvtec-ref evaluate {dataset} --pred {out} --probes {probes_path}"
+            )
     click.echo(f"wrote {written} masks to {out}")
 
 

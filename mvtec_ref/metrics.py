@@ -117,3 +117,110 @@ def target_size(area_ratio: float, cuts: tuple[float, float]) -> str:
     if area_ratio < cuts[0]:
         return "small"
     return "medium" if area_ratio < cuts[1] else "large"
+
+
+class ContrastMetrics:
+    """Scores on a contrast set (``mvtec-ref probes``): does a model's mask follow the words?
+
+    A probe is a sentence with one claim edited; its source is the sentence it was made from.
+    ``update(pred, pred_source, gt, gt_source, edit)`` takes the model's ``(H, W)`` masks for
+    the probe and for its source and the two targets (masks of another size are resized to
+    ``gt`` with nearest-neighbour). Rules, per edit kind and overall:
+
+    - **mIoU**: mean IoU(pred, gt) over probes whose target is not empty (``RefSegMetrics``'
+      rule); **gIoU** over all probes, with empty truth + empty prediction = IoU 1.
+    - **empty_answered_empty**: share of probes with an empty target whose mask is empty.
+    - **moved**: the probe's target differs from its source's (pixel for pixel); **same**: it
+      does not.
+    - **sensitivity_moved** / **sensitivity_same**: mean of 1 - IoU(pred, pred_source) over
+      moved / same probes, where two empty masks have IoU 1. A model that ignores the text gives
+      the same mask for both sentences: 0. High on moved and low on same is reading the words.
+    - **truth_shift_moved**: mean 1 - IoU(gt, gt_source) over moved probes, i.e. the
+      sensitivity_moved of a model that is always right: the scale to read it against.
+    - Empty denominators give None.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = _ContrastTotals()
+        self.by_edit: dict[str, _ContrastTotals] = defaultdict(_ContrastTotals)
+
+    def update(self, pred, pred_source, gt, gt_source, edit: str) -> None:
+        gt, gt_source = np.asarray(gt) > 0, np.asarray(gt_source) > 0
+        pred, pred_source = _fit(pred, gt.shape), _fit(pred_source, gt.shape)
+        scores = (
+            _iou(pred, gt),
+            not gt.any(),
+            not pred.any(),
+            not np.array_equal(gt, gt_source),
+            1.0 - _iou(pred, pred_source),
+            1.0 - _iou(gt, gt_source),
+        )
+        self.total.add(*scores)
+        self.by_edit[edit].add(*scores)
+
+    def compute(self) -> dict:
+        return {
+            "overall": self.total.compute(),
+            "by_edit": {k: t.compute() for k, t in sorted(self.by_edit.items())},
+        }
+
+
+class _ContrastTotals:
+    def __init__(self) -> None:
+        self.n = self.n_target = self.n_empty = self.empty_right = self.n_moved = 0
+        self.sum_iou_target = self.sum_iou_all = 0.0
+        self.shift_moved = self.shift_same = self.truth_moved = 0.0
+
+    def add(self, iou, gt_empty, pred_empty, moved, shift, truth_shift) -> None:
+        self.n += 1
+        self.sum_iou_all += iou
+        if gt_empty:
+            self.n_empty += 1
+            self.empty_right += pred_empty
+        else:
+            self.n_target += 1
+            self.sum_iou_target += iou
+        if moved:
+            self.n_moved += 1
+            self.shift_moved += shift
+            self.truth_moved += truth_shift
+        else:
+            self.shift_same += shift
+
+    def compute(self) -> dict:
+        def ratio(a, b):
+            return None if b == 0 else a / b
+
+        same = self.n - self.n_moved
+        return {
+            "probes": self.n,
+            "moved": self.n_moved,
+            "same": same,
+            "with_target": self.n_target,
+            "without_target": self.n_empty,
+            "mIoU": ratio(self.sum_iou_target, self.n_target),
+            "gIoU": ratio(self.sum_iou_all, self.n),
+            "empty_answered_empty": ratio(self.empty_right, self.n_empty),
+            "sensitivity_moved": ratio(self.shift_moved, self.n_moved),
+            "sensitivity_same": ratio(self.shift_same, same),
+            "truth_shift_moved": ratio(self.truth_moved, self.n_moved),
+        }
+
+
+def _fit(mask, shape) -> np.ndarray:
+    """``(H, W)`` bool mask at ``shape`` (nearest-neighbour when the size differs)."""
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        import cv2
+
+        mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return mask > 0
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two bool masks; 1.0 when both are empty (GRES)."""
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union

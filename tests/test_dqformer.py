@@ -474,6 +474,25 @@ def test_predict_image_and_dataset_then_evaluate(trained_run, tiny_dataset, tmp_
     assert result.exit_code == 2 and "--text" in result.output
 
 
+def test_predict_probes_then_evaluate_them(trained_run, tiny_dataset, tmp_path):
+    runner = CliRunner()
+    probes = tmp_path / "probes.jsonl"
+    assert runner.invoke(main, ["probes", str(tiny_dataset), "--out", str(probes), "--quiet"]).exit_code == 0
+    lines = [json.loads(line) for line in probes.read_text().splitlines()]
+    pred = tmp_path / "pred"
+    result = runner.invoke(main, ["predict", str(trained_run), "--dataset", str(tiny_dataset), "--probes",
+                                  str(probes), "--out", str(pred)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert all((pred / f"{p['probe_id']}.png").is_file() for p in lines[1:])
+    scores = tmp_path / "contrast.json"
+    result = runner.invoke(main, ["evaluate", str(tiny_dataset), "--pred", str(pred), "--probes", str(probes),
+                                  "--out", str(scores)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(scores.read_text())
+    assert schema_errors("contrast_metrics", data) == [] and data["missing_scored_as_empty"] == 0
+    assert data["overall"]["probes"] == len(lines) - 1
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
     """torchrun with the gloo backend: 2 processes x 1 image = 1 process x 2 images, step for step."""
     from baselines.dqformer.train import train

@@ -53,20 +53,52 @@ def predict_files(
 
 
 def predict_dataset(
-    run: Path, dataset: Path, split: str, out: Path, *, checkpoint: str = "best", device=None
-) -> int:
-    """Write ``<sent_id>.png`` (0/255, original size) for every sentence of ``split``."""
+    run: Path, dataset: Path, split: str, out: Path, *, checkpoint: str = "best", device=None,
+    probes: Path | None = None,
+) -> int:  # fmt: skip
+    """Write ``<sent_id>.png`` (0/255, original size) for every sentence of ``split``, and with
+    ``probes`` (a contrast set of that split) ``<probe_id>.png`` for each probe."""
     from baselines.dqformer.data import RefSegDataset
     from baselines.dqformer.infer import iter_masks, load_run
 
     model, config, tokenizer = load_run(run, checkpoint=checkpoint, device=device)
     data = RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language)  # fmt: skip
+    names = [str(item.sent_id) for item in data.items]
+    if probes is not None:
+        names += add_probe_items(data, probes)
     device = next(model.parameters()).device
     with staged_directory(out, marker=MARKER) as stage:
-        for item, mask in iter_masks(model, data, device=device):
-            (stage / f"{item.sent_id}.png").write_bytes(_png(mask.astype(np.uint8) * 255))
+        masks = iter_masks(model, data, device=device)
+        for (_, mask), name in zip(masks, _in_yield_order(data, names), strict=True):
+            (stage / f"{name}.png").write_bytes(_png(mask.astype(np.uint8) * 255))
         record = {"run": str(run), "checkpoint": checkpoint, "dataset": str(dataset), "split": split,
                   "sentences": len(data)}  # fmt: skip
+        if probes is not None:
+            record["probes"] = str(probes)
         (stage / MARKER).write_text(dumps_json(record), encoding="utf-8")
     return len(data)
+
+
+def add_probe_items(data, probes: Path) -> list[str]:
+    """Append each probe of ``probes`` to ``data`` as a sentence of its image (no ref: ``ref`` -1,
+    ``sent_id`` -1), so ``iter_masks`` predicts it with the image's own sentences; their names."""
+    from baselines.dqformer.data import Item
+    from mvtec_ref.probes import load_probes
+
+    _, items = load_probes(probes)
+    index = {record["id"]: r for r, record in enumerate(data.records)}
+    names = []
+    for probe in items:
+        r = index.get(probe["id"])
+        if r is None:
+            raise MvtecRefError(f"{probes}: image {probe['id']} is not in this split of {data.dataset}")
+        data.by_record[r].append(len(data.items))
+        data.items.append(Item(r, -1, -1, probe["text"]))
+        names.append(probe["probe_id"])
+    return names
+
+
+def _in_yield_order(data, names: list[str]):
+    """``names`` (one per item) in the order ``iter_masks`` yields items: image by image."""
+    return (names[i] for mine in data.by_record for i in mine)
