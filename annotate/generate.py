@@ -279,7 +279,7 @@ class _Writer:
                 if picked:
                     groups.setdefault(tuple(sorted(picked)), []).append((changes, texts))
         refs = []
-        for target, terms in groups.items():
+        for target, terms in sorted(groups.items(), key=lambda item: len(item[0])):  # single regions first
             det = "the" if len(target) == 1 else f"the {NUMBERS.get(len(target), len(target))}"
 
             def build(k, terms=terms, target=target, det=det):

@@ -1,7 +1,7 @@
 """Read a sentence back into Claims, independently of how the generator wrote it.
 
 The parser knows the vocabulary's defect phrases (longest match first, so "little chip"
-or "gap left by a missing cable" are read as types before their words could be read as
+or "gap left by a missing conductor" are read as types before their words could be read as
 sizes or places) and a closed list of words for places, sizes, tones, colours, shapes,
 extremes and counts, and the place words of the category's frame (edges and corners of a
 box, the named ends of an elongated object, clock directions and the rim of a round one).
