@@ -70,6 +70,7 @@ UNIVERSAL_ANY = ("any defect", "any anomaly on the {n}", "every anomaly on the {
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
+PART_MARGIN = 0.03  # a part word ("upper", "left") needs the centroid this far inside its third
 MIN_SENTENCES = 8  # per defect image; reached by rewording the type ref when few kinds apply
 TOP_UP_TRIES = 12
 DECORATE_P = 0.8  # twice the chance of each optional true word (adjective or place)
@@ -106,9 +107,20 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[
     refs += w.relative_refs()
     refs += w.attribute_refs()
     refs.append(_other_type_ref(record, vocab, noun, frame, rng))
-    refs = [ref for ref in refs if ref is not None]
+    refs = _unique([ref for ref in refs if ref is not None])
     w.top_up(refs, everything)
     return refs
+
+
+def _unique(refs: list[dict]) -> list[dict]:
+    """Each sentence once per image (the first ref that wrote it keeps it); empty refs go."""
+    seen, out = set(), []
+    for ref in refs:
+        sentences = [s for s in ref["sentences"] if s["text"] not in seen]
+        seen |= {s["text"] for s in sentences}
+        if sentences:
+            out.append({**ref, "sentences": sentences})
+    return out
 
 
 def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
@@ -236,7 +248,7 @@ class _Writer:
         ref = next((r for r in refs if r["kind"] == "type"), None)
         if ref is None or count >= MIN_SENTENCES:
             return
-        seen = {s["text"] for s in ref["sentences"]}
+        seen = {s["text"] for r in refs for s in r["sentences"]}
         dets = ["the", "all the"] if len(everything) > 1 else ["the"]
         for attempt in range(TOP_UP_TRIES):
             text = self.sentence(everything, self.base(), str(self.rng.choice(dets)), synonym=attempt)
@@ -399,10 +411,23 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
     for edge in edges:
         terms.append(({"edges": frozenset({edge})}, tuple(t.format(t=edge, n=noun) for t in EDGE_PLACES)))
     for term in _terms_for(region["location"]):
+        if not _clearly_in(term, region["rel_position"]):
+            continue
         part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
         texts = PART_PLACES[_term_kind(term)]
         terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
     return terms
+
+
+def _clearly_in(term: str, rel: list[float]) -> bool:
+    """Is the centroid inside the term's rows/columns of the 3x3 grid by PART_MARGIN (so that a
+    region on a cell border is not called "upper" or "left")?"""
+    rx, ry = rel
+    lo, hi = 1 / 3 - PART_MARGIN, 2 / 3 + PART_MARGIN
+    inside = {"top": ry <= lo, "bottom": ry >= hi, "left": rx <= lo, "right": rx >= hi,
+              "center": lo + 2 * PART_MARGIN <= rx <= hi - 2 * PART_MARGIN
+              and lo + 2 * PART_MARGIN <= ry <= hi - 2 * PART_MARGIN}  # fmt: skip
+    return all(inside[word] for word in term.split())
 
 
 def _key(changes: dict) -> tuple:

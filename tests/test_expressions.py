@@ -132,7 +132,7 @@ def test_universal_phrases_follow_the_region_count():
 
 # -- 3. place words no stronger than the position -------------------------------------------
 def test_edges_and_corners_only_near_the_frame_sides():
-    inner = _record("grid", "glue", [_region(0, 0.27, 0.31)], kind="texture")  # a top-left *cell*
+    inner = _record("grid", "glue", [_region(0, 0.26, 0.28)], kind="texture")  # a top-left *cell*
     texts = [t for ref, t in _sentences(inner) if ref["region_ids"]]
     assert any("upper left part" in t or "top left of" in t for t in texts)
     assert not [t for t in texts if {"edge", "corner"} & set(tokenize(t))]
