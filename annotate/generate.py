@@ -70,6 +70,7 @@ UNIVERSAL_ANY = ("any defect", "any anomaly on the {n}", "every anomaly on the {
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
+FILL_SHARE = 0.6  # a region this wide and tall within its frame gets no place words
 PART_MARGIN = 0.03  # a part word ("upper", "left") needs the centroid this far inside its third
 MIN_SENTENCES = 8  # per defect image; reached by rewording the type ref when few kinds apply
 TOP_UP_TRIES = 12
@@ -130,7 +131,7 @@ def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
     kind = record["frame"].get("kind")
     if kind is None:  # a record written before frames had kinds
         kind = "texture" if record["frame"]["source"] == "image" else "box"
-    return {**rule, "kind": kind}
+    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox")}
 
 
 class _Writer:
@@ -383,6 +384,8 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
     phrasings), most specific first."""
     place = region_place(region)
     kind = frame["kind"]
+    if frame.get("bbox") and _fills(region["bbox"], frame["bbox"]):
+        return []  # a region that fills its frame (an empty bottle) is not anywhere on it
     if kind == "axis":
         end = place.get("end")
         if end == "middle":
@@ -417,6 +420,11 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
         texts = PART_PLACES[_term_kind(term)]
         terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
     return terms
+
+
+def _fills(box: list[int], frame: list[int]) -> bool:
+    """Does a region's box span most of the frame's width and height (FILL_SHARE)?"""
+    return box[2] >= FILL_SHARE * frame[2] and box[3] >= FILL_SHARE * frame[3]
 
 
 def _clearly_in(term: str, rel: list[float]) -> bool:
@@ -481,6 +489,7 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
 
 
 ABSENT_SIZE = ("", "small", "tiny", "large", "big")
+ABSENT_ARTICLES = ("the", "a", "any")  # "a crack near ...", "any scratch on the head": nothing here
 ABSENT_LOOK = {"tone": ("dark", "bright"), "shape": ("thin", "long", "round"),
                "colour": ("red", "brown", "black", "white", "gray", "yellow")}  # fmt: skip
 
@@ -496,9 +505,18 @@ def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str,
         if field in words.looks and (field != "colour" or record.get("channels", 3) == 3):
             looks += [w for w in ABSENT_LOOK[field] if not (size and w in ("thin", "long"))]
     look = str(rng.choice(looks))
-    det = " ".join(w for w in ("the", size, look) if w)
-    if words.placed or words.whole_object:
+    if words.whole_object:
+        size = ""  # "the big upside-down nut": the object's own size is not the defect's
+    article = str(rng.choice(ABSENT_ARTICLES))
+    first = next(w for w in (size, look, head) if w)
+    if article == "a" and first[0] in "aeiou":
+        article = "an"
+    det = " ".join(w for w in (article, size, look) if w)
+    if words.whole_object:
         return f"{det} {head}"
+    if words.placed:  # the phrase says where; only the object may follow
+        tail = f" of the {noun}" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
+        return f"{det} {head}" + str(rng.choice(("", tail)))
     return f"{det} {head} {_random_place(frame, noun, rng)}"
 
 
