@@ -13,6 +13,8 @@ it is kept.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from annotate.claims import TERM_CELLS, Claims, denotation, region_place
@@ -63,9 +65,13 @@ ROUND_PLACES = {
 }
 # Universal paraphrases by grammatical number: singular ones only for one region, plural ones
 # only for several, quantified ones ("any", "every") for either.
-UNIVERSAL_ONE = ("the anomaly", "the defect", "the anomalous region", "the abnormal spot on the {n}")
-UNIVERSAL_MANY = ("all anomalies", "all defects on the {n}", "the defects of the {n}", "the anomalous regions")
-UNIVERSAL_ANY = ("any defect", "any anomaly on the {n}", "every anomaly on the {n}", "everything abnormal on the {n}")
+UNIVERSAL_ONE = ("the anomaly", "the defect", "the anomalous region", "the abnormal spot on the {n}",
+                 "the defect on the {n}", "the anomaly on the {n}", "the abnormality on the {n}")  # fmt: skip
+UNIVERSAL_MANY = ("all anomalies", "all defects on the {n}", "the defects of the {n}", "the anomalous regions",
+                  "all the anomalies on the {n}", "the abnormalities on the {n}", "the defects on the {n}")  # fmt: skip
+UNIVERSAL_ANY = ("any defect", "any anomaly on the {n}", "every anomaly on the {n}", "everything abnormal on the {n}",
+                 "any defect on the {n}", "every defect on the {n}", "anything anomalous on the {n}",
+                 "any abnormality on the {n}")  # fmt: skip
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
@@ -521,22 +527,28 @@ def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str,
 
 
 def _random_place(frame: dict, noun: str, rng) -> str:
-    """Any place phrase of the frame (for a defect that is not there)."""
-    kind = frame["kind"]
+    """Any place phrase of the frame, each phrasing equally likely (for a defect that is not there)."""
+    return str(rng.choice(_all_places(frame["kind"], tuple(frame["ends"]), frame["rim"], noun)))
+
+
+@cache
+def _all_places(kind: str, ends: tuple[str, str], rim: str, noun: str) -> tuple[str, ...]:
     if kind == "axis":
-        name = str(rng.choice([*frame["ends"], "middle"]))
-        texts = AXIS_PLACES["middle"] if name == "middle" else AXIS_PLACES["end"]
-        return str(rng.choice(texts)).format(e=name, n=noun)
+        out = [t.format(e=e, n=noun) for e in ends for t in AXIS_PLACES["end"]]
+        return tuple(out + [t.format(n=noun) for t in AXIS_PLACES["middle"]])
     if kind == "round":
-        part = str(rng.choice(list(ROUND_PLACES)))
-        clock = int(rng.integers(1, 13))
-        return str(rng.choice(ROUND_PLACES[part])).format(n=noun, c=clock, rim=frame["rim"])
-    term = str(rng.choice(list(TERM_CELLS)))
-    if rng.random() < 0.5 and term != "center":
-        texts = CORNER_PLACES if " " in term else EDGE_PLACES
-        return str(rng.choice(texts)).format(t=term, n=noun)
-    part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
-    return str(rng.choice(PART_PLACES[_term_kind(term)])).format(t=term, part=part, n=noun)
+        out = [t.format(n=noun, rim=rim) for part in ("center", "rim") for t in ROUND_PLACES[part]]
+        return tuple(out + [t.format(n=noun, c=c, rim=rim) for part in ("clock", "rimclock")
+                            for t in ROUND_PLACES[part] for c in range(1, 13)])  # fmt: skip
+    out = []
+    for term in TERM_CELLS:
+        if " " in term:
+            out += [t.format(t=term, n=noun) for t in CORNER_PLACES]
+        elif term != "center":
+            out += [t.format(t=term, n=noun) for t in EDGE_PLACES]
+        part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
+        out += [t.format(t=term, part=part, n=noun) for t in PART_PLACES[_term_kind(term)]]
+    return tuple(out)
 
 
 def _terms_for(word: str) -> list[str]:

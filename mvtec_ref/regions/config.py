@@ -23,7 +23,7 @@ class RegionConfig:
     ring_width: int = 8
     # Mean-gray difference (0-255 scale) beyond which a region is "darker"/"brighter" than its
     # ring: a step a reader sees at once ...
-    tone_delta: float = 20.0
+    tone_delta: float = 25.0
     # ... and at least this many standard deviations of the ring's own gray levels, so that a
     # region in a busy texture is toned only when it stands out of the texture's variation.
     tone_spread: float = 1.0
