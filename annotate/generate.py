@@ -51,7 +51,11 @@ PART_PLACES = {
     "side": ("on the {t} side of the {n}", "in the {t} part of the {n}", "toward the {t} of the {n}"),
     "center": ("in the middle of the {n}", "in the center of the {n}", "near the center of the {n}"),
 }
-EDGE_PLACES = ("near the {t} edge of the {n}", "close to the {t} edge of the {n}", "along the {t} edge of the {n}")
+EDGE_PLACES = (
+    "near the {t} edge of the {n}",
+    "close to the {t} edge of the {n}",
+    "along the {t} edge of the {n}",
+)
 CORNER_PLACES = ("in the {t} corner of the {n}", "near the {t} corner of the {n}")
 AXIS_PLACES = {
     "end": ("near the {e} of the {n}", "at the {e} of the {n}", "close to the {e} of the {n}"),
@@ -65,13 +69,19 @@ ROUND_PLACES = {
 }
 # Universal paraphrases by grammatical number: singular ones only for one region, plural ones
 # only for several, quantified ones ("any", "every") for either.
-UNIVERSAL_ONE = ("the anomaly", "the defect", "the anomalous region", "the abnormal spot on the {n}",
-                 "the defect on the {n}", "the anomaly on the {n}", "the abnormality on the {n}")  # fmt: skip
-UNIVERSAL_MANY = ("all anomalies", "all defects on the {n}", "the defects of the {n}", "the anomalous regions",
-                  "all the anomalies on the {n}", "the abnormalities on the {n}", "the defects on the {n}")  # fmt: skip
-UNIVERSAL_ANY = ("any defect", "any anomaly on the {n}", "every anomaly on the {n}", "everything abnormal on the {n}",
-                 "any defect on the {n}", "every defect on the {n}", "anything anomalous on the {n}",
-                 "any abnormality on the {n}")  # fmt: skip
+UNIVERSAL_ONE = (
+    "the anomaly", "the defect", "the anomalous region", "the abnormal spot on the {n}",
+    "the defect on the {n}", "the anomaly on the {n}", "the abnormality on the {n}",
+)  # fmt: skip
+UNIVERSAL_MANY = (
+    "all anomalies", "all defects on the {n}", "the defects of the {n}", "the anomalous regions",
+    "all the anomalies on the {n}", "the abnormalities on the {n}", "the defects on the {n}",
+)  # fmt: skip
+UNIVERSAL_ANY = (
+    "any defect", "any anomaly on the {n}", "every anomaly on the {n}", "everything abnormal on the {n}",
+    "any defect on the {n}", "every defect on the {n}", "anything anomalous on the {n}",
+    "any abnormality on the {n}",
+)  # fmt: skip
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
@@ -262,7 +272,12 @@ class _Writer:
             if text and text not in seen:
                 seen.add(text)
                 ref["sentences"].append(
-                    {"text": text, "tokens": tokenize(text), "origin": "template", "template": "type/the-TYPE-more"}
+                    {
+                        "text": text,
+                        "tokens": tokenize(text),
+                        "origin": "template",
+                        "template": "type/the-TYPE-more",
+                    }
                 )
                 count += 1
                 if count >= MIN_SENTENCES:
@@ -488,9 +503,15 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
     if own == "combined" or own.endswith("_anomalies"):
         return None  # a combined image (or one named only by its folder) may show any type
     own_words = set(vocab.words(category, own).phrases)
-    types = [t for t in vocab.category_types(category) if t not in (own, "combined") and not t.endswith("_anomalies")]
+    types = [
+        t
+        for t in vocab.category_types(category)
+        if t not in (own, "combined") and not t.endswith("_anomalies")
+    ]
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
-    sentences = [(_absent_phrase(vocab, record, t, noun, frame, rng), "other_type") for t in _pick(rng, types, 2)]
+    sentences = [
+        (_absent_phrase(vocab, record, t, noun, frame, rng), "other_type") for t in _pick(rng, types, 2)
+    ]
     return _ref("other_type", [], sentences)
 
 

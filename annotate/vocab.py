@@ -16,7 +16,6 @@ from importlib import resources
 from mvtec_ref.errors import MvtecRefError
 from mvtec_ref.schema import schema_errors
 
-
 # What each nature of defect may be described by. A gap (a missing or broken-off part) shows
 # nothing of its own, so it has no colour or tone and its size is the gap's; a deformation (bent,
 # squeezed, misplaced) or a line (scratch, crack) has no shape word of its own beyond its name.

@@ -148,7 +148,15 @@ def test_real_grid_bent_000_expressions(tmp_path):
     # a 3x3 cell is a part, not a corner: "in the upper left part" / "toward the top left"
     # region 0 lies at 32% of the height, on the border of the top third: no "upper" part word,
     # but "the uppermost ..." picks it
-    upper = ("top left", "upper left", "uppermost", "topmost", "highest", "closest to the top", "nearest the top")
+    upper = (
+        "top left",
+        "upper left",
+        "uppermost",
+        "topmost",
+        "highest",
+        "closest to the top",
+        "nearest the top",
+    )
     assert any(any(w in t for w in upper) and ids == [0] for t, ids in texts.items())
     assert not [t for t, ids in texts.items() if ids == [0] and ("upper" in t or "top left" in t)]
     assert any(("bottom" in t or "lower" in t) and ids == [2] for t, ids in texts.items())

@@ -82,7 +82,12 @@ def _faults(text: str, ref: dict, record: dict, vocab) -> list[str]:
             faults.append(f"colour word on a {words.nature}")
         if EXTREMES & set(tokens) and PLACE_WORDS & set(own) - {"top", "bottom", "left", "right"}:
             faults.append("an extreme with a place")
-        if (words.placed or words.whole_object) and PLACE_WORDS & set(own) - {"top", "bottom", "left", "right"}:
+        if (words.placed or words.whole_object) and PLACE_WORDS & set(own) - {
+            "top",
+            "bottom",
+            "left",
+            "right",
+        }:
             faults.append("place words after a phrase that says where")
     noun = vocab.noun(record["category"])
     if len(re.findall(rf"\b{re.escape(noun)}\b", text)) > 1:
@@ -140,7 +145,9 @@ def test_edges_and_corners_only_near_the_frame_sides():
     assert check_sentence("the glue spot close to the top edge of the grid", [0], inner, VOCAB).verdict != OK
     corner = _record("grid", "glue", [_region(0, 0.06, 0.08)], kind="texture")
     assert any("top left corner" in t for _, t in _sentences(corner))
-    assert check_sentence("the glue spot in the top left corner of the grid", [0], corner, VOCAB).verdict == OK
+    assert (
+        check_sentence("the glue spot in the top left corner of the grid", [0], corner, VOCAB).verdict == OK
+    )
 
 
 # -- 4. frames per object kind ---------------------------------------------------------------
@@ -160,7 +167,7 @@ def test_axis_frame_names_head_and_tip_and_contains_a_missing_tip():
     x, y, w, h = frame["bbox"]
     ys, xs = np.nonzero(mask)
     assert x <= xs.min() and y <= ys.min() and x + w >= xs.max() + 1 and y + h >= ys.max() + 1
-    start, end = np.array(frame["axis"]["start"]), np.array(frame["axis"]["end"])
+    start = np.array(frame["axis"]["start"])
     assert np.linalg.norm(start - (340, 60)) < 60  # the head (wider end) comes first
     (region,) = regions_from_mask(mask, image, frame, RegionConfig())
     assert region.place["end"] == "end" and region.place["along"] > 0.85
@@ -225,17 +232,22 @@ def test_vocabulary_has_no_folder_names_and_no_noun_in_a_phrase(source):
         for defect_type, words in types.items():
             for pair in words.phrases:
                 for phrase in pair:
-                    assert not {"manipulated", "anomalies", "anomaly", "defect", "defects"} & set(tokenize(phrase))
+                    assert not {"manipulated", "anomalies", "anomaly", "defect", "defects"} & set(
+                        tokenize(phrase)
+                    )
                     assert noun not in phrase or words.whole_object, (category, defect_type, phrase)
-    assert "metal particle" not in {p for pair in VOCAB.words("grid", "metal_contamination").phrases for p in pair}
+    assert "metal particle" not in {
+        p for pair in VOCAB.words("grid", "metal_contamination").phrases for p in pair
+    }
 
 
 # -- 7. nothing gets appearance if it is absent ------------------------------------------------
 def test_missing_parts_get_size_only():
     region = _region(0, 0.3, 0.2, tone="darker", colour="yellow", shape="round", size="large")
     loco = load_vocabulary("mvtec_loco")
-    for vocab, category, defect_type in ((loco, "juice_bottle", "missing_bottom_label"),
-                                         (VOCAB, "cable", "missing_wire"), (VOCAB, "grid", "broken")):  # fmt: skip
+    cases = ((loco, "juice_bottle", "missing_bottom_label"), (VOCAB, "cable", "missing_wire"),
+             (VOCAB, "grid", "broken"))  # fmt: skip
+    for vocab, category, defect_type in cases:
         record = _record(category, defect_type, [region])
         texts = [t for ref, t in _sentences(record, vocab) if ref["region_ids"]]
         assert texts
@@ -246,7 +258,8 @@ def test_missing_parts_get_size_only():
 def test_issue_examples_are_not_produced_any_more():
     examples = {
         "the brighter metal particle", "the darker blob of glue", "the darker bent wires in the grid",
-        "the deformed front of the screw near the bottom left corner of the screw", "the small manipulated tip",
+        "the deformed front of the screw near the bottom left corner of the screw",
+        "the small manipulated tip",
         "the darker break in the mesh in the grid", "the long small break", "the big thin glue spot",
         "the round bent wire", "the tiny long color stain", "the small narrow metal particle",
         "the big round break in the mesh", "the large yellow missing bottom label",

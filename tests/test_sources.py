@@ -168,7 +168,9 @@ def test_mvtec_loco_real_sample(tmp_path):
     # every real logical mask of this copy is 255 (binarized, its README says): the build says so
     # and names the type by the folder instead of calling everything "missing top label"
     (binarized,) = [p for p in result.problems if p["kind"] == "binarized_masks"]
-    assert binarized["path"] == "juice_bottle/defects_config.json" and "single value 255" in binarized["problem"]
+    assert (
+        binarized["path"] == "juice_bottle/defects_config.json" and "single value 255" in binarized["problem"]
+    )
     assert {r["defect_type"] for r in anomalies} == {"logical_anomalies"}
     assert all(r["width"] == 800 and r["height"] == 1600 for r in samples.values())
     assert all(r["source_attributes"] == {"anomaly_kind": "logical"} for r in anomalies)

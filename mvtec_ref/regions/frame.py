@@ -81,7 +81,9 @@ def find_frame(image: np.ndarray, kind: str, defect: np.ndarray | None = None) -
     obj, scale = found
     union = obj.copy()
     if defect is not None:
-        small = cv2.resize(defect.astype(np.uint8) * 255, (obj.shape[1], obj.shape[0]), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            defect.astype(np.uint8) * 255, (obj.shape[1], obj.shape[0]), interpolation=cv2.INTER_AREA
+        )
         union |= small > 0
     ys, xs = np.nonzero(union)
     x0, y0 = int(xs.min() / scale), int(ys.min() / scale)
@@ -117,7 +119,10 @@ def _axis(obj: np.ndarray, scale: float, points: np.ndarray) -> dict:
     t = ((own - mean) @ direction - lo) / max(hi - lo, 1e-9)
     across = np.abs((own - mean) @ np.array([-direction[1], direction[0]]))
     first, last = across[t <= END_BAND], across[t >= 1 - END_BAND]
-    width = (float(np.percentile(first, 90)) if len(first) else 0.0, float(np.percentile(last, 90)) if len(last) else 0.0)
+    width = (
+        float(np.percentile(first, 90)) if len(first) else 0.0,
+        float(np.percentile(last, 90)) if len(last) else 0.0,
+    )
     start, end = mean + lo * direction, mean + hi * direction
     if width[1] > width[0]:
         start, end = end, start
@@ -151,9 +156,9 @@ def place(centroid: tuple[float, float], frame: dict) -> dict:
                 "clock": hour if r >= CENTRE_RADIUS else None}  # fmt: skip
     bx, by, bw, bh = frame["bbox"]
     rx, ry = (x - bx) / max(bw, 1), (y - by) / max(bh, 1)
-    edges = [side for side, near in (("top", ry <= EDGE_BAND), ("bottom", ry >= 1 - EDGE_BAND),
-                                     ("left", rx <= EDGE_BAND), ("right", rx >= 1 - EDGE_BAND)) if near]  # fmt: skip
-    return {"edges": edges}
+    near = (("top", ry <= EDGE_BAND), ("bottom", ry >= 1 - EDGE_BAND),
+            ("left", rx <= EDGE_BAND), ("right", rx >= 1 - EDGE_BAND))  # fmt: skip
+    return {"edges": [side for side, yes in near if yes]}
 
 
 def clock_distance(angle: float, hour: int) -> float:

@@ -62,9 +62,9 @@ def regions_from_mask(
     ``frame`` the ``[x, y, w, h]`` box that location words are relative to, or a frame record
     (``mvtec_ref.regions.frame.find_frame``), whose kind then also gives each region its ``place``.
     """
-    from mvtec_ref.regions.frame import place
-
     import cv2
+
+    from mvtec_ref.regions.frame import place
 
     frame_record = frame if isinstance(frame, dict) else None
     if frame_record is not None:
