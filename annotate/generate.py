@@ -162,6 +162,9 @@ class _Writer:
         # whole object ("upside-down nut"); no "on the NOUN" after a phrase that has its own.
         self.placed = words.placed or words.whole_object
         self.own_prep = bool(self.phrase_words & PREPOSITIONS)
+        # Synonym k of this image is phrase order[k]: the two sentences of a ref differ, and the
+        # first name is not always the vocabulary's first.
+        self.order = [int(i) for i in rng.permutation(len(words.phrases))]
 
     # -- one sentence ---------------------------------------------------------
     def sentence(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
@@ -207,7 +210,7 @@ class _Writer:
                     place, claims = str(self.rng.choice(texts)), claims.with_(**changes)
         if denotation(claims, self.regions, self.type) != set(target):
             return None
-        singular, many = self.words.phrases[synonym % len(self.words.phrases)]
+        singular, many = self.words.phrases[self.order[synonym % len(self.order)]]
         words = [det, *(w for w in slots.values() if w), many if plural else singular]
         if place:
             words.append(place)
