@@ -1,8 +1,10 @@
 """What a referring expression asserts, and which regions of an image satisfy it.
 
 A ``Claims`` value is the meaning of one sentence: a defect type (or "any anomaly"),
-a set of allowed grid cells, a size bucket, tone, colour, shape, an extreme ("the
-leftmost", "the largest") and a count. ``denotation`` returns the region ids of an
+a set of allowed grid cells, a place in the object's own frame (near an edge or corner,
+the head or tip of an elongated object, the centre, rim or a clock direction of a round
+one), a size bucket, tone, colour, shape, an extreme ("the leftmost", "the largest") and
+a count. ``denotation`` returns the region ids of an
 image that the sentence picks out. The generator writes sentences from claims; the
 parser (``annotate.parse``) reads claims back from text on its own, and the checker
 compares what the text denotes with the ref's target.
@@ -49,6 +51,10 @@ class Claims:
     colour: str | None = None
     shape: str | None = None  # "elongated" | "round" | "irregular"
     extreme: str | None = None
+    edges: frozenset | None = None  # box frames: sides the region lies near ("top", "left")
+    end: str | None = None  # axis frames: "start" (wider end, e.g. head), "end" (tip) or "middle"
+    ring: str | None = None  # round frames: "center" or "rim"
+    clock: int | None = None  # round frames: clock direction 1-12 from the centre
 
     def with_(self, **changes) -> Claims:
         return replace(self, **changes)
@@ -69,7 +75,45 @@ def matches(claims: Claims, region: dict, defect_type: str) -> bool:
         return False
     if claims.colour is not None and region["appearance"]["colour"] != claims.colour:
         return False
-    return claims.shape is None or region["shape"]["word"] == claims.shape
+    if claims.shape is not None and region["shape"]["word"] != claims.shape:
+        return False
+    return _place_matches(claims, region)
+
+
+def region_place(region: dict) -> dict:
+    """The region's ``place`` (``mvtec_ref.regions.frame.place``); records written before frames
+    had one get the box-frame edges from ``rel_position``."""
+    place = region.get("place")
+    if place is not None:
+        return place
+    from mvtec_ref.regions.frame import EDGE_BAND
+
+    rx, ry = region["rel_position"]
+    near = (("top", ry <= EDGE_BAND), ("bottom", ry >= 1 - EDGE_BAND), ("left", rx <= EDGE_BAND),
+            ("right", rx >= 1 - EDGE_BAND))  # fmt: skip
+    return {"edges": [side for side, yes in near if yes]}
+
+
+# A clock direction fits a region whose direction from the centre is within one hour of it.
+CLOCK_TOLERANCE_DEG = 30.0
+
+
+def _place_matches(claims: Claims, region: dict) -> bool:
+    if claims.edges is None and claims.end is None and claims.ring is None and claims.clock is None:
+        return True
+    place = region_place(region)
+    if claims.edges is not None and not claims.edges <= set(place.get("edges") or ()):
+        return False
+    if claims.end is not None and place.get("end") != claims.end:
+        return False
+    if claims.ring is not None and place.get("ring") != claims.ring:
+        return False
+    if claims.clock is not None:
+        from mvtec_ref.regions.frame import clock_distance
+
+        if place.get("clock") is None or clock_distance(place["angle"], claims.clock) > CLOCK_TOLERANCE_DEG:
+            return False
+    return True
 
 
 def denotation(claims: Claims, regions: list[dict], defect_type: str) -> set[int]:

@@ -4,7 +4,9 @@ For every sentence of a ref: parse it (``annotate.parse``), compute which region
 image it picks out (``annotate.claims.denotation``) and compare with the ref's target:
 
 - **unfaithful**: a claim is false of a target region (wrong type, place, size, tone...),
-  the count or grammatical number disagrees with the target, or the sentence names
+  the count or grammatical number disagrees with the target (universal phrases too: "the
+  anomaly" is one region, "the defects" several; "any defect" and the bare prompt are
+  number-neutral), or the sentence names
   nothing at all;
 - **ambiguous**: every claim is true of the target but also of another region;
 - **ok**: it denotes exactly the target (empty for no-target refs).
@@ -45,7 +47,7 @@ def judge(claims: Claims, target: set[int], regions: list[dict], defect_type: st
             return Verdict(UNFAITHFUL, f"a claim is false of region {region_id}")
     if target and claims.count is not None and claims.count != len(target):
         return Verdict(UNFAITHFUL, f"says {claims.count} but the target has {len(target)}")
-    if target and not claims.universal and claims.plural is not None and claims.plural != (len(target) > 1):
+    if target and claims.plural is not None and claims.plural != (len(target) > 1):
         number = "plural" if claims.plural else "singular"
         return Verdict(UNFAITHFUL, f"{number} noun for {len(target)} target region(s)")
     picked = denotation(claims, regions, defect_type)

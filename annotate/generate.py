@@ -13,16 +13,20 @@ it is kept.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
-from annotate.claims import CELL_OF_WORD, TERM_CELLS, Claims, denotation
+from annotate.claims import TERM_CELLS, Claims, denotation, region_place
 from annotate.parse import tokenize
 from annotate.vocab import DefectWords, Vocabulary
 
-TEMPLATES_VERSION = "templates-2"
+TEMPLATES_VERSION = "templates-3"
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 SIZE_WORDS = {"small": ("small",), "medium": ("medium-sized",), "large": ("large", "big")}
-TONE_WORDS = {"darker": ("dark", "darker"), "brighter": ("bright", "brighter")}
+# Tone words are positive forms that compare a region with its own surround ("a dark spot"): the
+# only thing a single region can be compared with. Comparatives ("darker") are never written.
+TONE_WORDS = {"darker": ("dark",), "brighter": ("bright",)}
 SHAPE_WORDS = {"elongated": ("elongated", "thin", "long", "narrow"), "round": ("round", "circular"),
                "irregular": ("irregular", "ragged")}  # fmt: skip
 EXTREME_WORDS = {
@@ -39,25 +43,56 @@ FARTHEST = {
     "topmost": ("closest to the top", "nearest the top"),
     "lowest": ("closest to the bottom", "nearest the bottom"),
 }
-PLACES = {
-    "corner": ("near the {t} corner of the {n}", "in the {t} corner of the {n}", "at the {t} of the {n}",
-               "toward the {t} of the {n}"),
-    "row": ("near the {t} of the {n}", "at the {t} of the {n}", "in the {part} part of the {n}",
-            "along the {t} of the {n}", "close to the {t} edge of the {n}"),
-    "side": ("on the {t} side of the {n}", "near the {t} edge of the {n}", "on the {t} of the {n}",
-             "along the {t} side of the {n}"),
-    "center": ("in the center of the {n}", "in the middle of the {n}", "near the center of the {n}",
-               "at the middle of the {n}"),
-}  # fmt: skip
-UNIVERSAL = ("the anomaly", "the defect", "all anomalies", "any defect", "every anomaly on the {n}",
-             "all defects on the {n}", "the anomalous region", "everything abnormal on the {n}",
-             "any anomaly on the {n}", "the defects of the {n}")  # fmt: skip
+# Place words per frame (mvtec_ref.regions.frame). A grid cell of a box/texture frame is a "part"
+# (never an edge or a corner); edges and corners need the region within EDGE_BAND of that side.
+PART_PLACES = {
+    "corner": ("in the {part} part of the {n}", "toward the {t} of the {n}"),
+    "row": ("in the {part} part of the {n}", "in the {part} third of the {n}", "toward the {t} of the {n}"),
+    "side": ("on the {t} side of the {n}", "in the {t} part of the {n}", "toward the {t} of the {n}"),
+    "center": ("in the middle of the {n}", "in the center of the {n}", "near the center of the {n}"),
+}
+EDGE_PLACES = (
+    "near the {t} edge of the {n}",
+    "close to the {t} edge of the {n}",
+    "along the {t} edge of the {n}",
+)
+CORNER_PLACES = ("in the {t} corner of the {n}", "near the {t} corner of the {n}")
+AXIS_PLACES = {
+    "end": ("near the {e} of the {n}", "at the {e} of the {n}", "close to the {e} of the {n}"),
+    "middle": ("halfway along the {n}", "about halfway along the {n}"),
+}
+ROUND_PLACES = {
+    "center": ("in the center of the {n}", "at the center of the {n}"),
+    "rim": ("near the {rim} of the {n}", "at the {rim} of the {n}", "along the {rim} of the {n}"),
+    "clock": ("at {c} o'clock on the {n}", "at the {c} o'clock position on the {n}"),
+    "rimclock": ("at {c} o'clock near the {rim} of the {n}", "on the {rim} of the {n} at {c} o'clock"),
+}
+# Universal paraphrases by grammatical number: singular ones only for one region, plural ones
+# only for several, quantified ones ("any", "every") for either.
+UNIVERSAL_ONE = (
+    "the anomaly", "the defect", "the anomalous region", "the abnormal spot on the {n}",
+    "the defect on the {n}", "the anomaly on the {n}", "the abnormality on the {n}",
+)  # fmt: skip
+UNIVERSAL_MANY = (
+    "all anomalies", "all defects on the {n}", "the defects of the {n}", "the anomalous regions",
+    "all the anomalies on the {n}", "the abnormalities on the {n}", "the defects on the {n}",
+)  # fmt: skip
+UNIVERSAL_ANY = (
+    "any defect", "any anomaly on the {n}", "every anomaly on the {n}", "everything abnormal on the {n}",
+    "any defect on the {n}", "every defect on the {n}", "anything anomalous on the {n}",
+    "any abnormality on the {n}",
+)  # fmt: skip
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
+FILL_SHARE = 0.6  # a region this wide and tall within its frame gets no place words
+PART_MARGIN = 0.03  # a part word ("upper", "left") needs the centroid this far inside its third
+MIN_SENTENCES = 8  # per defect image; reached by rewording the type ref when few kinds apply
+TOP_UP_TRIES = 12
 DECORATE_P = 0.8  # twice the chance of each optional true word (adjective or place)
 ADJECTIVE_ORDER = ("size", "shape", "colour", "tone")  # English order: size, shape, colour
+PREPOSITIONS = {"in", "on", "of", "between", "by", "where", "at", "from"}
 
 
 def universal_refs(record: dict) -> list[dict]:
@@ -71,11 +106,13 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[
     """Refs for one sample record (needs category, defect_type, regions, frame)."""
     category, regions = record["category"], record["regions"]
     noun = vocab.noun(category)
+    frame = _frame_rule(record, vocab)
     if not regions:
-        return _no_target_refs(record, vocab, noun, rng)
-    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, rng)
+        return _no_target_refs(record, vocab, noun, frame, rng)
+    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, frame, rng)
     everything = [r["region_id"] for r in regions]
-    universal = [str(rng.choice(UNIVERSAL)).format(n=noun)]
+    options = (UNIVERSAL_ONE if len(regions) == 1 else UNIVERSAL_MANY) + UNIVERSAL_ANY
+    universal = [str(rng.choice(options)).format(n=noun)]
     refs = [
         _ref("universal", everything, [("anomaly", "universal/anomaly"), (universal[0], "universal/other")])
     ]
@@ -86,18 +123,48 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[
     refs += w.size_refs()
     refs += w.relative_refs()
     refs += w.attribute_refs()
-    refs.append(_other_type_ref(record, vocab, noun, rng))
-    return [ref for ref in refs if ref is not None]
+    refs.append(_other_type_ref(record, vocab, noun, frame, rng))
+    refs = _unique([ref for ref in refs if ref is not None])
+    w.top_up(refs, everything)
+    return refs
+
+
+def _unique(refs: list[dict]) -> list[dict]:
+    """Each sentence once per image (the first ref that wrote it keeps it); empty refs go."""
+    seen, out = set(), []
+    for ref in refs:
+        sentences = [s for s in ref["sentences"] if s["text"] not in seen]
+        seen |= {s["text"] for s in sentences}
+        if sentences:
+            out.append({**ref, "sentences": sentences})
+    return out
+
+
+def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
+    """The category's frame rule, with the kind the record's frame actually has (an object that
+    could not be separated from its background falls back to the whole image)."""
+    rule = vocab.frame(record["category"])
+    kind = record["frame"].get("kind")
+    if kind is None:  # a record written before frames had kinds
+        kind = "texture" if record["frame"]["source"] == "image" else "box"
+    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox")}
 
 
 class _Writer:
-    def __init__(self, record: dict, words: DefectWords, noun: str, rng: np.random.Generator):
+    def __init__(self, record: dict, words: DefectWords, noun: str, frame: dict, rng: np.random.Generator):
         self.regions = record["regions"]
         self.by_id = {r["region_id"]: r for r in self.regions}
         self.type = record["defect_type"]
-        self.words, self.noun, self.rng = words, noun, rng
+        self.words, self.noun, self.frame, self.rng = words, noun, frame, rng
         self.prep = "in" if record["frame"]["source"] == "image" else "on"
         self.phrase_words = set(tokenize(" ".join(p for pair in words.phrases for p in pair)))
+        # No place words when the name already says where ("scratch on the head") or names the
+        # whole object ("upside-down nut"); no "on the NOUN" after a phrase that has its own.
+        self.placed = words.placed or words.whole_object
+        self.own_prep = bool(self.phrase_words & PREPOSITIONS)
+        # Synonym k of this image is phrase order[k]: the two sentences of a ref differ, and the
+        # first name is not always the vocabulary's first.
+        self.order = [int(i) for i in rng.permutation(len(words.phrases))]
 
     # -- one sentence ---------------------------------------------------------
     def sentence(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
@@ -106,7 +173,9 @@ class _Writer:
         """``det [adjectives] head [place | on the noun] [tail]``, verified to denote ``target``.
 
         ``own`` is the ref's own adjective (claim field, word); optional true adjectives
-        (and, with ``decorate="words+place"``, a place) are added at random.
+        (and, with ``decorate="words+place"``, a place) are added at random. At most one
+        size-like word: a size word and an elongated-shape word ("long", "thin") exclude each
+        other; no place is added to a ref that picks by an extreme ("the leftmost").
         """
         plural = len(target) > 1
         slots = {field: None for field in ADJECTIVE_ORDER}
@@ -116,6 +185,10 @@ class _Writer:
             for field, value, options in self.shared_attributes(target):
                 if field == "size" and claims.extreme in ("largest", "smallest"):
                     continue
+                if (field == "size" and claims.shape == "elongated") or (
+                    field == "shape" and value == "elongated" and claims.size is not None
+                ):
+                    continue
                 if (
                     slots[field] is None
                     and getattr(claims, field) is None
@@ -123,25 +196,35 @@ class _Writer:
                 ):
                     slots[field] = str(self.rng.choice(options))
                     claims = claims.with_(**{field: value})
-            if decorate == "words+place" and place is None and not tail:
-                term = self.shared_place(target)
-                if term is not None and claims.cells is None and self.rng.random() < DECORATE_P / 2:
-                    place, claims = self.place(term), claims.with_(cells=TERM_CELLS[term])
+            if (
+                decorate == "words+place"
+                and place is None
+                and not tail
+                and claims.extreme is None
+                and not self.placed
+                and not _has_place(claims)
+            ):
+                shared = self.shared_places(target)
+                if shared and self.rng.random() < DECORATE_P / 2:
+                    changes, texts = shared[0]
+                    place, claims = str(self.rng.choice(texts)), claims.with_(**changes)
         if denotation(claims, self.regions, self.type) != set(target):
             return None
-        singular, many = self.words.phrases[synonym % len(self.words.phrases)]
+        singular, many = self.words.phrases[self.order[synonym % len(self.order)]]
         words = [det, *(w for w in slots.values() if w), many if plural else singular]
         if place:
             words.append(place)
-        elif not self.words.whole_object and not tail and self.rng.random() < 0.5:
+        elif not self.words.whole_object and not self.own_prep and not tail and self.rng.random() < 0.5:
             words.append(f"{self.prep} the {self.noun}")
         if tail:
             words.append(tail)
         return " ".join(w for w in words if w)
 
     def shared_attributes(self, target) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(claim field, value, words) true of every target region, in adjective order."""
+        """(claim field, value, words) true of every target region, in adjective order, limited
+        to the looks the defect's nature has (a gap has no colour, tone or shape)."""
         regions = [self.by_id[i] for i in target]
+        looks = self.words.looks
 
         def common(get):
             values = {get(r) for r in regions}
@@ -149,28 +232,24 @@ class _Writer:
 
         out = []
         size = common(lambda r: r["size"])
-        if size and not self.words.sized:
+        if size and not self.words.sized and "size" in looks:
             out.append(("size", size, SIZE_WORDS[size]))
         shape = common(lambda r: r["shape"]["word"])
-        if shape in SHAPE_WORDS:
+        if shape in SHAPE_WORDS and "shape" in looks:
             out.append(("shape", shape, SHAPE_WORDS[shape]))
         tone = common(lambda r: r["appearance"]["tone"])
         colour = common(lambda r: r["appearance"]["colour"])
-        if colour and colour not in self.phrase_words:
+        if colour and colour not in self.phrase_words and "colour" in looks:
             out.append(("colour", colour, (colour,)))
-        elif tone in TONE_WORDS:
+        elif tone in TONE_WORDS and "tone" in looks and not self.phrase_words & set(TONE_WORDS[tone]):
             out.append(("tone", tone, TONE_WORDS[tone]))
         return out
 
-    def shared_place(self, target) -> str | None:
-        cells = {CELL_OF_WORD[self.by_id[i]["location"]] for i in target}
-        fitting = [t for t, allowed in TERM_CELLS.items() if cells <= allowed]
-        return min(fitting, key=lambda t: len(TERM_CELLS[t])) if fitting else None
-
-    def place(self, term: str) -> str:
-        kind = _term_kind(term)
-        frame = str(self.rng.choice(PLACES[kind]))
-        return frame.format(t=term, n=self.noun, part={"top": "upper", "bottom": "lower"}.get(term, ""))
+    def shared_places(self, target) -> list[tuple[dict, tuple[str, ...]]]:
+        """Place terms (claim changes, phrasings) true of every target region, most specific first."""
+        per_region = [place_terms(self.by_id[i], self.frame, self.noun) for i in target]
+        keys = set.intersection(*({_key(c) for c, _ in terms} for terms in per_region))
+        return [(c, texts) for c, texts in per_region[0] if _key(c) in keys]
 
     def base(self) -> Claims:
         return Claims(defect_type=self.type)
@@ -181,6 +260,32 @@ class _Writer:
         return _ref(kind, target, sentences)
 
     # -- kinds ------------------------------------------------------------------
+    def top_up(self, refs: list[dict], everything: list[int]) -> None:
+        """Add differently worded type sentences (place and true adjectives drawn again) to the
+        type ref until the image has MIN_SENTENCES, for images whose defect leaves few kinds of
+        ref (one region of a type that already names its place or size)."""
+        count = sum(len(ref["sentences"]) for ref in refs)
+        ref = next((r for r in refs if r["kind"] == "type"), None)
+        if ref is None or count >= MIN_SENTENCES:
+            return
+        seen = {s["text"] for r in refs for s in r["sentences"]}
+        dets = ["the", "all the"] if len(everything) > 1 else ["the"]
+        for attempt in range(TOP_UP_TRIES):
+            text = self.sentence(everything, self.base(), str(self.rng.choice(dets)), synonym=attempt)
+            if text and text not in seen:
+                seen.add(text)
+                ref["sentences"].append(
+                    {
+                        "text": text,
+                        "tokens": tokenize(text),
+                        "origin": "template",
+                        "template": "type/the-TYPE-more",
+                    }
+                )
+                count += 1
+                if count >= MIN_SENTENCES:
+                    return
+
     def type_ref(self, target) -> dict | None:
         dets = ["the", "all the"] if len(target) > 1 else ["the"]
         return self.two("type", target, lambda k: (
@@ -197,27 +302,31 @@ class _Writer:
             f"count/{dets[k].split()[0]}-N-TYPE"))  # fmt: skip
 
     def location_refs(self) -> list[dict]:
-        groups: dict[str, list[int]] = {}
+        """Refs by place: every place term of the frame that picks out a set of regions."""
+        if self.placed:
+            return []
+        groups: dict[tuple, list] = {}
+        seen = set()
         for r in self.regions:
-            groups.setdefault(r["location"], []).append(r["region_id"])
+            for changes, texts in place_terms(r, self.frame, self.noun):
+                if _key(changes) in seen:
+                    continue
+                seen.add(_key(changes))
+                picked = denotation(self.base().with_(**changes), self.regions, self.type)
+                if picked:
+                    groups.setdefault(tuple(sorted(picked)), []).append((changes, texts))
         refs = []
-        for word in sorted(groups, key=lambda w: CELL_OF_WORD[w]):
-            target = groups[word]
-            terms = [
-                t for t in _terms_for(word) if self.denotes(self.base().with_(cells=TERM_CELLS[t]), target)
-            ]
-            if not terms:
-                continue
+        for target, terms in sorted(groups.items(), key=lambda item: len(item[0])):  # single regions first
             det = "the" if len(target) == 1 else f"the {NUMBERS.get(len(target), len(target))}"
 
             def build(k, terms=terms, target=target, det=det):
-                term = terms[k % len(terms)]
-                claims = self.base().with_(cells=TERM_CELLS[term])
-                text = self.sentence(target, claims, det, synonym=k, place=self.place(term))
-                return text, f"location/{_term_kind(term)}"
+                changes, texts = terms[k % len(terms)]
+                place = str(self.rng.choice(texts))
+                text = self.sentence(list(target), self.base().with_(**changes), det, synonym=k, place=place)
+                return text, f"location/{_template_kind(changes)}"
 
-            refs.append(self.two("location", target, build))
-        return refs[:MAX_GROUP_REFS]
+            refs.append(self.two("location", list(target), build))
+        return [r for r in refs if r][:MAX_GROUP_REFS]
 
     def size_refs(self) -> list[dict]:
         if self.words.sized:
@@ -294,12 +403,91 @@ class _Writer:
         return denotation(claims, self.regions, self.type) == set(target)
 
 
-def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, rng) -> list[dict]:
+def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[str, ...]]]:
+    """Place terms true of ``region`` in ``frame`` (a frame rule with its kind): (claim changes,
+    phrasings), most specific first."""
+    place = region_place(region)
+    kind = frame["kind"]
+    if frame.get("bbox") and _fills(region["bbox"], frame["bbox"]):
+        return []  # a region that fills its frame (an empty bottle) is not anywhere on it
+    if kind == "axis":
+        end = place.get("end")
+        if end == "middle":
+            return [({"end": "middle"}, tuple(t.format(n=noun) for t in AXIS_PLACES["middle"]))]
+        if end in ("start", "end"):
+            name = frame["ends"][0 if end == "start" else 1]
+            return [({"end": end}, tuple(t.format(e=name, n=noun) for t in AXIS_PLACES["end"]))]
+        return []
+    if kind == "round":
+        ring, clock, rim = place.get("ring"), place.get("clock"), frame["rim"]
+        terms = []
+        if ring == "center":
+            terms.append(({"ring": "center"}, ROUND_PLACES["center"]))
+        if ring == "rim" and clock:
+            terms.append(({"ring": "rim", "clock": clock}, ROUND_PLACES["rimclock"]))
+        if clock:
+            terms.append(({"clock": clock}, ROUND_PLACES["clock"]))
+        if ring == "rim":
+            terms.append(({"ring": "rim"}, ROUND_PLACES["rim"]))
+        return [(c, tuple(t.format(n=noun, c=clock, rim=rim) for t in texts)) for c, texts in terms]
+    edges = place.get("edges") or []
+    terms = []
+    if len(edges) == 2:
+        corner = " ".join(edges)
+        terms.append(({"edges": frozenset(edges)}, tuple(t.format(t=corner, n=noun) for t in CORNER_PLACES)))
+    for edge in edges:
+        terms.append(({"edges": frozenset({edge})}, tuple(t.format(t=edge, n=noun) for t in EDGE_PLACES)))
+    for term in _terms_for(region["location"]):
+        if not _clearly_in(term, region["rel_position"]):
+            continue
+        part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
+        texts = PART_PLACES[_term_kind(term)]
+        terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
+    return terms
+
+
+def _fills(box: list[int], frame: list[int]) -> bool:
+    """Does a region's box span most of the frame's width and height (FILL_SHARE)?"""
+    return box[2] >= FILL_SHARE * frame[2] and box[3] >= FILL_SHARE * frame[3]
+
+
+def _clearly_in(term: str, rel: list[float]) -> bool:
+    """Is the centroid inside the term's rows/columns of the 3x3 grid by PART_MARGIN (so that a
+    region on a cell border is not called "upper" or "left")?"""
+    rx, ry = rel
+    lo, hi = 1 / 3 - PART_MARGIN, 2 / 3 + PART_MARGIN
+    inside = {"top": ry <= lo, "bottom": ry >= hi, "left": rx <= lo, "right": rx >= hi,
+              "center": lo + 2 * PART_MARGIN <= rx <= hi - 2 * PART_MARGIN
+              and lo + 2 * PART_MARGIN <= ry <= hi - 2 * PART_MARGIN}  # fmt: skip
+    return all(inside[word] for word in term.split())
+
+
+def _key(changes: dict) -> tuple:
+    return tuple(sorted((k, tuple(sorted(map(str, v))) if isinstance(v, frozenset) else v)
+                        for k, v in changes.items()))  # fmt: skip
+
+
+def _has_place(claims: Claims) -> bool:
+    return any(v is not None for v in (claims.cells, claims.edges, claims.end, claims.ring, claims.clock))
+
+
+def _template_kind(changes: dict) -> str:
+    if "edges" in changes:
+        return "corner" if len(changes["edges"]) == 2 else "edge"
+    if "cells" in changes:
+        return "part"
+    if "end" in changes:
+        return "axis"
+    return "round"
+
+
+def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng) -> list[dict]:
     """Good image: the universal prompt, and two plausible defects of the category, placed at random."""
     refs = [_ref("no_target", [], [("anomaly", "no_target/anomaly")])]
     types = [t for t in vocab.category_types(record["category"]) if t != "combined"]
+    types = [t for t in types if not t.endswith("_anomalies")]  # folder names, not defect kinds
     sentences = [
-        (_absent_phrase(vocab, record, t, noun, rng), "no_target/type") for t in _pick(rng, types, 2)
+        (_absent_phrase(vocab, record, t, noun, frame, rng), "no_target/type") for t in _pick(rng, types, 2)
     ]
     refs.append(_ref("no_target", [], sentences))
     return refs
@@ -312,50 +500,79 @@ def _pick(rng: np.random.Generator, options: list, k: int) -> list:
     return [options[i] for i in sorted(rng.choice(len(options), size=k, replace=False))]
 
 
-def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, rng) -> dict | None:
+def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng) -> dict | None:
     """A phrase of another defect type of the category: it refers to nothing here."""
     category, own = record["category"], record["defect_type"]
-    if own == "combined":
-        return None  # a combined image may show any type
+    if own == "combined" or own.endswith("_anomalies"):
+        return None  # a combined image (or one named only by its folder) may show any type
     own_words = set(vocab.words(category, own).phrases)
-    types = [t for t in vocab.category_types(category) if t not in (own, "combined")]
+    types = [
+        t
+        for t in vocab.category_types(category)
+        if t not in (own, "combined") and not t.endswith("_anomalies")
+    ]
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
-    if not types:
-        return None
-    text = _absent_phrase(vocab, record, str(rng.choice(types)), noun, rng)
-    return _ref("other_type", [], [(text, "other_type")])
+    sentences = [
+        (_absent_phrase(vocab, record, t, noun, frame, rng), "other_type") for t in _pick(rng, types, 2)
+    ]
+    return _ref("other_type", [], sentences)
 
 
 ABSENT_SIZE = ("", "small", "tiny", "large", "big")
-ABSENT_LOOK = (
-    "",
-    "dark",
-    "bright",
-    "thin",
-    "long",
-    "round",
-    "red",
-    "brown",
-    "black",
-    "white",
-    "gray",
-    "yellow",
-)
+ABSENT_ARTICLES = ("the", "a", "any")  # "a crack near ...", "any scratch on the head": nothing here
+ABSENT_LOOK = {"tone": ("dark", "bright"), "shape": ("thin", "long", "round"),
+               "colour": ("red", "brown", "black", "white", "gray", "yellow")}  # fmt: skip
 
 
-def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str, rng) -> str:
-    """A plausible but absent defect of the category: size/look words and a place at random
-    (no colour words on grayscale images, where they would be implausible)."""
+def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str, frame: dict, rng) -> str:
+    """A plausible but absent defect of the category: size/look words its nature allows and a place
+    of the frame, at random (no colour words on grayscale images, where they would be implausible)."""
     words = vocab.words(record["category"], defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
-    size = "" if words.sized else str(rng.choice(ABSENT_SIZE))
-    looks = ABSENT_LOOK if record.get("channels", 3) == 3 else ABSENT_LOOK[:6]
+    size = "" if words.sized or "size" not in words.looks else str(rng.choice(ABSENT_SIZE))
+    looks = [""]
+    for field in ("tone", "shape", "colour"):
+        if field in words.looks and (field != "colour" or record.get("channels", 3) == 3):
+            looks += [w for w in ABSENT_LOOK[field] if not (size and w in ("thin", "long"))]
     look = str(rng.choice(looks))
-    det = " ".join(w for w in ("the", size, look) if w)
-    term = str(rng.choice(list(TERM_CELLS)))
-    frame = str(rng.choice(PLACES[_term_kind(term)]))
-    place = frame.format(t=term, n=noun, part={"top": "upper", "bottom": "lower"}.get(term, ""))
-    return f"{det} {head} {place}"
+    if words.whole_object:
+        size = ""  # "the big upside-down nut": the object's own size is not the defect's
+    article = str(rng.choice(ABSENT_ARTICLES))
+    first = next(w for w in (size, look, head) if w)
+    if article == "a" and first[0] in "aeiou":
+        article = "an"
+    det = " ".join(w for w in (article, size, look) if w)
+    if words.whole_object:
+        return f"{det} {head}"
+    if words.placed:  # the phrase says where; only the object may follow
+        tail = f" of the {noun}" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
+        return f"{det} {head}" + str(rng.choice(("", tail)))
+    return f"{det} {head} {_random_place(frame, noun, rng)}"
+
+
+def _random_place(frame: dict, noun: str, rng) -> str:
+    """Any place phrase of the frame, each phrasing equally likely (for a defect that is not there)."""
+    return str(rng.choice(_all_places(frame["kind"], tuple(frame["ends"]), frame["rim"], noun)))
+
+
+@cache
+def _all_places(kind: str, ends: tuple[str, str], rim: str, noun: str) -> tuple[str, ...]:
+    if kind == "axis":
+        out = [t.format(e=e, n=noun) for e in ends for t in AXIS_PLACES["end"]]
+        return tuple(out + [t.format(n=noun) for t in AXIS_PLACES["middle"]])
+    if kind == "round":
+        out = [t.format(n=noun, rim=rim) for part in ("center", "rim") for t in ROUND_PLACES[part]]
+        return tuple(out + [t.format(n=noun, c=c, rim=rim) for part in ("clock", "rimclock")
+                            for t in ROUND_PLACES[part] for c in range(1, 13)])  # fmt: skip
+    out = []
+    for term in TERM_CELLS:
+        if " " in term:
+            out += [t.format(t=term, n=noun) for t in CORNER_PLACES]
+        elif term != "center":
+            out += [t.format(t=term, n=noun) for t in EDGE_PLACES]
+        part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
+        out += [t.format(t=term, part=part, n=noun) for t in PART_PLACES[_term_kind(term)]]
+    return tuple(out)
 
 
 def _terms_for(word: str) -> list[str]:

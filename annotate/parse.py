@@ -1,9 +1,11 @@
 """Read a sentence back into Claims, independently of how the generator wrote it.
 
 The parser knows the vocabulary's defect phrases (longest match first, so "little chip"
-or "gap left by a missing cable" are read as types before their words could be read as
+or "gap left by a missing conductor" are read as types before their words could be read as
 sizes or places) and a closed list of words for places, sizes, tones, colours, shapes,
-extremes and counts. Words it does not know are ignored.
+extremes and counts, and the place words of the category's frame (edges and corners of a
+box, the named ends of an elongated object, clock directions and the rim of a round one).
+Words it does not know are ignored.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ COLOURS = {"red", "orange", "yellow", "green", "blue", "purple", "brown", "black
 SHAPES = {"elongated": "elongated", "long": "elongated", "thin": "elongated", "narrow": "elongated",
           "round": "round", "circular": "round", "roundish": "round", "irregular": "irregular",
           "irregularly": "irregular", "ragged": "irregular"}  # fmt: skip
+EDGE_WORDS = {"edge", "edges", "corner", "corners", "border"}
+QUANTIFIERS = {"any", "every", "each", "everything"}
 COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
           "nine": 9, "ten": 10, "both": 2, "single": 1, "sole": 1}  # fmt: skip
 
@@ -63,8 +67,12 @@ def parse(text: str, category: str, vocab: Vocabulary, extra_types: tuple[str, .
         if forms:
             plural = next((f for f in forms if f is not None), None)
             claims = claims.with_(universal=True, plural=plural)
-    tokens, cells, extreme = _take_places(tokens)
-    changes: dict = {"cells": cells, "extreme": extreme}
+    if claims.universal and (len(tokens) == 1 or any(t in QUANTIFIERS for t in tokens)):
+        claims = claims.with_(plural=None)  # the bare prompt, "any defect", "every anomaly"
+    frame = vocab.frame(category)
+    tokens, frame_changes = _take_frame_places(tokens, frame)
+    tokens, cells, extreme, edges = _take_places(tokens)
+    changes: dict = {"cells": cells, "extreme": extreme, "edges": edges, **frame_changes}
     for token in tokens:
         for table, field in ((SIZES, "size"), (TONES, "tone"), (SHAPES, "shape"), (COUNTS, "count")):
             if token in table:
@@ -100,9 +108,48 @@ def _take_type(tokens, claims, category, vocab, extra_types=()):
     return tokens, claims.with_(defect_type=found[0], plural=found[1])
 
 
+def _take_frame_places(tokens, frame: dict):
+    """Words of an axis or round frame: the ends' names and "halfway" (axis); "N o'clock", the
+    rim word (or a bare "edge") and "center"/"middle" (round). Returns (rest, claim changes)."""
+    changes, rest, i = {}, [], 0
+    kind = frame["kind"]
+    ends = [tokenize(e) for e in frame["ends"]]
+    rim = tokenize(frame["rim"])
+    while i < len(tokens):
+        t = tokens[i]
+        if kind == "axis":
+            hit = next((k for k, words in enumerate(ends) if tokens[i : i + len(words)] == words), None)
+            if hit is not None:
+                changes["end"] = _one(changes.get("end"), ("start", "end")[hit], "end", " ".join(tokens))
+                i += len(ends[hit])
+                continue
+            if t == "halfway":
+                changes["end"] = _one(changes.get("end"), "middle", "end", " ".join(tokens))
+                i += 1
+                continue
+        if kind == "round":
+            if t.isdigit() and tokens[i + 1 : i + 3] == ["o", "clock"] and 1 <= int(t) <= 12:
+                changes["clock"] = _one(changes.get("clock"), int(t), "clock", " ".join(tokens))
+                i += 3
+                continue
+            previous = tokens[i - 1] if i else None
+            if tokens[i : i + len(rim)] == rim or (t in ("edge", "rim") and previous not in SIDES | ROWS):
+                changes["ring"] = _one(changes.get("ring"), "rim", "ring", " ".join(tokens))
+                i += len(rim) if tokens[i : i + len(rim)] == rim else 1
+                continue
+            if t in CENTRE:
+                changes["ring"] = _one(changes.get("ring"), "center", "ring", " ".join(tokens))
+                i += 1
+                continue
+        rest.append(t)
+        i += 1
+    return rest, changes
+
+
 def _take_places(tokens):
-    """Location terms (intersected) and directional extremes ("farthest to the left")."""
-    cells, extreme, rest, i = None, None, [], 0
+    """Location terms (intersected), edges and corners ("near the top edge", "in the top left
+    corner": the region lies near those sides) and directional extremes ("farthest to the left")."""
+    cells, extreme, edges, rest, i = None, None, None, [], 0
     farthest = any(t in FARTHEST for t in tokens)
     while i < len(tokens):
         t = tokens[i]
@@ -123,9 +170,14 @@ def _take_places(tokens):
         if farthest and term in ("left", "right", "top", "bottom"):
             extreme = {"left": "leftmost", "right": "rightmost", "top": "topmost", "bottom": "lowest"}[term]
             continue
+        if i < len(tokens) and tokens[i] in EDGE_WORDS and term != "center":
+            sides = frozenset(term.split())
+            edges = sides if edges is None else edges | sides
+            i += 1
+            continue
         allowed = TERM_CELLS[term]
         cells = allowed if cells is None else cells & allowed
-    return rest, cells, extreme
+    return rest, cells, extreme, edges
 
 
 def _find(tokens, words):

@@ -9,12 +9,25 @@ flagged ``fallback=True`` so that the build can report it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 from mvtec_ref.errors import MvtecRefError
 from mvtec_ref.schema import schema_errors
+
+# What each nature of defect may be described by. A gap (a missing or broken-off part) shows
+# nothing of its own, so it has no colour or tone and its size is the gap's; a deformation (bent,
+# squeezed, misplaced) or a line (scratch, crack) has no shape word of its own beyond its name.
+NATURE_LOOKS = {
+    "spot": ("size", "shape", "colour", "tone"),  # stains, contamination, glue, oil
+    "line": ("size", "colour", "tone"),  # scratches, cracks, cuts, threads, folds
+    "mark": ("size", "colour", "tone"),  # imprints, rough patches, damaged areas
+    "hole": ("size", "shape"),  # holes and punctures: what shows through is not the defect's look
+    "gap": ("size",),  # missing and broken-off parts
+    "form": ("size",),  # bent, squeezed, flipped, misplaced, swapped parts
+}
+FRAME_DEFAULT_ENDS = ("one end", "other end")
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,12 @@ class DefectWords:
     sized: bool = False
     whole_object: bool = False
     fallback: bool = False
+    placed: bool = False  # the phrase says where on the object ("scratch on the head")
+    nature: str = "mark"
+
+    @property
+    def looks(self) -> tuple[str, ...]:
+        return NATURE_LOOKS[self.nature]
 
 
 @dataclass
@@ -30,9 +49,17 @@ class Vocabulary:
     source: str
     nouns: dict[str, str]
     defects: dict[str, dict[str, DefectWords]]
+    frames: dict[str, dict] = field(default_factory=dict)
 
     def noun(self, category: str) -> str:
         return self.nouns.get(category) or category.replace("_", " ")
+
+    def frame(self, category: str, default_kind: str = "box") -> dict:
+        """The category's frame rule ``{"kind", "ends", "rim"}`` (``default_kind`` when unset)."""
+        frame = dict(self.frames.get(category) or {"kind": default_kind})
+        frame.setdefault("ends", FRAME_DEFAULT_ENDS)
+        frame.setdefault("rim", "edge")
+        return frame
 
     def words(self, category: str, defect_type: str) -> DefectWords:
         known = self.defects.get(category, {}).get(defect_type)
@@ -93,9 +120,12 @@ def _from_data(data: dict, path) -> Vocabulary:
                 tuple((s, p) for s, p in w["phrases"]),
                 sized=w.get("sized", False),
                 whole_object=w.get("whole_object", False),
+                placed=w.get("placed", False),
+                nature=w.get("nature", "mark"),
             )
             for d, w in v["defects"].items()
         }
         for c, v in data["categories"].items()
     }
-    return Vocabulary(data["source"], nouns, defects)
+    frames = {c: v["frame"] for c, v in data["categories"].items() if "frame" in v}
+    return Vocabulary(data["source"], nouns, defects, frames)

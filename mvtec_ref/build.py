@@ -191,7 +191,7 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
     """Read one image (and its mask), check them, and derive its regions and refs."""
     from annotate import load_vocabulary, refs_for, universal_refs
     from mvtec_ref.regions import regions_from_mask
-    from mvtec_ref.regions.describe import object_frame
+    from mvtec_ref.regions.frame import find_frame
     from mvtec_ref.regions.mask import decode_image
 
     hashes, warnings = [], []
@@ -199,18 +199,19 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         data = _read(root, src.image_path, hashes)
         image = decode_image(data, src.image_path)
         height, width = image.shape[:2]
-        frame, frame_source = (0, 0, width, height), "image"
-        regions, labels, defect_type = [], None, src.defect_type
+        regions, labels, defect_type, binary = [], None, src.defect_type, None
         if src.mask_path is not None:
             binary, labels = _read_masks(root, src, (height, width), config, hashes, warnings)
             if not binary.any():
                 raise EmptyMaskError(src.mask_path, "mask of a defect image is empty (all zero)")
             if src.value_names:
                 defect_type = _named_type(labels, dict(src.value_names), src.defect_type)
-            if src.kind == "object" and config.regions.object_frame:
-                found = object_frame(image)
-                if found is not None:
-                    frame, frame_source = found, "object"
+        # Good images get the same frame rule as the defect images of their category.
+        kind = load_vocabulary(config.vocabulary or config.source).frame(
+            src.category, "box" if src.kind == "object" else "texture"
+        )["kind"]
+        frame = find_frame(image, kind if config.regions.object_frame else "texture", binary)
+        if binary is not None:
             regions = regions_from_mask(binary, image, frame, config.regions)
     except SampleError as error:
         return Processed(None, error, warnings, hashes)
@@ -234,7 +235,7 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         "channels": 1 if image.ndim == 2 else 3,
         "source_split": src.source_split,
         "split": src.source_split if src.source_split in ("train", "val", "test") else "test",
-        "frame": {"bbox": list(frame), "source": frame_source},
+        "frame": frame,
         "regions": region_records,
         "refs": [],
     }

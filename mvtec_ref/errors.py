@@ -56,6 +56,12 @@ class UnreadablePathError(SampleError):
     kind = "unreadable"
 
 
+class BinarizedMasksError(SampleError):
+    """Every mask of a category carries one value, so the values cannot name its defects."""
+
+    kind = "binarized_masks"
+
+
 class SourceLayoutError(MvtecRefError):
     """The root as a whole does not have the layout the source adapter reads."""
 

@@ -23,13 +23,14 @@ def _region(
     }  # fmt: skip
 
 
-# A hazelnut with two cracks: one dark at the top left, one larger at the bottom right.
+# A capsule (box frame) with two cracks: one dark in the top left corner, one larger at the
+# bottom right.
 RECORD = {
-    "category": "hazelnut",
+    "category": "capsule",
     "defect_type": "crack",
     "frame": {"source": "object"},
     "regions": [
-        _region(0, "top left", tone="darker", x=0.2, y=0.1, area=100),
+        _region(0, "top left", tone="darker", x=0.1, y=0.1, area=100),
         _region(1, "bottom right", x=0.8, y=0.9, area=400, shape="elongated"),
     ],
 }
@@ -57,25 +58,32 @@ def test_unknown_defect_type_falls_back_to_readable_phrase():
 @pytest.mark.parametrize(
     ("text", "target", "verdict"),
     [
-        ("the cracks on the hazelnut", [0, 1], OK),
+        ("the cracks on the capsule", [0, 1], OK),
         ("the two cracks", [0, 1], OK),
         ("anomaly", [0, 1], OK),
-        ("the crack in the top left corner of the hazelnut", [0], OK),
+        ("the crack in the top left corner of the capsule", [0], OK),
+        ("the crack in the upper left part of the capsule", [0], OK),
         ("the dark crack", [0], OK),
         ("the largest crack", [1], OK),
         ("the fissure closest to the bottom", [1], OK),
-        ("the hole on the hazelnut", [], OK),  # another type: refers to nothing
+        ("the poke mark on the capsule", [], OK),  # another type: refers to nothing
         # deliberately wrong:
-        ("the crack near the bottom of the hazelnut", [0], UNFAITHFUL),  # wrong location
+        ("the crack near the bottom of the capsule", [0], UNFAITHFUL),  # wrong location
+        ("the fissure near the bottom edge of the capsule", [1], OK),
+        ("the fissure near the right edge of the capsule", [1], UNFAITHFUL),  # x = 0.8: not near
+        ("the crack in the bottom left corner", [1], UNFAITHFUL),  # wrong corner
+        ("the anomaly", [0, 1], UNFAITHFUL),  # singular universal phrase for two
+        ("the defects of the capsule", [0], UNFAITHFUL),  # plural universal phrase for one
+        ("any defect", [0, 1], OK),  # number-neutral
         ("the three cracks", [0, 1], UNFAITHFUL),  # wrong count
-        ("the holes on the hazelnut", [0, 1], UNFAITHFUL),  # wrong type
+        ("the poke marks on the capsule", [0, 1], UNFAITHFUL),  # wrong type
         ("the crack on the hazelnut", [0, 1], UNFAITHFUL),  # singular for two
         ("the largest crack", [0], UNFAITHFUL),  # wrong extreme
         ("the bright crack", [1], UNFAITHFUL),  # wrong tone
         ("the red crack", [0], UNFAITHFUL),  # wrong colour
         ("the round crack", [1], UNFAITHFUL),  # wrong shape
         ("the nice one", [0], UNFAITHFUL),  # names nothing
-        ("the crack and the hole", [0], UNFAITHFUL),  # two types
+        ("the crack and the poke mark", [0], UNFAITHFUL),  # two types
         ("the crack", [0], AMBIGUOUS),  # true of region 0, but region 1 is a crack too
         ("the cracks near the top", [0], UNFAITHFUL),  # plural for one
         ("the small crack", [0], AMBIGUOUS),  # both are small
@@ -87,10 +95,11 @@ def test_checker_verdicts(text, target, verdict):
 
 
 def test_parser_reads_longest_type_phrase_first():
-    claims = parse("the gap left by a missing cable on the cable", "cable", VOCAB)
+    claims = parse("the gap left by a missing conductor on the cable", "cable", VOCAB)
     assert claims.defect_type == "missing_cable" and claims.cells is None
     claims = parse("the little chip near the top right corner", "bottle", VOCAB)
-    assert claims.defect_type == "broken_small" and claims.size is None and len(claims.cells) == 1
+    assert claims.defect_type == "broken_small" and claims.size is None
+    assert claims.cells is None and claims.edges == {"top", "right"}
     assert parse("the gray stroke", "tile", VOCAB).colour is None
 
 
@@ -136,6 +145,20 @@ def test_real_grid_bent_000_expressions(tmp_path):
     texts = {s["text"]: ref["region_ids"] for ref in record["refs"] for s in ref["sentences"]}
     assert texts["anomaly"] == [0, 1, 2]
     assert any("three" in t and ids == [0, 1, 2] for t, ids in texts.items())
-    assert any("top left" in t and ids == [0] for t, ids in texts.items())
-    assert any("bottom left" in t and ids == [2] for t, ids in texts.items())
+    # a 3x3 cell is a part, not a corner: "in the upper left part" / "toward the top left"
+    # region 0 lies at 32% of the height, on the border of the top third: no "upper" part word,
+    # but "the uppermost ..." picks it
+    upper = (
+        "top left",
+        "upper left",
+        "uppermost",
+        "topmost",
+        "highest",
+        "closest to the top",
+        "nearest the top",
+    )
+    assert any(any(w in t for w in upper) and ids == [0] for t, ids in texts.items())
+    assert not [t for t, ids in texts.items() if ids == [0] and ("upper" in t or "top left" in t)]
+    assert any(("bottom" in t or "lower" in t) and ids == [2] for t, ids in texts.items())
+    assert not [t for t, ids in texts.items() if ids and ("corner" in t or "edge" in t)]
     assert all(ids == [] for t, ids in texts.items() if "glue" in t or "thread" in t)

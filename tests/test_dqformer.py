@@ -53,6 +53,8 @@ def trained_run(tiny_dataset, tmp_path_factory) -> Path:
 
 def test_mirror_text_swaps_sides_but_not_the_verb():
     assert mirror_text("the crack in the top left corner") == "the crack in the top right corner"
+    assert mirror_text("the break at 2 o'clock on the bottle") == "the break at 10 o'clock on the bottle"
+    assert mirror_text("at 12 o'clock and at 6 o'clock") == "at 12 o'clock and at 6 o'clock"
     assert mirror_text("the rightmost hole; Left of it") == "the leftmost hole; Right of it"
     assert mirror_text("the gap left by a missing cable on the right") == (
         "the gap left by a missing cable on the left"

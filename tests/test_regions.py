@@ -51,7 +51,33 @@ def test_location_size_and_tone():
     assert (top_right.location, centre.location) == ("top right", "center")
     assert (top_right.appearance["tone"], centre.appearance["tone"]) == ("darker", "brighter")
     assert top_right.size == "small" and top_right.area_ratio == pytest.approx(800 / 90000, rel=1e-5)
-    assert centre.shape["word"] == "round"
+    assert centre.shape["word"] == "compact"  # a filled square is not round
+
+
+def test_round_needs_a_round_outline():
+    import cv2
+
+    m = np.zeros((200, 200), np.uint8)
+    cv2.circle(m, (60, 60), 25, 1, -1)
+    m[120:170, 120:170] = 1
+    image = np.full((200, 200), 120, np.uint8)
+    disc, square = _regions(m, image)
+    assert disc.shape["word"] == "round" and square.shape["word"] == "compact"
+
+
+def test_tone_needs_a_clear_margin_over_a_busy_surround():
+    """A region as bright as the gaps of a mesh around it is not "brighter" than the mesh."""
+    image = np.full((200, 200), 60, np.uint8)
+    image[:, ::4] = 200  # a striped surround: mean ~95, spread ~60
+    m = np.zeros((200, 200), np.uint8)
+    m[90:110, 90:110] = 1
+    image[90:110, 90:110] = 150  # 55 above the ring's mean, but within its spread
+    (region,) = _regions(m, image)
+    assert region.appearance["tone"] == "similar"
+    image[:, ::4] = 60  # the same region on a plain surround
+    image[90:110, 90:110] = 150
+    (region,) = _regions(m, image)
+    assert region.appearance["tone"] == "brighter"
 
 
 def test_location_is_relative_to_the_frame():

@@ -165,12 +165,34 @@ def test_mvtec_loco_real_sample(tmp_path):
     samples = _samples(tmp_path / "out")
     anomalies = [r for r in samples.values() if r["label_index"]]
     assert len(anomalies) == 6 and len(samples) == 9
-    # every real logical mask is 255 = missing_top_label in the real defects_config.json
-    assert {r["defect_type"] for r in anomalies} == {"missing_top_label"}
+    # every real logical mask of this copy is 255 (binarized, its README says): the build says so
+    # and names the type by the folder instead of calling everything "missing top label"
+    (binarized,) = [p for p in result.problems if p["kind"] == "binarized_masks"]
+    assert (
+        binarized["path"] == "juice_bottle/defects_config.json" and "single value 255" in binarized["problem"]
+    )
+    assert {r["defect_type"] for r in anomalies} == {"logical_anomalies"}
     assert all(r["width"] == 800 and r["height"] == 1600 for r in samples.values())
     assert all(r["source_attributes"] == {"anomaly_kind": "logical"} for r in anomalies)
-    assert all(reg["source_class"] == "missing_top_label" for r in anomalies for reg in r["regions"])
-    assert not [p for p in result.problems if p["kind"] != "vocabulary"]
+    texts = [s["text"] for r in anomalies for ref in r["refs"] if ref["region_ids"] for s in ref["sentences"]]
+    assert texts and not [t for t in texts if "missing top label" in t]
+    assert not [p for p in result.problems if p["kind"] not in ("vocabulary", "binarized_masks")]
+
+
+def test_mvtec_loco_binarized_masks_are_reported(tmp_path):
+    """All masks of a category carry one value: the values cannot name the defect."""
+    root = tmp_path / "loco"
+    _loco_tree(root)
+    cat = root / "juice_bottle"
+    _mask(cat / "ground_truth/structural_anomalies/000/000.png", [(10, 10, 12, 12, 255)])
+    result = _build("mvtec_loco", root, tmp_path / "out")
+    (problem,) = [p for p in result.problems if p["kind"] == "binarized_masks"]
+    assert "all 3 masks of juice_bottle carry the single value 255" in problem["problem"]
+    samples = _samples(tmp_path / "out")
+    assert samples["juice_bottle/test/logical_anomalies/000.png"]["defect_type"] == "logical_anomalies"
+    assert samples["juice_bottle/test/structural_anomalies/000.png"]["defect_type"] == "structural_anomalies"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert any(p["kind"] == "binarized_masks" for p in manifest["problems"])
 
 
 def test_mvtec_ad2_mask_pairing_and_lighting(tmp_path):

@@ -38,6 +38,9 @@ _MIRROR = {"left": "right", "right": "left", "leftmost": "rightmost", "rightmost
 _SIDE_WORD = re.compile(r"\b(leftmost|rightmost|left|right)\b(?! (?:by|behind|over)\b)", re.IGNORECASE)
 
 
+_CLOCK = re.compile(r"\b(1[0-2]|[1-9]) o'clock\b")
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Square resize: area averaging when shrinking (no aliasing of thin defects), else bilinear."""
     import cv2
@@ -54,7 +57,9 @@ def mirror_text(text: str) -> str:
         out = _MIRROR[word.lower()]
         return out.capitalize() if word[0].isupper() else out
 
-    return _SIDE_WORD.sub(swap, text)
+    text = _SIDE_WORD.sub(swap, text)
+    # clock directions on round objects mirror too: 2 o'clock <-> 10 o'clock (12 and 6 stay)
+    return _CLOCK.sub(lambda m: f"{(12 - int(m.group(1))) % 12 or 12} o'clock", text)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,12 @@ class RegionConfig:
     size_cuts: tuple[float, float] = (0.01, 0.05)
     # Ring around a region for contrast, in pixels: wide enough to average the texture.
     ring_width: int = 8
-    # Mean-gray difference (0-255 scale) beyond which a region is "darker"/"brighter".
-    tone_delta: float = 12.0
+    # Mean-gray difference (0-255 scale) beyond which a region is "darker"/"brighter" than its
+    # ring: a step a reader sees at once ...
+    tone_delta: float = 25.0
+    # ... and at least this many standard deviations of the ring's own gray levels, so that a
+    # region in a busy texture is toned only when it stands out of the texture's variation.
+    tone_spread: float = 1.0
     # CIE76 colour difference (Lab) beyond which a region's colour counts as distinct.
     colour_delta_e: float = 12.0
     # Second-moment axis ratio at or above which a region is "elongated".

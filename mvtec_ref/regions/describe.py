@@ -19,38 +19,18 @@ LOCATION_WORDS = (
 
 
 def object_frame(image: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Bounding box ``[x, y, w, h]`` of the object in front of a uniform background.
+    """Bounding box ``[x, y, w, h]`` of the object in front of a uniform background
+    (``mvtec_ref.regions.frame.object_mask``), or None when no convincing object is found."""
+    from mvtec_ref.regions.frame import object_mask
 
-    The background level is the median of the image border; pixels that differ from it
-    by more than an Otsu threshold are the object; its largest blob gives the box.
-    Returns None when no convincing object is found (covers < 2% or > 98% of the image).
-    """
-    import cv2
-
+    found = object_mask(image)
+    if found is None:
+        return None
+    obj, scale = found
     H, W = image.shape[:2]
-    scale = 128.0 / max(H, W)
-    small = cv2.resize(
-        image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA
-    ).astype(np.int16)
-    if small.ndim == 2:
-        small = small[:, :, None]
-    channels = small.shape[2]
-    edges = (small[:2], small[-2:], small[:, :2], small[:, -2:])
-    border = np.concatenate([e.reshape(-1, channels) for e in edges])
-    background = np.median(border, axis=0)
-    diff = np.abs(small - background).max(axis=2).astype(np.uint8)
-    _, fg = cv2.threshold(diff, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if n < 2:
-        return None
-    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h, area = (int(v) for v in stats[k])
-    share = area / (small.shape[0] * small.shape[1])
-    if share < 0.02 or w * h > 0.98 * small.shape[0] * small.shape[1]:
-        return None
-    x0, y0 = int(x / scale), int(y / scale)
-    x1, y1 = min(W, int(np.ceil((x + w) / scale))), min(H, int(np.ceil((y + h) / scale)))
+    ys, xs = np.nonzero(obj)
+    x0, y0 = int(xs.min() / scale), int(ys.min() / scale)
+    x1, y1 = min(W, int(np.ceil((xs.max() + 1) / scale))), min(H, int(np.ceil((ys.max() + 1) / scale)))
     return (x0, y0, x1 - x0, y1 - y0)
 
 
@@ -95,7 +75,7 @@ def shape(crop: np.ndarray, config: RegionConfig) -> dict:
         word = "elongated"
     elif fill < 0.3:
         word = "irregular"
-    elif elongation < 1.5 and fill >= 0.6:
+    elif elongation < 1.5 and fill >= 0.6 and circularity(crop) >= ROUND_CIRCULARITY:
         word = "round"
     else:
         word = "compact"
@@ -116,6 +96,24 @@ def shape(crop: np.ndarray, config: RegionConfig) -> dict:
     }
 
 
+# 4*pi*area / perimeter**2 of the outline: 1 for a disc, pi/4 (0.785) for a square, so a filled
+# rectangle is never "round" (a digital disc of radius 10 px measures 0.83, of 30 px 0.88).
+ROUND_CIRCULARITY = 0.82
+
+
+def circularity(crop: np.ndarray) -> float:
+    """Circularity of the largest outline in ``(h, w)`` bool ``crop`` (outline area / perimeter)."""
+    import cv2
+
+    padded = np.pad(crop.astype(np.uint8), 1)
+    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return 0.0
+    outline = max(contours, key=cv2.contourArea)
+    perimeter = cv2.arcLength(outline, True)
+    return float(4 * np.pi * cv2.contourArea(outline) / perimeter**2) if perimeter > 0 else 0.0
+
+
 def appearance(window: np.ndarray, inside: np.ndarray, ring: np.ndarray, config: RegionConfig) -> dict:
     """Contrast and colour of a region against the ring of normal pixels around it.
 
@@ -128,11 +126,16 @@ def appearance(window: np.ndarray, inside: np.ndarray, ring: np.ndarray, config:
     gray = window if window.ndim == 2 else cv2.cvtColor(window, cv2.COLOR_RGB2GRAY)
     g_in = float(gray[inside].mean())
     g_ring = float(gray[ring].mean()) if ring.any() else g_in
+    spread = float(gray[ring].std()) if ring.any() else 0.0
     delta = g_in - g_ring
+    # A tone only when the region stands out from its surround by a clear margin: beyond a fixed
+    # step and beyond the surround's own spread (a break in a mesh, whose ring mixes wires and
+    # the bright gaps between them, is not "darker" or "brighter" than the mesh).
+    margin = max(config.tone_delta, config.tone_spread * spread)
     tone = "similar"
-    if delta <= -config.tone_delta:
+    if delta <= -margin:
         tone = "darker"
-    elif delta >= config.tone_delta:
+    elif delta >= margin:
         tone = "brighter"
     result = {
         "tone": tone,

@@ -28,9 +28,10 @@ class Region:
     appearance: dict
     merged_specks: int
     segmentation: dict  # COCO RLE
+    place: dict | None = None  # where it lies in the frame's own terms (regions.frame.place)
 
     def to_record(self) -> dict:
-        return {
+        record = {
             "region_id": self.region_id,
             "bbox": list(self.bbox),
             "area": self.area,
@@ -44,21 +45,30 @@ class Region:
             "merged_specks": self.merged_specks,
             "segmentation": self.segmentation,
         }
+        if self.place is not None:
+            record["place"] = self.place
+        return record
 
 
 def regions_from_mask(
     binary: np.ndarray,
     image: np.ndarray,
-    frame: tuple[int, int, int, int],
+    frame: tuple[int, int, int, int] | dict,
     config: RegionConfig,
 ) -> list[Region]:
     """Split ``(H, W)`` {0,1} ``binary`` into described regions.
 
     ``image`` is the ``(H, W)`` or ``(H, W, 3)`` RGB image the mask belongs to and
-    ``frame`` the ``[x, y, w, h]`` box that location words are relative to.
+    ``frame`` the ``[x, y, w, h]`` box that location words are relative to, or a frame record
+    (``mvtec_ref.regions.frame.find_frame``), whose kind then also gives each region its ``place``.
     """
     import cv2
 
+    from mvtec_ref.regions.frame import place
+
+    frame_record = frame if isinstance(frame, dict) else None
+    if frame_record is not None:
+        frame = tuple(frame_record["bbox"])
     H, W = binary.shape
     labels, components = find_components(binary, config)
     defect = labels > 0
@@ -91,6 +101,7 @@ def regions_from_mask(
                 appearance=describe.appearance(image[y0:y1, x0:x1], inside, ring, config),
                 merged_specks=comp.merged_specks,
                 segmentation=encode_rle(full),
+                place=place(centroid, frame_record) if frame_record is not None else None,
             )
         )
     return regions

@@ -72,6 +72,7 @@ def _scan_category(root: Path, category: str, result: ScanResult) -> None:
     cat = root / category
     config = cat / "defects_config.json"
     names = defect_values(config) if config.is_file() else ()
+    start = len(result.images)
     for split, source_split in SPLITS:
         if not (cat / split).is_dir():
             continue
@@ -108,6 +109,54 @@ def _scan_category(root: Path, category: str, result: ScanResult) -> None:
                     )
                 )
     _check_orphans(root, cat, result)
+    if len(names) > 1:
+        _check_binarized(root, category, config, names, result, start)
+
+
+def _check_binarized(root: Path, category: str, config: Path, names, result: ScanResult, start: int) -> None:
+    """When every mask of the category carries the same single value (masks binarized, as in
+    copies that store LOCO's masks as 0/255), the values cannot name the defect: say so, and let
+    the folder (logical / structural anomalies) name the type instead of the value's defect."""
+    from dataclasses import replace
+
+    from mvtec_ref.errors import BinarizedMasksError
+
+    anomalies = [i for i in range(start, len(result.images)) if result.images[i].mask_path is not None]
+    masks = [p for i in anomalies for p in (result.images[i].mask_path, *result.images[i].extra_masks)]
+    if len(masks) < 2:
+        return
+    seen: set[int] = set()
+    for path in masks:
+        seen |= _mask_values(root / path)
+        if len(seen) > 1:
+            return  # the values differ: they name defects
+    if len(seen) != 1:
+        return
+    (value,) = seen
+    name = dict(names).get(value, "no defect")
+    result.problems.append(
+        BinarizedMasksError(
+            rel(root, config),
+            f"all {len(masks)} masks of {category} carry the single value {value} ({name!r} in "
+            "defects_config.json): they look binarized, so pixel values cannot name the defects; "
+            "defect types are taken from the folder names (logical_anomalies / structural_anomalies)",
+        )
+    )
+    for i in anomalies:
+        result.images[i] = replace(result.images[i], value_names=())
+
+
+def _mask_values(path: Path) -> set[int]:
+    """The nonzero values of one mask file (empty when unreadable: the build reports that file)."""
+    import cv2
+    import numpy as np
+
+    values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if values is None:
+        return set()
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    return {int(v) for v in np.unique(values) if v}
 
 
 def _masks(root: Path, folder: Path, result: ScanResult) -> list[str]:

@@ -1,0 +1,167 @@
+"""Frames that place words are relative to, one rule per object kind (the vocabulary's ``frame``).
+
+- ``texture``: the whole image ("near the top edge of the carpet");
+- ``box``: the upright object's bounding box ("in the upper left part of the transistor");
+- ``axis``: an elongated object at any angle (a screw): its principal axis from its own mask,
+  with two named ends, the wider one first ("near the head", "near the tip", "halfway along");
+- ``round``: a round object seen from above (bottle, hazelnut, nut): a circle, with clock-face
+  directions and centre / rim rings ("at 4 o'clock near the rim of the bottle").
+
+Every frame contains its defect: the object's mask is joined with the defect mask before the
+box, axis or circle is measured, so a missing screw tip (outside the screw's remaining mask)
+still lies inside the screw's axis. ``place`` turns a region's centroid into the frame's words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FRAME_KINDS = ("texture", "box", "axis", "round")
+# A region is "near" an edge or a corner of a box frame when its centroid lies within this share
+# of the frame's side from that edge (a 3x3 cell alone is never an edge or a corner).
+EDGE_BAND = 0.15
+# Along an axis: the first/last quarter is an end, 0.35-0.65 is "halfway along".
+END_BAND = 0.25
+MIDDLE_BAND = (0.35, 0.65)
+# Round frames: radius share below which a region is "in the centre", above which "at the rim";
+# clock directions are said only outside the centre.
+CENTRE_RADIUS = 0.3
+RIM_RADIUS = 0.7
+
+
+def object_mask(image: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The object's largest blob on a copy downscaled to 128 px: ``((h, w) bool, scale)``.
+
+    The background level is the median of the image border; pixels that differ from it by more
+    than an Otsu threshold are the object. None when no convincing object is found (it covers
+    < 2% of the image, or its box > 98%).
+    """
+    import cv2
+
+    H, W = image.shape[:2]
+    scale = 128.0 / max(H, W)
+    small = cv2.resize(
+        image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA
+    ).astype(np.int16)
+    if small.ndim == 2:
+        small = small[:, :, None]
+    channels = small.shape[2]
+    edges = (small[:2], small[-2:], small[:, :2], small[:, -2:])
+    border = np.concatenate([e.reshape(-1, channels) for e in edges])
+    background = np.median(border, axis=0)
+    diff = np.abs(small - background).max(axis=2).astype(np.uint8)
+    _, fg = cv2.threshold(diff, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if n < 2:
+        return None
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    w, h, area = (int(v) for v in stats[k, 2:5])
+    cells = small.shape[0] * small.shape[1]
+    if area / cells < 0.02 or w * h > 0.98 * cells:
+        return None
+    return labels == k, scale
+
+
+def find_frame(image: np.ndarray, kind: str, defect: np.ndarray | None = None) -> dict:
+    """The frame record of one image: ``{"bbox", "source", "kind", ...}``.
+
+    ``image`` is ``(H, W)`` or ``(H, W, 3)``; ``defect`` the ``(H, W)`` {0,1} mask or None (good
+    image). Axis frames add ``"axis": {"start", "end"}`` (wider end first, pixel (x, y)); round
+    frames add ``"center"`` and ``"radius"``. An object that cannot be separated from its
+    background (and every texture) gets the whole image (``source = "image"``).
+    """
+    import cv2
+
+    H, W = image.shape[:2]
+    whole = {"bbox": [0, 0, W, H], "source": "image", "kind": "texture"}
+    found = object_mask(image) if kind != "texture" else None
+    if found is None:
+        return whole
+    obj, scale = found
+    union = obj.copy()
+    if defect is not None:
+        small = cv2.resize(
+            defect.astype(np.uint8) * 255, (obj.shape[1], obj.shape[0]), interpolation=cv2.INTER_AREA
+        )
+        union |= small > 0
+    ys, xs = np.nonzero(union)
+    x0, y0 = int(xs.min() / scale), int(ys.min() / scale)
+    x1, y1 = min(W, int(np.ceil((xs.max() + 1) / scale))), min(H, int(np.ceil((ys.max() + 1) / scale)))
+    if defect is not None and defect.any():  # full-resolution defect extent, so nothing is cut off
+        dy, dx = np.nonzero(defect)
+        x0, y0 = min(x0, int(dx.min())), min(y0, int(dy.min()))
+        x1, y1 = max(x1, int(dx.max()) + 1), max(y1, int(dy.max()) + 1)
+    frame = {"bbox": [x0, y0, x1 - x0, y1 - y0], "source": "object", "kind": kind}
+    points = (np.stack([xs, ys], axis=1).astype(np.float64) + 0.5) / scale
+    if kind == "axis":
+        frame["axis"] = _axis(obj, scale, points)
+    elif kind == "round":
+        oy, ox = np.nonzero(obj)
+        centre = np.array([ox.mean() + 0.5, oy.mean() + 0.5]) / scale
+        radius = float(np.sqrt(len(ox) / np.pi) / scale)  # the disc of the object's area
+        radius = max(radius, float(np.linalg.norm(points - centre, axis=1).max()))
+        frame["center"] = [round(float(centre[0]), 2), round(float(centre[1]), 2)]
+        frame["radius"] = round(radius, 2)
+    return frame
+
+
+def _axis(obj: np.ndarray, scale: float, points: np.ndarray) -> dict:
+    """Principal axis of the object (``obj`` at ``scale``) spanning ``points`` (object + defect,
+    full-resolution (x, y)); its ends ordered so that the wider end of the object comes first."""
+    oy, ox = np.nonzero(obj)
+    own = (np.stack([ox, oy], axis=1).astype(np.float64) + 0.5) / scale
+    mean = own.mean(axis=0)
+    _, vecs = np.linalg.eigh(np.cov((own - mean).T))
+    direction = vecs[:, 1]
+    along = (points - mean) @ direction
+    lo, hi = float(along.min()), float(along.max())
+    t = ((own - mean) @ direction - lo) / max(hi - lo, 1e-9)
+    across = np.abs((own - mean) @ np.array([-direction[1], direction[0]]))
+    first, last = across[t <= END_BAND], across[t >= 1 - END_BAND]
+    width = (
+        float(np.percentile(first, 90)) if len(first) else 0.0,
+        float(np.percentile(last, 90)) if len(last) else 0.0,
+    )
+    start, end = mean + lo * direction, mean + hi * direction
+    if width[1] > width[0]:
+        start, end = end, start
+    return {"start": [round(float(v), 2) for v in start], "end": [round(float(v), 2) for v in end]}
+
+
+def place(centroid: tuple[float, float], frame: dict) -> dict:
+    """Where a centroid lies in ``frame`` in the frame's own terms.
+
+    box/texture: ``{"edges": [...]}`` (the sides within EDGE_BAND); axis: ``{"along": t}``
+    (0 at the wider end, 1 at the other) and ``"end"`` ("start", "end", "middle" or None);
+    round: ``{"radius": r}`` (0 centre, 1 rim), ``"ring"`` ("center", "rim" or None) and
+    ``"clock"`` (1-12, None in the centre).
+    """
+    x, y = centroid
+    if frame.get("kind") == "axis":
+        start, end = np.array(frame["axis"]["start"]), np.array(frame["axis"]["end"])
+        vec = end - start
+        t = float(np.clip((np.array([x, y]) - start) @ vec / max(float(vec @ vec), 1e-9), 0.0, 1.0))
+        where = "start" if t <= END_BAND else "end" if t >= 1 - END_BAND else None
+        if MIDDLE_BAND[0] <= t <= MIDDLE_BAND[1]:
+            where = "middle"
+        return {"along": round(t, 4), "end": where}
+    if frame.get("kind") == "round":
+        cx, cy = frame["center"]
+        r = min(float(np.hypot(x - cx, y - cy)) / max(frame["radius"], 1e-9), 1.0)
+        ring = "center" if r < CENTRE_RADIUS else "rim" if r >= RIM_RADIUS else None
+        angle = float(np.degrees(np.arctan2(x - cx, -(y - cy)))) % 360.0  # 0 = 12 o'clock, clockwise
+        hour = int(round(angle / 30.0)) % 12 or 12
+        return {"radius": round(r, 4), "ring": ring, "angle": round(angle, 1),
+                "clock": hour if r >= CENTRE_RADIUS else None}  # fmt: skip
+    bx, by, bw, bh = frame["bbox"]
+    rx, ry = (x - bx) / max(bw, 1), (y - by) / max(bh, 1)
+    near = (("top", ry <= EDGE_BAND), ("bottom", ry >= 1 - EDGE_BAND),
+            ("left", rx <= EDGE_BAND), ("right", rx >= 1 - EDGE_BAND))  # fmt: skip
+    return {"edges": [side for side, yes in near if yes]}
+
+
+def clock_distance(angle: float, hour: int) -> float:
+    """Degrees between a direction (0 = 12 o'clock, clockwise) and a clock hour."""
+    d = abs(angle - (hour % 12) * 30.0) % 360.0
+    return min(d, 360.0 - d)
