@@ -276,7 +276,7 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
     type=click.Choice(["testA", "testB", "test"]),
     default="testA",
     show_default=True,
-    help="Name of the test split in the refcoco/grefcoco layouts (ReLA registers and CRIS keeps testA/testB).",
+    help="Name of the test split in the refcoco/grefcoco layouts (ReLA registers, CRIS keeps testA/testB).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export(dataset: Path, fmt: str, out: Path, images: str, test_split: str, quiet: bool) -> None:

@@ -2,7 +2,9 @@
 
 Predictions are either a folder of PNGs named ``<sent_id>.png`` (non-zero = anomaly, any
 size: resized to the image with nearest-neighbour) or a JSONL file with one
-``{"sent_id": N, "mask": <COCO RLE>}`` per line. Every sentence of every image in the
+``{"sent_id": N, "mask": <COCO RLE>}`` per line; ``"no_target": true`` on a line empties
+its prediction whatever its mask (``mask`` may then be left out), for models such as ReLA
+that decide "no target" with a separate head. Every sentence of every image in the
 chosen split is scored; see ``mvtec_ref.metrics`` for the rules.
 """
 
@@ -43,12 +45,23 @@ def load_predictions(pred: Path):
         for n, line in enumerate(f, start=1):
             try:
                 item = json.loads(line)
-                masks[int(item["sent_id"])] = item["mask"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                no_target = item.get("no_target", False)
+                if not isinstance(no_target, bool):
+                    raise ValueError(f"no_target must be true or false, not {no_target!r}")
+                masks[int(item["sent_id"])] = None if no_target else item["mask"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
                 raise DatasetError(
-                    f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}} ({error})'
+                    f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}} or '
+                    f'{{"sent_id": N, "no_target": true}} ({error})'
                 ) from None
-    return lambda sent_id: decode_rle(masks[sent_id]) if sent_id in masks else None
+
+    def from_jsonl(sent_id: int):
+        if sent_id not in masks:
+            return None
+        rle = masks[sent_id]
+        return np.zeros((1, 1), np.uint8) if rle is None else decode_rle(rle)  # resized to the truth
+
+    return from_jsonl
 
 
 def expression_group(ref: dict) -> str:

@@ -69,8 +69,7 @@ def export_dataset(
         summary = _writer(fmt)(records, stage)
         if fmt in IMAGE_DIRS and images != "none":
             place_images(records, root, stage / IMAGE_DIRS[fmt], images, progress)
-        if fmt == "refcoco":  # CRIS reads images/train2014; refer and LAVT the mscoco path
-            (stage / "images").mkdir(exist_ok=True)
+        if fmt == "refcoco" and images != "none":  # CRIS reads images/train2014, refer/LAVT mscoco/
             (stage / "images/train2014").symlink_to("mscoco/images/train2014", target_is_directory=True)
         summary = {
             "format": fmt,

@@ -77,7 +77,7 @@ def _trace(piece: np.ndarray) -> list[list[tuple[int, int]]]:
     )
     for neighbour, (ox, oy), move in sides:
         ys, xs = np.nonzero(core & ~neighbour)
-        for x, y in zip((xs + ox).tolist(), (ys + oy).tolist()):
+        for x, y in zip((xs + ox).tolist(), (ys + oy).tolist(), strict=True):
             edges.setdefault((x, y), []).append(move)
     loops = []
     while edges:
