@@ -12,8 +12,10 @@ import pickle
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from pycocotools import mask as mask_utils
 
+from mvtec_ref.cli import main
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.export import export_dataset
 from mvtec_ref.export.polygons import mask_to_polygons
@@ -176,6 +178,11 @@ def test_grefcoco_test_split_option(synth_dataset, tmp_path):
     with pytest.raises(DatasetError, match="unknown test split name"):
         export_dataset(synth_dataset, "grefcoco", tmp_path / "x", test_split="dev")
     assert not (tmp_path / "x").exists()
+    args = ["export", str(synth_dataset), "--format", "grefcoco", "--images", "none"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--test-split", "test"])
+    assert result.exit_code == 0 and GRefer(out).splits == {"train", "val", "test"}
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "y"), "--test-split", "dev"])
+    assert result.exit_code == 2 and "'dev' is not one of" in result.output
 
 
 def _ring():
