@@ -275,14 +275,23 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
     show_default=True,
     help="Symlink, copy or leave out the image files.",
 )
+@click.option(
+    "--test-split",
+    type=click.Choice(["testA", "testB", "test"]),
+    default="testA",
+    show_default=True,
+    help="Name of the test split in the refcoco/grefcoco layouts (ReLA registers, CRIS keeps testA/testB).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None:
+def export(dataset: Path, fmt: str, out: Path, images: str, test_split: str, quiet: bool) -> None:
     """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
     from mvtec_ref.export import export_dataset
     from mvtec_ref.fileio import check_apart
 
     check_apart(dataset, out, given_flag="DATASET", inside_ok=True)
-    summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
+    summary = export_dataset(
+        dataset, fmt, out, images=images, progress=_progress(quiet), test_split=test_split
+    )
     shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
 

@@ -5,7 +5,10 @@ meaning like a source mask: 8- or 16-bit, a palette by index, an RGBA mask from 
 that vary; any size: resized to the image with OpenCV's INTER_NEAREST, output pixel (x, y)
 taking input pixel (floor(x * w_in / w_out), floor(y * h_in / h_out)), and said in a warning)
 or a JSONL file with one ``{"sent_id": N, "mask": <COCO RLE>}`` per line (compressed or
-uncompressed counts). Every sentence of every image in the
+uncompressed counts); ``"no_target": true`` on a line empties its prediction whatever its
+mask (``mask`` may then be left out), for models such as ReLA that decide "no target" with a
+separate head. Contrast-set probes are keyed the same way by ``probe_id`` (``<probe_id>.png``,
+``{"probe_id": "p5_1", ...}``). Every sentence of every image in the
 chosen split is scored; see ``mvtec_ref.metrics`` for the rules.
 """
 
@@ -26,15 +29,16 @@ log = logging.getLogger(__name__)
 
 
 def load_predictions(pred: Path):
-    """A function ``sent_id -> (H, W) mask or None`` over a PNG folder or an RLE JSONL file."""
+    """A function ``key -> (H, W) mask, NO_TARGET or None`` over a PNG folder or an RLE JSONL file;
+    keys are ``sent_id`` (int) or a probe's ``probe_id`` (str)."""
     from mvtec_ref.errors import SampleError
     from mvtec_ref.regions.mask import decode_rle, read_mask_plane
 
     pred = Path(pred)
     if pred.is_dir():
 
-        def from_png(sent_id: int):
-            path = pred / f"{sent_id}.png"
+        def from_png(key: int | str):
+            path = pred / f"{key}.png"
             if not path.is_file():
                 return None
             try:
@@ -53,25 +57,34 @@ def load_predictions(pred: Path):
         for n, line in enumerate(f, start=1):
             try:
                 item = json.loads(line)
-                masks[int(item["sent_id"])] = item["mask"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                no_target = item.get("no_target", False)
+                if not isinstance(no_target, bool):
+                    raise ValueError(f"no_target must be true or false, not {no_target!r}")
+                key = str(item["probe_id"]) if "probe_id" in item else int(item["sent_id"])
+                masks[key] = None if no_target else item["mask"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
                 raise DatasetError(
-                    f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}} ({error})'
+                    f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}}, '
+                    f'{{"probe_id": ID, "mask": RLE}} or {{"sent_id": N, "no_target": true}} ({error})'
                 ) from None
 
-    def from_rle(sent_id: int):
-        if sent_id not in masks:
+    def from_rle(key: int | str):
+        if key not in masks:
             return None
+        if masks[key] is None:
+            return NO_TARGET
         try:
-            return decode_rle(masks[sent_id])
+            return decode_rle(masks[key])
         except (ValueError, TypeError, KeyError) as error:
-            raise DatasetError(f"{pred}: sent_id {sent_id}: mask is not a valid COCO RLE ({error})") from None
+            raise DatasetError(f"{pred}: {key!r}: mask is not a valid COCO RLE ({error})") from None
 
     return from_rle
 
 
 # What was assumed about prediction PNGs in this process (note -> count), said after scoring.
 NOTES: Counter = Counter()
+# A JSONL line's ``"no_target": true``: an empty mask of the image's own size.
+NO_TARGET = np.zeros((0, 0), np.uint8)
 
 
 def expression_group(ref: dict) -> str:
@@ -132,6 +145,8 @@ def evaluate_predictions(
                     missing.append(sentence["sent_id"])
                     if not allow_missing:
                         continue
+                    mask = np.zeros(shape, np.uint8)
+                if mask is NO_TARGET:
                     mask = np.zeros(shape, np.uint8)
                 if mask.shape != shape:
                     resized.append((sentence["sent_id"], mask.shape))

@@ -164,59 +164,15 @@ def check_matches(header: dict, dataset: Path, path: Path) -> None:
 # -- scoring ----------------------------------------------------------------------------------
 
 
-def load_masks(pred: Path):
-    """``key -> (H, W) mask or None`` for keys ``sent_id`` (int) and ``probe_id`` (str), over a
-    folder of ``<key>.png`` or a JSONL of ``{"sent_id" | "probe_id": key, "mask": RLE}`` lines."""
-    from mvtec_ref.regions.mask import decode_image, decode_rle
-
-    pred = Path(pred)
-    if pred.is_dir():
-
-        def from_png(key):
-            path = pred / f"{key}.png"
-            if not path.is_file():
-                return None
-            try:
-                array = decode_image(path.read_bytes(), str(path))
-            except Exception as error:
-                raise DatasetError(str(error)) from None
-            return array.max(axis=2) if array.ndim == 3 else array
-
-        return from_png
-    if not pred.is_file():
-        raise DatasetError(f"{pred}: predictions not found (a folder of <probe_id>.png or a .jsonl file)")
-    masks = {}
-    with pred.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            try:
-                item = json.loads(line)
-                key = str(item["probe_id"]) if "probe_id" in item else int(item["sent_id"])
-                masks[key] = item["mask"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise DatasetError(
-                    f'{pred} line {n}: expected {{"probe_id": ID, "mask": RLE}} or '
-                    f'{{"sent_id": N, "mask": RLE}} ({error})'
-                ) from None
-
-    def from_jsonl(key):
-        if key not in masks:
-            return None
-        try:
-            return decode_rle(masks[key])
-        except Exception as error:
-            raise DatasetError(f"{pred}: mask of {key!r} is not a COCO RLE ({error})") from None
-
-    return from_jsonl
-
-
 def evaluate_probes(dataset: Path, probes_path: Path, pred: Path, *, allow_missing: bool = False) -> dict:
     """Score the masks in ``pred`` for every probe and its source sentence (``ContrastMetrics``)."""
+    from mvtec_ref.evaluate import NO_TARGET, load_predictions
     from mvtec_ref.metrics import ContrastMetrics
     from mvtec_ref.regions.mask import decode_rle
 
     header, probes = load_probes(probes_path)
     check_matches(header, dataset, probes_path)
-    get = load_masks(pred)
+    get = load_predictions(pred)
     by_image: dict[str, list[dict]] = {}
     for probe in probes:
         by_image.setdefault(probe["id"], []).append(probe)
@@ -243,6 +199,7 @@ def evaluate_probes(dataset: Path, probes_path: Path, pred: Path, *, allow_missi
                     needed += 1
                     if seen[key] is None:
                         missing.append(key)
+                    if seen[key] is None or seen[key] is NO_TARGET:
                         seen[key] = np.zeros(shape, np.uint8)
             gt, gt_source = union(probe["region_ids"]), union(probe["source_region_ids"])
             metrics.update(seen[probe["probe_id"]], seen[probe["sent_id"]], gt, gt_source, probe["edit"])

@@ -1,13 +1,19 @@
 """Exports of a dataset directory in formats that referring-segmentation code already reads.
 
 - ``refcoco``: ``refcoco/refs(unc).p`` + ``refcoco/instances.json`` + ``images/mscoco/images/train2014/``,
-  the layout of the ``refer`` toolkit (LAVT, CRIS): ``--refer_data_root OUT --dataset refcoco --splitBy unc``.
-  One annotation per target set (a multi-region target is merged into one); segmentation
-  is a list holding one RLE, which ``refer.getMask`` decodes. No-target refs are left out
-  (refer assumes a target) and counted in ``EXPORT.json``.
+  the layout of the ``refer`` toolkit (LAVT), with ``images/train2014`` a relative link to
+  that folder (where CRIS's ``refer.py`` and ``folder2lmdb.py`` look). One annotation per
+  target set (a multi-region target is merged into one); segmentation is a list holding
+  one RLE, which ``refer.getMask`` decodes. No-target refs are left out (refer assumes a
+  target) and counted in ``EXPORT.json``.
 - ``grefcoco``: ``grefcoco/grefs(unc).json`` + ``grefcoco/instances.json`` + ``images/train2014/``,
   the layout of ReLA's ``G_REFER``: ``ann_id`` is a list of region annotations, ``[-1]``
-  for no target; segmentation is an RLE dict.
+  for no target; segmentations are COCO polygons traced along pixel corners
+  (``export/polygons.py``), the only form ReLA's training path reads.
+
+In both refer layouts the dataset's ``test`` split is written as ``testA`` by default
+(``test_split``), the name refcoco/unc code registers (ReLA) or keeps (CRIS's
+``data_process.py``); ``EXPORT.json`` records the mapping under ``split_names``.
 - ``coco``: ``annotations/instances_<split>.json`` (COCO instance segmentation, RLE dicts)
   + ``images/``.
 - ``jsonl``: ``refs.jsonl``, one line per (image, sentence) with the target mask as RLE.
@@ -28,29 +34,50 @@ from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 FORMATS = ("refcoco", "grefcoco", "coco", "jsonl")
 MARKER = "EXPORT.json"
 IMAGE_DIRS = {"refcoco": "images/mscoco/images/train2014", "grefcoco": "images/train2014", "coco": "images"}
+REFER_FORMATS = ("refcoco", "grefcoco")
+TEST_SPLITS = ("testA", "testB", "test")
 
 __all__ = ["FORMATS", "export_dataset", "file_name"]
 
 
 def export_dataset(
-    dataset: Path, fmt: str, out: Path, *, images: str = "link", progress: bool | None = None
+    dataset: Path,
+    fmt: str,
+    out: Path,
+    *,
+    images: str = "link",
+    progress: bool | None = None,
+    test_split: str = "testA",
 ) -> dict:
-    """Write ``fmt`` for ``dataset`` into ``out`` (replaced atomically); returns the summary."""
+    """Write ``fmt`` for ``dataset`` into ``out`` (replaced atomically); returns the summary.
+
+    ``test_split``: the name the ``test`` split gets in the refer layouts (``refcoco``,
+    ``grefcoco``); the other formats keep the dataset's split names.
+    """
     if fmt not in FORMATS:
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if test_split not in TEST_SPLITS:
+        raise DatasetError(f"unknown test split name {test_split!r}; use one of {', '.join(TEST_SPLITS)}")
     manifest = load_manifest(dataset)
     records = [r for _, r in iter_samples(dataset)]
     root = Path(manifest["source"]["root"])
+    names = {}
+    if fmt in REFER_FORMATS:
+        names = {"train": "train", "val": "val", "test": test_split}
+        records = [{**r, "split": names[r["split"]]} for r in records]
     with staged_directory(out, marker=MARKER) as stage:
         summary = _writer(fmt)(records, stage)
         if fmt in IMAGE_DIRS and images != "none":
             place_images(records, root, stage / IMAGE_DIRS[fmt], images, progress)
+        if fmt == "refcoco" and images != "none":  # CRIS reads images/train2014, refer/LAVT mscoco/
+            (stage / "images/train2014").symlink_to("mscoco/images/train2014", target_is_directory=True)
         summary = {
             "format": fmt,
             "dataset": manifest["name"],
             "source_root": str(root),
             "fingerprint": manifest["source"]["fingerprint"],
             "images": images,
+            **({"split_names": names} if names else {}),
             **summary,
         }
         write_text_atomic(stage / MARKER, dumps_json(summary))

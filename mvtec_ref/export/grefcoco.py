@@ -1,4 +1,9 @@
-"""ReLA G_REFER layout: grefs(unc).json + instances.json, [-1] for no target."""
+"""ReLA G_REFER layout: grefs(unc).json + instances.json, [-1] for no target.
+
+Segmentations are polygons (``export/polygons.py``): ReLA's ``G_REFER.getMask`` reads
+``segmentation[0]`` and its ``RefCOCOMapper`` asks detectron2 for polygon masks, so an RLE
+dict fails both. ``area`` and ``bbox`` stay those of the exact mask.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,13 @@ from mvtec_ref.fileio import dumps_json, write_text_atomic
 
 
 def write_grefcoco(records, stage):
+    from mvtec_ref.export.polygons import mask_to_polygons
+    from mvtec_ref.regions.mask import decode_rle
+
     cats, cat_ids = categories(records)
     annotations = region_annotations(records, cat_ids, as_list=False)
+    for ann in annotations:
+        ann["segmentation"] = mask_to_polygons(decode_rle(ann["segmentation"]))
     refs = []
     for r in records:
         by_id = {g["region_id"]: g for g in r["regions"]}
