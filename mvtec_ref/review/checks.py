@@ -1,0 +1,42 @@
+"""Every check a sentence must pass to ship, in one place, for rewrites typed by a reviewer.
+
+``sentence_checks`` runs the same checks the build runs on generated sentences. Each check is
+a function ``(text, target, record, vocab, image) -> reason or ""`` in ``CHECKS``; adding a
+judge is one row. ``image()`` decodes the record's image on first use (``(H, W)`` or
+``(H, W, 3)`` uint8 RGB), so checks that read no pixels cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str  # the check's name
+    ok: bool
+    reason: str = ""  # why it fails, for the reviewer
+
+
+def parser_check(text: str, target: list[int], record: dict, vocab, image) -> str:
+    """The parser-based checker (annotate.faithful): does the text denote exactly the target?"""
+    from annotate.faithful import OK, check_sentence
+
+    verdict = check_sentence(text, target, record, vocab)
+    return "" if verdict.verdict == OK else f"{verdict.verdict}: {verdict.reason}"
+
+
+# name -> check; the pixel judge joins as one more row.
+CHECKS: dict[str, Callable] = {"parser": parser_check}
+
+
+def sentence_checks(
+    text: str, target: list[int], record: dict, vocab, image: Callable[[], object]
+) -> list[CheckResult]:
+    """One result per check in ``CHECKS``, in order; the sentence ships when all are ``ok``."""
+    results = []
+    for name, check in CHECKS.items():
+        reason = check(text, target, record, vocab, image)
+        results.append(CheckResult(name, not reason, reason))
+    return results
