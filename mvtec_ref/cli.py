@@ -277,12 +277,16 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
     show_default=True,
     help="Symlink, copy or leave out the image files.",
 )
+@click.option(
+    "--reviewed-only", is_flag=True, help="Only sentences a person accepted or wrote (build --reviews)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None:
+def export(dataset: Path, fmt: str, out: Path, images: str, reviewed_only: bool, quiet: bool) -> None:
     """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
     from mvtec_ref.export import export_dataset
 
-    summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet))
+    summary = export_dataset(dataset, fmt, out, images=images, progress=_progress(quiet),
+                             reviewed_only=reviewed_only)  # fmt: skip
     shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
 
@@ -345,8 +349,12 @@ def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None
     "which survives rebuilds of DATASET].",
 )
 @click.option("--reviewer", help="Your name, written with each decision [default: the login name].")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (others: any host).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port."
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (others can reach it)."
+)
 def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int, host: str) -> None:
     """Accept, reject or rewrite sentences in a local web app (needs pip install 'mvtec-ref[review]')."""
     import getpass
@@ -355,7 +363,7 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise click.ClickException("the review app needs its extra: pip install 'mvtec-ref[review]'") from None
+        raise click.ClickException("the review app needs: pip install 'mvtec-ref[review]'") from None
     from mvtec_ref.review.app import serve
     from mvtec_ref.review.session import ReviewSession
 
@@ -374,7 +382,9 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
     try:
         serve(session, host=host, port=port, on_ready=ready)
     except OSError as error:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}; try --port 0") from None
+        raise click.ClickException(
+            f"cannot listen at {host}:{port}: {error.strerror} (try --port 0)"
+        ) from None
 
 
 @main.command()

@@ -33,13 +33,28 @@ __all__ = ["FORMATS", "export_dataset", "file_name"]
 
 
 def export_dataset(
-    dataset: Path, fmt: str, out: Path, *, images: str = "link", progress: bool | None = None
+    dataset: Path,
+    fmt: str,
+    out: Path,
+    *,
+    images: str = "link",
+    progress: bool | None = None,
+    reviewed_only: bool = False,
 ) -> dict:
-    """Write ``fmt`` for ``dataset`` into ``out`` (replaced atomically); returns the summary."""
+    """Write ``fmt`` for ``dataset`` into ``out`` (replaced atomically); returns the summary.
+
+    ``reviewed_only``: only sentences a person accepted or wrote (a dataset built with --reviews).
+    """
     if fmt not in FORMATS:
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     manifest = load_manifest(dataset)
     records = [r for _, r in iter_samples(dataset)]
+    if reviewed_only:
+        from mvtec_ref.review.apply import reviewed_records
+
+        if "review" not in manifest:
+            raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
+        records = reviewed_records(records)
     root = Path(manifest["source"]["root"])
     with staged_directory(out, marker=MARKER) as stage:
         summary = _writer(fmt)(records, stage)
@@ -51,6 +66,7 @@ def export_dataset(
             "source_root": str(root),
             "fingerprint": manifest["source"]["fingerprint"],
             "images": images,
+            **({"reviewed_only": True} if reviewed_only else {}),
             **summary,
         }
         write_text_atomic(stage / MARKER, dumps_json(summary))

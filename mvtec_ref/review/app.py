@@ -41,8 +41,9 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         return secrets.compare_digest(given.encode(), token.encode())
 
     def refused() -> Response:
-        return JSONResponse({"error": "missing or wrong token; open the URL that mvtec-ref review printed"},
-                            status_code=403)  # fmt: skip
+        return JSONResponse(
+            {"error": "missing or wrong token; open the URL that mvtec-ref review printed"}, status_code=403
+        )
 
     def item_of(body) -> int | None:
         item = body.get("item") if isinstance(body, dict) else None
@@ -99,13 +100,14 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         item = item_of(body)
         decision = body.get("decision") if isinstance(body, dict) else None
         if item is None or decision not in ("accept", "reject", "rewrite", "clear"):
-            return JSONResponse({"error": "expected {item: int, decision: accept|reject|rewrite|clear}"},
-                                status_code=400)  # fmt: skip
+            return JSONResponse(
+                {"error": "expected {item: int, decision: accept|reject|rewrite|clear}"}, status_code=400
+            )
         text = body.get("text", "")
         if not isinstance(text, str):
             return JSONResponse({"error": "text must be a string"}, status_code=400)
         result = await run_in_threadpool(session.decide, item, decision, text, bool(body.get("keep")))
-        return JSONResponse(result, status_code=422 if result.get("refused") else 200)
+        return JSONResponse(result)  # a refused rewrite is an answer ("refused": true), not an error
 
     routes = [
         Route("/", page),
@@ -139,6 +141,7 @@ def serve(session, *, host: str = "127.0.0.1", port: int = 8765, token: str | No
     except OSError:
         sock.close()
         raise
+    sock.listen(128)  # connections wait in the queue until uvicorn accepts them
     port = sock.getsockname()[1]
     loopback = host in ("127.0.0.1", "localhost", "::1")
     hosts = [f"{h}" for h in ("127.0.0.1", "localhost", "[::1]")] if loopback else None

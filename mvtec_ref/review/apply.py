@@ -26,8 +26,12 @@ def apply_reviews(records: list[dict], path: Path) -> tuple[dict, list[dict]]:
 
     path = Path(path)
     decisions, bad_lines = load_decisions(path)
-    problems = [{"path": str(path), "kind": "review_line", "problem": p, "action": "ignored"} for p in bad_lines]
-    groups: dict[str, dict] = defaultdict(lambda: defaultdict(lambda: dict.fromkeys(("sentences", *OUTCOMES), 0)))
+    problems = [
+        {"path": str(path), "kind": "review_line", "problem": p, "action": "ignored"} for p in bad_lines
+    ]
+    groups: dict[str, dict] = defaultdict(
+        lambda: defaultdict(lambda: dict.fromkeys(("sentences", *OUTCOMES), 0))
+    )
     used, asserted = set(), 0
     for record in records:
         for ref in record["refs"]:
@@ -36,15 +40,21 @@ def apply_reviews(records: list[dict], path: Path) -> tuple[dict, list[dict]]:
             for sentence in ref["sentences"]:
                 key = (record["image_path"], target, sentence["text"])
                 line = decisions.get(key)
-                rows = [groups["kind"][ref["kind"]], groups["origin"][sentence["origin"]],
-                        groups["category"][record["category"]], groups["all"]["ALL"]]  # fmt: skip
+                rows = [
+                    groups["kind"][ref["kind"]],
+                    groups["origin"][sentence["origin"]],
+                    groups["category"][record["category"]],
+                    groups["all"]["ALL"],
+                ]
                 for row in rows:
                     row["sentences"] += 1
                 if line is None:
                     kept.append(sentence)
                     continue
                 used.add(key)
-                outcome = {"accept": "accepted", "reject": "rejected", "rewrite": "rewritten"}[line["decision"]]
+                outcome = {"accept": "accepted", "reject": "rejected", "rewrite": "rewritten"}[
+                    line["decision"]
+                ]
                 for row in rows:
                     row[outcome] += 1
                 review = {"reviewer": str(line.get("reviewer", ""))}
@@ -53,16 +63,30 @@ def apply_reviews(records: list[dict], path: Path) -> tuple[dict, list[dict]]:
                 elif outcome == "rewritten":
                     text = " ".join(line["rewrite"].split())
                     asserted += bool(line.get("asserted"))
-                    kept.append({"sent_id": sentence["sent_id"], "text": text, "tokens": tokenize(text) or [text],
-                                 "origin": "human", "template": None, "rewrite_of": sentence["text"],
-                                 "review": {"status": "written", **review, "asserted": bool(line.get("asserted"))}})  # fmt: skip
+                    kept.append(
+                        {
+                            "sent_id": sentence["sent_id"],
+                            "text": text,
+                            "tokens": tokenize(text) or [text],
+                            "origin": "human",
+                            "template": None,
+                            "rewrite_of": sentence["text"],
+                            "review": {"status": "written", **review, "asserted": bool(line.get("asserted"))},
+                        }
+                    )
             ref["sentences"] = _unique(kept)
         record["refs"] = [ref for ref in record["refs"] if ref["sentences"]]
     for key, line in decisions.items():
         if key not in used:
-            problems.append({"path": key[0], "kind": "review_unmatched", "action": "ignored",
-                             "problem": f"{line['decision']} of {key[2]!r} (target {key[1]}) matches no "
-                                        "sentence of this build; kept in the reviews file"})  # fmt: skip
+            problems.append(
+                {
+                    "path": key[0],
+                    "kind": "review_unmatched",
+                    "action": "ignored",
+                    "problem": f"{line['decision']} of {key[2]!r} (target {key[1]}) matches no "
+                    "sentence of this build; kept in the reviews file",
+                }
+            )
     summary = {
         "file": path.name,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None,
@@ -70,7 +94,10 @@ def apply_reviews(records: list[dict], path: Path) -> tuple[dict, list[dict]]:
         "matched": len(used),
         "unmatched": len(decisions) - len(used),
         "asserted": asserted,
-        **{f"by_{by}": {k: dict(v) for k, v in sorted(groups[by].items())} for by in ("kind", "origin", "category")},
+        **{
+            f"by_{by}": {k: dict(v) for k, v in sorted(groups[by].items())}
+            for by in ("kind", "origin", "category")
+        },
         "total": dict(groups["all"]["ALL"]) if groups["all"] else dict.fromkeys(("sentences", *OUTCOMES), 0),
     }
     return summary, problems
@@ -87,3 +114,16 @@ def _unique(sentences: list[dict]) -> list[dict]:
         elif "review" in s and "review" not in out[seen[s["text"]]]:
             out[seen[s["text"]]] = s
     return out
+
+
+def reviewed_records(records: list[dict]) -> list[dict]:
+    """Only what a person accepted or wrote: other sentences, then empty refs and images, removed."""
+    kept = []
+    for record in records:
+        refs = [
+            {**ref, "sentences": [s for s in ref["sentences"] if "review" in s]} for ref in record["refs"]
+        ]
+        refs = [ref for ref in refs if ref["sentences"]]
+        if refs:
+            kept.append({**record, "refs": refs})
+    return kept

@@ -24,4 +24,3 @@ def target_key(record: dict, region_ids: list[int]) -> str:
         merged = mask_utils.merge([{"size": list(r["size"]), "counts": r["counts"].encode()} for r in rles])
         counts = merged["counts"].decode()
     return f"{h}x{w}:" + hashlib.sha1(counts.encode("ascii")).hexdigest()
-

@@ -44,7 +44,9 @@ class ReviewSession:
         try:
             f = path.open("rb")
         except FileNotFoundError:
-            raise DatasetError(f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?") from None
+            raise DatasetError(
+                f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?"
+            ) from None
         with f:
             offset = 0
             for n, line in enumerate(f, start=1):
@@ -61,13 +63,19 @@ class ReviewSession:
         self.first_item.append(len(self.keys))
         self.images["id"].append(record["id"])
         self.images["category"].append(_code(self.names["category"], record["category"]))
-        self.images["defect"].append(_code(self.names["defect"], f"{record['category']}/{record['defect_type']}"))
+        self.images["defect"].append(
+            _code(self.names["defect"], f"{record['category']}/{record['defect_type']}")
+        )
         for r, ref in enumerate(record["refs"]):
             target = target_key(record, ref["region_ids"])
             for s, sentence in enumerate(ref["sentences"]):
-                for field, value in (("image", image), ("ref", r), ("sent", s),
-                                     ("kind", _code(self.names["kind"], ref["kind"])),
-                                     ("origin", _code(self.names["origin"], sentence["origin"]))):  # fmt: skip
+                for field, value in (
+                    ("image", image),
+                    ("ref", r),
+                    ("sent", s),
+                    ("kind", _code(self.names["kind"], ref["kind"])),
+                    ("origin", _code(self.names["origin"], sentence["origin"])),
+                ):
                     self.items[field].append(value)
                 self.keys.append((record["image_path"], target, sentence["text"]))
 
@@ -110,9 +118,17 @@ class ReviewSession:
             sentences = []
             for sentence in ref["sentences"]:
                 line = self.decisions.get(self.keys[item]) or {}
-                sentences.append({"item": item, "text": sentence["text"], "origin": sentence["origin"],
-                                  "decision": line.get("decision"), "rewrite": line.get("rewrite"),
-                                  "asserted": bool(line.get("asserted")), "reasons": line.get("reasons", [])})  # fmt: skip
+                sentences.append(
+                    {
+                        "item": item,
+                        "text": sentence["text"],
+                        "origin": sentence["origin"],
+                        "decision": line.get("decision"),
+                        "rewrite": line.get("rewrite"),
+                        "asserted": bool(line.get("asserted")),
+                        "reasons": line.get("reasons", []),
+                    }
+                )
                 item += 1
             refs.append({"kind": ref["kind"], "region_ids": ref["region_ids"], "sentences": sentences})
         return {
@@ -124,9 +140,16 @@ class ReviewSession:
             "split": record["split"],
             "width": record["width"],
             "height": record["height"],
-            "regions": [{"region_id": g["region_id"], "bbox": g["bbox"], "size": g["size"],
-                         "location": g["location"], "polygons": _polygons(g["segmentation"])}
-                        for g in record["regions"]],  # fmt: skip
+            "regions": [
+                {
+                    "region_id": g["region_id"],
+                    "bbox": g["bbox"],
+                    "size": g["size"],
+                    "location": g["location"],
+                    "polygons": _polygons(g["segmentation"]),
+                }
+                for g in record["regions"]
+            ],
             "refs": refs,
         }
 
@@ -170,21 +193,32 @@ class ReviewSession:
         the result has ``refused`` and the checks' reasons, and nothing is written.
         """
         image_path, target, original = self.keys[item]
-        line = {"image": image_path, "target": target, "text": original, "decision": decision,
-                "reviewer": self.reviewer,
-                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        line = {
+            "image": image_path,
+            "target": target,
+            "text": original,
+            "decision": decision,
+            "reviewer": self.reviewer,
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
         if decision == "rewrite":
             text = " ".join(text.split())
             if not text:
-                return {"refused": True, "checks": [{"check": "text", "ok": False, "reason": "empty sentence"}]}
+                return {
+                    "refused": True,
+                    "checks": [{"check": "text", "ok": False, "reason": "empty sentence"}],
+                }
             checks = self.check(item, text)
             failed = [f"{c['check']}: {c['reason']}" for c in checks if not c["ok"]]
             if failed and not keep:
                 return {"refused": True, "checks": checks}
             line.update(rewrite=text, asserted=bool(failed), reasons=failed)
         record = self.record(self.items["image"][item])
-        line.update(category=record["category"], defect_type=record["defect_type"],
-                    kind=self.names_of("kind", self.items["kind"][item]))  # fmt: skip
+        line.update(
+            category=record["category"],
+            defect_type=record["defect_type"],
+            kind=self.names_of("kind", self.items["kind"][item]),
+        )
         self.writer.append(line)
         key = self.keys[item]
         if decision == "clear":
@@ -192,9 +226,14 @@ class ReviewSession:
         else:
             self.decisions[key] = line
         # the same text can sit under several refs with the same target: all share the decision
-        return {"state": STATES[None if decision == "clear" else decision], "decision": line["decision"],
-                "rewrite": line.get("rewrite"), "asserted": line.get("asserted", False),
-                "reasons": line.get("reasons", []), "items": [i for i, k in self._same_key(item) if k == key]}  # fmt: skip
+        return {
+            "state": STATES[None if decision == "clear" else decision],
+            "decision": line["decision"],
+            "rewrite": line.get("rewrite"),
+            "asserted": line.get("asserted", False),
+            "reasons": line.get("reasons", []),
+            "items": [i for i, k in self._same_key(item) if k == key],
+        }
 
     def _same_key(self, item: int):
         image = self.items["image"][item]

@@ -67,7 +67,9 @@ def _fault(line) -> str:
             return f"no {field!r} string"
     if line["decision"] not in DECISIONS:
         return f"unknown decision {line['decision']!r} (expected one of {', '.join(DECISIONS)})"
-    if line["decision"] == "rewrite" and not (isinstance(line.get("rewrite"), str) and line["rewrite"].strip()):
+    if line["decision"] == "rewrite" and not (
+        isinstance(line.get("rewrite"), str) and line["rewrite"].strip()
+    ):
         return "a rewrite without its 'rewrite' text"
     return ""
 

@@ -26,7 +26,7 @@ async function api(path, body) {
   }
   const response = await fetch(path, init);
   const data = await response.json().catch(() => ({}));
-  if (!response.ok && response.status !== 422) throw new Error(data.error || `${path}: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(data.error || `${path}: HTTP ${response.status}`);
   return { status: response.status, data };
 }
 
@@ -168,7 +168,8 @@ function zoomWindow(v, target) {
 function draw(v, img, ref) {
   const target = new Set(ref ? ref.region_ids : []);
   const full = $("full"), fctx = full.getContext("2d");
-  const box = Math.max(200, Math.min(640, full.parentElement.clientWidth - 18));
+  // each view gets half the views' width, less its padding and border
+  const box = Math.max(200, Math.min(640, Math.floor(($("views").clientWidth - 12) / 2) - 18));
   const s = fit(full, v.width, v.height, box);
   fctx.drawImage(img, 0, 0, full.width, full.height);
   drawRegions(fctx, v, target, 0, 0, s, 1.5);
@@ -200,7 +201,7 @@ function sentenceHtml(s, current) {
   let badge = s.decision ? `<span class="badge ${s.decision}">${s.decision}ed</span>`.replace("rewriteed", "rewritten") : "";
   if (s.asserted) badge += ` <span class="badge asserted" title="${esc((s.reasons || []).join("; "))}">asserted</span>`;
   return `<div class="sent${current ? " current" : ""}${decided}" data-item="${s.item}">` +
-    `<span class="text">${text}</span><span class="origin">${esc(s.origin)}</span>${badge}` +
+    `<div class="body"><div class="text">${text}</div><div class="tags"><span class="origin">${esc(s.origin)}</span>${badge}</div></div>` +
     `<span class="acts"><button data-act="accept" title="accept (a)">&#10003;</button>` +
     `<button data-act="reject" title="reject (r)">&#10007;</button>` +
     `<button data-act="edit" title="rewrite (e)">&#9998;</button></span></div>`;
@@ -281,8 +282,8 @@ async function decide(item, decision, text, keep) {
   const v = await view(idx.items.image[item]);
   const s = sentenceOf(v, item);
   const prev = { decision: s.decision, rewrite: s.rewrite };
-  const { status, data } = await api("api/decide", { item, decision, text: text || "", keep: !!keep });
-  if (status === 422) return data; // refused rewrite: the caller shows why
+  const { data } = await api("api/decide", { item, decision, text: text || "", keep: !!keep });
+  if (data.refused) return data; // a refused rewrite: the caller shows why
   for (const i of data.items) {
     idx.items.state[i] = data.state;
     const same = sentenceOf(v, i);
