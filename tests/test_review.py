@@ -439,7 +439,7 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
         assert [x["decision"] for x in lines()] == ["accept", "reject", "rewrite", "clear", "rewrite"]
         assert [x["text"] for x in lines()] == [first, second, third, third, third]
         assert lines()[2]["rewrite"] == "all the defects" and lines()[2]["asserted"] is False
-        assert current_text() == fourth
+        wait.until(lambda d: current_text() == fourth)  # the file is written before the page moves on
         # keep a false rewrite anyway: it is marked as asserted by the reviewer
         press("e")
         box.send_keys(Keys.CONTROL, "a")

@@ -73,7 +73,7 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         if n >= len(session.offsets):
             return Response(status_code=404)
         data, media = await run_in_threadpool(session.image_bytes, n)
-        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+        return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
 
     async def read_body(request):
         try:

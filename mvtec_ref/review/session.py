@@ -19,6 +19,14 @@ from mvtec_ref.review.checks import sentence_checks
 from mvtec_ref.review.keys import target_key
 from mvtec_ref.review.store import ReviewWriter, load_decisions
 
+BROWSER_FORMATS = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".bmp": "image/bmp",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 STATES = {None: 0, "accept": 1, "reject": 2, "rewrite": 3}
 
 
@@ -154,8 +162,14 @@ class ReviewSession:
         }
 
     def image_bytes(self, image: int) -> tuple[bytes, str]:
-        """The image file as JPEG (or PNG for lossless sources under 256 KiB), and its media type;
-        the last 32 are kept, since the page asks for the next image before it is shown."""
+        """The image file and its media type; the last 32 are kept, since the page asks for the next
+        images before they are shown.
+
+        Files a browser decodes are sent as they are: lossless (defects can be one pixel wide),
+        and on a loopback connection faster than re-encoding, whose PNG decode alone takes 60 ms
+        for a 1,024 px noisy PNG here (a jump to an unseen image: 45 ms as is, 110 ms re-encoded
+        as JPEG, measured by benchmarks/bench_review.py). Other formats (TIFF) become PNG.
+        """
         if image in self._bytes:
             self._bytes.move_to_end(image)
             return self._bytes[image]
@@ -165,16 +179,17 @@ class ReviewSession:
         return self._bytes[image]
 
     def _encode(self, record: dict) -> tuple[bytes, str]:
-        data = (self.root / record["image_path"]).read_bytes()
-        if record["image_path"].lower().endswith((".jpg", ".jpeg")) or len(data) < 256 * 1024:
-            kind = "jpeg" if record["image_path"].lower().endswith((".jpg", ".jpeg")) else "png"
-            return data, f"image/{kind}"
+        path = record["image_path"]
+        media = BROWSER_FORMATS.get(Path(path).suffix.lower())
+        if media:
+            return (self.root / path).read_bytes(), media
         import cv2
-        import numpy as np
 
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        ok, jpeg = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        return jpeg.tobytes(), "image/jpeg"
+        pixels = self._decoded(record)
+        ok, png = cv2.imencode(
+            ".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 else pixels
+        )
+        return png.tobytes(), "image/png"
 
     # -- what the page writes ---------------------------------------------------------------
 

@@ -39,19 +39,24 @@ function view(image) {
 }
 
 function picture(image) {
+  // an ImageBitmap, closed when evicted: the page holds at most 6 decoded images (the current one
+  // and those fetched ahead), instead of leaving decoded <img> pixels to the browser's caches
   if (!pixels.has(image)) {
-    const img = new Image();
-    img.decoding = "async";
-    const ready = new Promise((resolve, reject) => {
-      img.onload = () => img.decode().then(() => resolve(img), () => resolve(img));
-      img.onerror = () => reject(new Error(`image ${image} failed to load`));
-    });
-    img.src = `img/${image}?token=${encodeURIComponent(TOKEN)}`;
+    const ready = fetch(`img/${image}`, { headers: { "X-Review-Token": TOKEN } })
+      .then((r) => { if (!r.ok) throw new Error(`image ${image}: HTTP ${r.status}`); return r.blob(); })
+      .then((blob) => createImageBitmap(blob))
+      .then((bitmap) => { ready.bitmap = bitmap; return bitmap; });
     pixels.set(image, ready);
-    if (pixels.size > 24) pixels.delete(pixels.keys().next().value);
+    if (pixels.size > 6) {
+      const [oldest, gone] = pixels.entries().next().value;
+      pixels.delete(oldest);
+      gone.then((bitmap) => { if (!onScreen.has(bitmap)) bitmap.close(); }, () => {});
+    }
   }
   return pixels.get(image);
 }
+
+const onScreen = new Set(); // the bitmap being drawn must not be closed under it
 
 // ---- filters and progress --------------------------------------------------------------
 
@@ -240,6 +245,8 @@ async function render(t0) {
   const item = filtered[pos], image = idx.items.image[item];
   const [v, img] = await Promise.all([view(image), picture(image)]);
   if (seq !== renderSeq) return; // a later key press won
+  onScreen.clear();
+  onScreen.add(img);
   draw(v, img, v.refs[idx.items.ref[item]]);
   panel(v, item);
   perf.renders++;
@@ -295,14 +302,14 @@ async function decide(item, decision, text, keep) {
 
 async function act(decision) {
   if (!filtered.length) return;
-  const item = filtered[pos];
+  const item = filtered[pos], t0 = performance.now();
   try {
     const result = await decide(item, decision);
     undo.push({ item, prev: result.prev });
     say(`${decision === "accept" ? "accepted" : "rejected"}; saved`);
     progress();
     if (pos < filtered.length - 1) pos++;
-    await render(performance.now());
+    await render(t0); // timed from the key: the write, its fsync and the next sentence drawn
   } catch (error) { say(error.message, true); }
 }
 
