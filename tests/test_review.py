@@ -245,6 +245,30 @@ def test_review_cli_checks_options(tmp_path):
     assert not_dataset.exit_code == 1 and "manifest.json: not found" in not_dataset.output
 
 
+def test_every_registered_check_can_refuse_a_rewrite(synth_dataset, tmp_path, monkeypatch):
+    """A judge added to CHECKS (as the pixel judge will be) is run on rewrites and can refuse them."""
+    from mvtec_ref.review import checks
+    from mvtec_ref.review.session import ReviewSession
+
+    seen = []
+
+    def picky(text, target, record, vocab, image):
+        seen.append(image().shape[:2] == (record["height"], record["width"]))
+        return "too picky" if "defects" in text else ""
+
+    monkeypatch.setitem(checks.CHECKS, "picky", picky)
+    session = ReviewSession(synth_dataset, tmp_path / "r.jsonl", "tester")
+    item = next(i for i, k in enumerate(session.keys) if k[1].endswith(":empty") is False)
+    refused = session.decide(item, "rewrite", "all the defects")
+    assert refused["refused"] and [c["check"] for c in refused["checks"]] == ["parser", "picky"]
+    assert refused["checks"][1] == {"check": "picky", "ok": False, "reason": "too picky"}
+    assert not (tmp_path / "r.jsonl").exists()
+    kept = session.decide(item, "rewrite", "all the defects", keep=True)
+    assert kept["asserted"] and kept["reasons"] == ["picky: too picky"]
+    assert session.decide(item + 1, "rewrite", "the anomaly")["asserted"] is False
+    assert seen and all(seen)
+
+
 # -- the app ---------------------------------------------------------------------------------
 
 
@@ -360,7 +384,7 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     url, reviews, _ = server
     options = webdriver.ChromeOptions()
@@ -452,11 +476,21 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
 
         driver.refresh()  # the state is kept across a reload
         ready()
-        assert driver.find_element(By.ID, "progress-text").text.startswith("4 / ")
+        progress = driver.find_element(By.ID, "progress-text").text
+        assert progress.startswith("4 / ")
+        total = int(progress.split(" / ")[1].split()[0])
         badges = driver.execute_script(
             "return [...document.querySelectorAll('.sent .badge')].map(e => e.textContent)"
         )
         assert badges[:5] == ["accepted", "rejected", "rewritten", "rewritten", "asserted"]
+        driver.find_element(By.ID, "f-todo").click()  # the filters: not yet reviewed, then a category
+        wait.until(lambda d: f"of {total - 4} shown" in d.find_element(By.ID, "position").text)
+        assert current_text() not in (first, second, third, fourth)
+        Select(driver.find_element(By.ID, "f-category")).select_by_visible_text("hazelnut")
+        wait.until(lambda d: d.find_element(By.ID, "meta").text.startswith("hazelnut /"))
+        driver.find_element(By.ID, "toggle-progress").click()
+        table = driver.find_element(By.ID, "progress-panel").text
+        assert "bottle 4 / " in table and "universal" in table
         shot = os.environ.get("MVTEC_REF_REVIEW_SCREENSHOT", str(tmp_path / "review.png"))
         assert driver.save_screenshot(shot)
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -27,7 +27,16 @@ def parser_check(text: str, target: list[int], record: dict, vocab, image) -> st
     return "" if verdict.verdict == OK else f"{verdict.verdict}: {verdict.reason}"
 
 
-# name -> check; the pixel judge joins as one more row.
+def pixel_check(text: str, target: list[int], record: dict, vocab, image) -> str:
+    """The pixel-based judge (annotate.pixel_judge): is each claim visibly true of the target?"""
+    from annotate.pixel_judge import judge_sentence, measure_record
+
+    failures = judge_sentence(text, target, record, measure_record(record, image()), vocab, first_only=True)
+    return f"{failures[0].rule}: {failures[0].detail}" if failures else ""
+
+
+# name -> check, run in order. pixel_check joins once annotate/pixel_judge.py is on this branch:
+# CHECKS["pixel"] = pixel_check
 CHECKS: dict[str, Callable] = {"parser": parser_check}
 
 
