@@ -84,12 +84,14 @@ def build_dataset(
     *,
     workers: int = 1,
     progress: bool | None = None,
+    reviews: Path | None = None,
 ) -> BuildResult:
     """Scan ``root``, derive regions and refs for every image, validate, write ``out``.
 
     ``out`` is replaced atomically and only when everything succeeded. Under
     ``config.strict`` the first problem raises its SampleError; otherwise bad samples
-    are skipped and listed in the manifest's ``problems``.
+    are skipped and listed in the manifest's ``problems``. ``reviews`` (a file written by
+    ``mvtec-ref review``) applies people's decisions (``mvtec_ref.review.apply``).
     """
     # Resolved, so the same tree reached through another path (a/../b, a link) gives the same manifest.
     root = Path(root).expanduser().resolve()
@@ -128,11 +130,19 @@ def build_dataset(
     log.info("%d images processed; assigning %s splits", len(records), config.splits.protocol)
     heldout = assign_splits(records, config.splits, config.seed)
     _hide_heldout_types(records, heldout, config.vocabulary)
+    review = None
+    if reviews is not None:
+        from mvtec_ref.review.apply import apply_reviews
+
+        review, review_problems = apply_reviews(records, reviews)
+        problems += review_problems
     _number(records)
     _check_expressions(records, config.vocabulary)
     problems += _vocabulary_fallbacks(records, config.vocabulary)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
+    if review is not None:
+        manifest["review"] = review
     log.info("writing %s (%d samples)", out, len(records))
     save_dataset(out, manifest, records)
     return BuildResult(Path(out), manifest, problems)

@@ -183,10 +183,15 @@ def _run_paraphrase(
     help="After building, add LLM paraphrases (needs --base-url, --model, OPENAI_API_KEY).",
 )
 @_llm_options
+@click.option(
+    "--reviews",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Apply the decisions of this reviews file (written by mvtec-ref review).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
 def build(source, root, out, categories, seed, strict, workers, speck_area, protocol, split_ratios,
           expressions, llm, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path,
-          quiet) -> None:  # fmt: skip
+          reviews, quiet) -> None:  # fmt: skip
     """Build a dataset directory from a source tree."""
     if llm and (not base_url or not model):
         raise click.UsageError(
@@ -212,7 +217,8 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
         regions=regions,
         splits=SplitConfig(protocol=protocol, ratios=ratios),
     )
-    result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet))
+    result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet),
+                           reviews=reviews)  # fmt: skip
     if not quiet:
         for p in result.problems:
             click.echo(f"warning: {p['path']}: {p['problem']} [{p['action']}]", err=True)
@@ -282,16 +288,22 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
     show_default=True,
     help="Name of the test split in the refcoco/grefcoco layouts (ReLA registers, CRIS keeps testA/testB).",
 )
+@click.option(
+    "--reviewed-only", is_flag=True, help="Only sentences a person accepted or wrote (build --reviews)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export(dataset: Path, fmt: str, out: Path, images: str, test_split: str, quiet: bool) -> None:
+def export(
+    dataset: Path, fmt: str, out: Path, images: str, test_split: str, reviewed_only: bool, quiet: bool
+) -> None:
     """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
     from mvtec_ref.export import export_dataset
     from mvtec_ref.fileio import check_apart
 
     check_apart(dataset, out, given_flag="DATASET", inside_ok=True)
     summary = export_dataset(
-        dataset, fmt, out, images=images, progress=_progress(quiet), test_split=test_split
-    )
+        dataset, fmt, out, images=images, progress=_progress(quiet), test_split=test_split,
+        reviewed_only=reviewed_only,
+    )  # fmt: skip
     shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
     click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
 
@@ -345,6 +357,53 @@ def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None
 
         for path in draw_plots(summary, plots_dir):
             click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--reviews",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Decisions file (JSONL, appended to) [default: DATASET.reviews.jsonl beside the dataset, "
+    "which survives rebuilds of DATASET].",
+)
+@click.option("--reviewer", help="Your name, written with each decision [default: the login name].")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port."
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (others can reach it)."
+)
+def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int, host: str) -> None:
+    """Accept, reject or rewrite sentences in a local web app (needs pip install 'mvtec-ref[review]')."""
+    import getpass
+
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the review app needs: pip install 'mvtec-ref[review]'") from None
+    from mvtec_ref.review.app import serve
+    from mvtec_ref.review.session import ReviewSession
+
+    reviews = reviews or dataset.absolute().parent / f"{dataset.absolute().name}.reviews.jsonl"
+    if reviews.exists() and not reviews.is_file():
+        raise click.BadParameter(f"{reviews} is not a file", param_hint="--reviews")
+    session = ReviewSession(dataset, reviews, reviewer or getpass.getuser())
+    for line in session.problems:
+        click.echo(f"warning: {line}", err=True)
+
+    def ready(url: str) -> None:
+        n = len(session.keys)
+        click.echo(f"reviewing {n} sentences of {dataset}; decisions go to {reviews}")
+        click.echo(f"open {url}  (Ctrl+C to stop; every decision is saved as it is made)")
+
+    try:
+        serve(session, host=host, port=port, on_ready=ready)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen at {host}:{port}: {error.strerror} (try --port 0)"
+        ) from None
 
 
 @main.command()

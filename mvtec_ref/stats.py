@@ -79,6 +79,8 @@ def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
         "regions": {by: {k: t[k].compute() for k in _order(t)} for by, t in regions.items()},
         "expressions": {by: {k: t[k].compute() for k in _order(t)} for by, t in quality.items()},
     }
+    if "review" in manifest:  # build --reviews: what people decided (mvtec_ref/review/summary.py)
+        summary["review"] = manifest["review"]
     if with_raw:
         summary["raw"] = {
             "ratios": {k: g.ratios for k, g in regions["category"].items() if k != "ALL"},
@@ -103,6 +105,10 @@ def format_tables(summary: dict) -> str:
         lines += ["", *_expression_table(by, summary["expressions"][by])]
     kinds = summary["expressions"]["split"]["ALL"]["kinds"]
     lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
+    if summary.get("review"):
+        from mvtec_ref.review.summary import format_review
+
+        lines += ["", *format_review(summary["review"])]
     return "\n".join(lines)
 
 

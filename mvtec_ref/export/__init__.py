@@ -48,11 +48,13 @@ def export_dataset(
     images: str = "link",
     progress: bool | None = None,
     test_split: str = "testA",
+    reviewed_only: bool = False,
 ) -> dict:
     """Write ``fmt`` for ``dataset`` into ``out`` (replaced atomically); returns the summary.
 
     ``test_split``: the name the ``test`` split gets in the refer layouts (``refcoco``,
-    ``grefcoco``); the other formats keep the dataset's split names.
+    ``grefcoco``); the other formats keep the dataset's split names. ``reviewed_only``: only
+    sentences a person accepted or wrote (a dataset built with --reviews).
     """
     if fmt not in FORMATS:
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -60,6 +62,12 @@ def export_dataset(
         raise DatasetError(f"unknown test split name {test_split!r}; use one of {', '.join(TEST_SPLITS)}")
     manifest = load_manifest(dataset)
     records = [r for _, r in iter_samples(dataset)]
+    if reviewed_only:
+        from mvtec_ref.review.apply import reviewed_records
+
+        if "review" not in manifest:
+            raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
+        records = reviewed_records(records)
     root = Path(manifest["source"]["root"])
     names = {}
     if fmt in REFER_FORMATS:
@@ -78,6 +86,7 @@ def export_dataset(
             "fingerprint": manifest["source"]["fingerprint"],
             "images": images,
             **({"split_names": names} if names else {}),
+            **({"reviewed_only": True} if reviewed_only else {}),
             **summary,
         }
         write_text_atomic(stage / MARKER, dumps_json(summary))
