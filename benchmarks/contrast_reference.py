@@ -7,9 +7,9 @@
 Both use the evaluate JSONL format (``{"probe_id" | "sent_id": key, "mask": RLE}``), so they are
 scored by the same command as any model::
 
-    python -m benchmarks.contrast_reference DATASET --probes DATASET/probes-test.jsonl --out refs/
-    mvtec-ref evaluate DATASET --probes DATASET/probes-test.jsonl --pred refs/every_defect.jsonl
-    mvtec-ref evaluate DATASET --probes DATASET/probes-test.jsonl --pred refs/nothing.jsonl
+    python -m benchmarks.contrast_reference DATASET --probes DATASET.probes-test.jsonl --out refs/
+    mvtec-ref evaluate DATASET --probes DATASET.probes-test.jsonl --pred refs/every_defect.jsonl
+    mvtec-ref evaluate DATASET --probes DATASET.probes-test.jsonl --pred refs/nothing.jsonl
 """
 
 from __future__ import annotations

@@ -414,7 +414,7 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write (replaced atomically) [default: DATASET/probes-SPLIT.jsonl].",
+    help="File to write (replaced atomically) [default: DATASET.probes-SPLIT.jsonl beside the dataset folder].",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Picks the other type of type edits.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -36,7 +36,9 @@ EDIT_KINDS = ("location", "type", "size", "extreme", "count", "attribute", "univ
 
 
 def default_path(dataset: Path, split: str) -> Path:
-    return Path(dataset) / f"probes-{split}.jsonl"
+    """Beside the dataset folder, not inside it: a rebuild replaces only what it wrote itself."""
+    dataset = Path(dataset).absolute()
+    return dataset.parent / f"{dataset.name}.probes-{split}.jsonl"
 
 
 def samples_sha256(dataset: Path) -> str:

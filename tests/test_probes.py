@@ -284,7 +284,7 @@ def test_probes_rerun_is_byte_identical_and_default_path(probes_file, synth_data
     for _ in range(2):
         result = runner.invoke(main, ["probes", str(dataset), "--quiet"])
         assert result.exit_code == 0, result.output
-        assert (dataset / "probes-test.jsonl").read_bytes() == probes_file.read_bytes()
+        assert (dataset.parent / f"{dataset.name}.probes-test.jsonl").read_bytes() == probes_file.read_bytes()
     assert "probes of" in result.output and "location" in result.output
 
 
