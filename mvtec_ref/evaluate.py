@@ -76,7 +76,8 @@ def load_predictions(pred: Path):
         try:
             return decode_rle(masks[key])
         except (ValueError, TypeError, KeyError) as error:
-            raise DatasetError(f"{pred}: {key!r}: mask is not a valid COCO RLE ({error})") from None
+            name = f"sent_id {key}" if isinstance(key, int) else f"probe_id {key}"
+            raise DatasetError(f"{pred}: {name}: mask is not a valid COCO RLE ({error})") from None
 
     return from_rle
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from mvtec_ref.cli import main
 
 COMMANDS = ["synth", "download", "build", "paraphrase", "validate", "export", "stats", "report",
-            "evaluate", "train-baseline", "predict", "probes"]  # fmt: skip
+            "evaluate", "train-baseline", "predict", "probes", "review"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
