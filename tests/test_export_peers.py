@@ -229,6 +229,11 @@ def test_polygons_exact_on_random_blobs():
         polygons = mask_to_polygons(mask)
         got = _rasterize(polygons, h, w) if polygons else np.zeros((h, w), bool)
         assert np.array_equal(got, mask)
+        # few pieces (ReLA decodes an (H, W, pieces) array per instance): one per 4-connected
+        # component, plus per hole (8-connected background) its strip and a piece the strip
+        # may cut off (an empirical bound, not a proof)
+        holes = ndimage.label(np.pad(~mask, 1, constant_values=True), np.ones((3, 3)))[1] - 1
+        assert len(polygons) <= ndimage.label(mask)[1] + 2 * holes
     assert mask_to_polygons(np.zeros((4, 4), bool)) == []
 
 

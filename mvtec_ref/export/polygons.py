@@ -6,8 +6,9 @@ unioned. ReLA's training path (detectron2's default ``mask_format="polygon"``) a
 writes masks this way. Each polygon walks the outer boundary of a set of pixel squares
 (pixel ``(row r, col c)`` is the square ``[c, c+1] x [r, r+1]``), not the pixel centres
 that ``cv2.findContours`` returns, which would lose a one-pixel rim of every region.
-A polygon cannot hold a hole, so a region with holes is cut into hole-free pieces along
-rows through each hole; the pieces are disjoint and their union is the region.
+A polygon cannot hold a hole, so each hole is opened by cutting out a one-pixel-wide
+vertical strip from its top edge up to the background; the strips and the rest are
+disjoint hole-free pieces whose union is the region (about one extra polygon per hole).
 
 No library already in the dependencies traces along pixel corners (``rasterio.features``
 would, at the cost of GDAL), hence the small tracer here.
@@ -49,17 +50,27 @@ def _piece_polygons(piece: np.ndarray, top: int, left: int) -> list[list[float]]
     holes = [loop for loop in loops if _signed_area(loop) < 0]
     if not holes:
         return [[float(v) for x, y in loop for v in (x + left, y + top)] for loop in loops]
-    # Cut at the top row of a hole: the hole's top row then opens onto the cut.
-    cut = min(y for _, y in holes[0])
+    # Open every hole with a one-pixel-wide vertical strip from its top edge up to the
+    # background (outside, or a higher hole that has its own strip): the strips are
+    # rectangles of their own, and what remains holds no hole (checked again regardless).
     from scipy import ndimage
 
+    strips = np.zeros_like(piece)
     polygons = []
-    for rows, offset in ((slice(0, cut), 0), (slice(cut, None), cut)):
-        part = piece[rows]
-        labels, _ = ndimage.label(part)
-        for i, box in enumerate(ndimage.find_objects(labels), start=1):
-            sub = labels[box] == i
-            polygons += _piece_polygons(sub, top + offset + box[0].start, left + box[1].start)
+    for hole in holes:
+        r = min(y for _, y in hole)
+        x = min(min(a[0], b[0]) for a, b in zip(hole, hole[1:] + hole[:1], strict=True) if a[1] == b[1] == r)
+        y = r - 1
+        while y >= 0 and piece[y, x] and not strips[y, x]:
+            strips[y, x] = True
+            y -= 1
+        if y + 1 < r:
+            x0, y0, x1, y1 = x + left, y + 1 + top, x + 1 + left, r + top
+            polygons.append([float(v) for v in (x0, y0, x1, y0, x1, y1, x0, y1)])
+    labels, _ = ndimage.label(piece & ~strips)
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        sub = labels[box] == i
+        polygons += _piece_polygons(sub, top + box[0].start, left + box[1].start)
     return polygons
 
 
@@ -81,25 +92,32 @@ def _trace(piece: np.ndarray) -> list[list[tuple[int, int]]]:
             edges.setdefault((x, y), []).append(move)
     loops = []
     while edges:
-        # Start where only one way leads out, so the loop closes on its first return.
-        start = min((p for p, m in edges.items() if len(m) == 1), default=None) or min(edges)
-        point, move, loop = start, None, []
-        while move is None or point != start:
-            moves = edges[point]
-            # Two ways out only where pixels touch at a corner: turn right, keeping to the
-            # current pixel, so diagonal neighbours stay separate (4-connectivity).
-            nxt = _RIGHT_TURN[move] if move is not None and len(moves) == 2 else moves[0]
-            moves.remove(nxt)
-            if not moves:
-                del edges[point]
-            if nxt != move:
-                loop.append(point)
-            move = nxt
-            point = (point[0] + move[0], point[1] + move[1])
-        if len(loop) > 2 and _collinear(loop[-1], loop[0], loop[1]):
-            loop = loop[1:]
-        loops.append(loop)
+        # Start where only one way leads out, so a loop closes on its first return there.
+        singles = sorted(p for p, m in edges.items() if len(m) == 1)
+        for start in singles or [min(edges)]:
+            if start in edges:
+                loops.append(_walk(edges, start))
     return loops
+
+
+def _walk(edges: dict, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """Follow (and use up) boundary edges from ``start`` back to it; turning points only."""
+    point, move, loop = start, None, []
+    while move is None or point != start:
+        moves = edges[point]
+        # Two ways out only where pixels touch at a corner: turn right, keeping to the
+        # current pixel, so diagonal neighbours stay separate (4-connectivity).
+        nxt = _RIGHT_TURN[move] if move is not None and len(moves) == 2 else moves[0]
+        moves.remove(nxt)
+        if not moves:
+            del edges[point]
+        if nxt != move:
+            loop.append(point)
+        move = nxt
+        point = (point[0] + move[0], point[1] + move[1])
+    if len(loop) > 2 and _collinear(loop[-1], loop[0], loop[1]):
+        loop = loop[1:]
+    return loop
 
 
 def _collinear(a, b, c) -> bool:
