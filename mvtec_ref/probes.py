@@ -81,7 +81,9 @@ def build_probes(
     root = Path(manifest["source"]["root"])
     probes, images, sentences = [], 0, 0
     records = iter_samples(dataset)
-    for _, record in tqdm(records, desc="probes", unit="img", disable=progress is False):
+    for _, record in tqdm(
+        records, desc="probes", unit="img", disable=None if progress is None else not progress
+    ):
         if (split != "all" and record["split"] != split) or not record["regions"]:
             continue
         images += 1
