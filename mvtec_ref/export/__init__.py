@@ -48,12 +48,12 @@ def export_dataset(
     if fmt not in FORMATS:
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     manifest = load_manifest(dataset)
+    if reviewed_only and "review" not in manifest:
+        raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
     records = [r for _, r in iter_samples(dataset)]
     if reviewed_only:
         from mvtec_ref.review.apply import reviewed_records
 
-        if "review" not in manifest:
-            raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
         records = reviewed_records(records)
     root = Path(manifest["source"]["root"])
     with staged_directory(out, marker=MARKER) as stage:
