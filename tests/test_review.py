@@ -282,6 +282,43 @@ def test_session_reads_the_file_it_indexed_after_a_rebuild(synth_tree, tmp_path)
     assert session.image_view(len(ids) - 1)["id"] == ids[-1]
 
 
+def test_images_a_browser_cannot_show_are_sent_as_png(tmp_path):
+    import cv2
+    import numpy as np
+
+    from mvtec_ref.review.session import ReviewSession
+
+    root, dataset = tmp_path / "src", tmp_path / "ds"
+    root.mkdir()
+    dataset.mkdir()
+    pixels = np.zeros((6, 8, 3), np.uint8)
+    pixels[1, 2] = (255, 0, 0)  # red in RGB
+    assert cv2.imwrite(str(root / "a.tif"), pixels[:, :, ::-1])
+    assert cv2.imwrite(str(root / "b.png"), pixels[:, :, ::-1])
+    (dataset / "manifest.json").write_text(json.dumps({"name": "t", "source": {"root": str(root)}}))
+    refs = [{"kind": "no_target", "region_ids": [], "sentences": [{"text": "anomaly", "origin": "template"}]}]
+    lines = [
+        {
+            "id": n,
+            "image_path": n,
+            "category": "c",
+            "defect_type": "good",
+            "height": 6,
+            "width": 8,
+            "regions": [],
+            "refs": refs,
+        }
+        for n in ("a.tif", "b.png")
+    ]
+    (dataset / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    session = ReviewSession(dataset, tmp_path / "r.jsonl", "tester")
+    data, media = session.image_bytes(0)
+    assert media == "image/png" and data.startswith(b"\x89PNG")
+    back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert (back == pixels).all()
+    assert session.image_bytes(1) == ((root / "b.png").read_bytes(), "image/png")  # sent as stored
+
+
 # -- the app ---------------------------------------------------------------------------------
 
 
