@@ -20,12 +20,13 @@ def test_every_subcommand_is_listed():
     assert sorted(main.commands) == sorted(COMMANDS)
 
 
-@pytest.mark.parametrize("command", [[], ["train-baseline"], ["predict"]])
+@pytest.mark.parametrize("command", [[], ["train-baseline"], ["predict"], ["review"]])
 def test_help_does_not_import_heavy_packages(command):
     code = (
         "import sys\nfrom mvtec_ref.cli import main\n"
         f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
-        "print([m for m in ('torch', 'transformers', 'openai', 'cv2', 'pycocotools') if m in sys.modules])"
+        "print([m for m in ('torch', 'transformers', 'openai', 'cv2', 'pycocotools', 'starlette', 'uvicorn')"
+        " if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("[]")

@@ -269,6 +269,56 @@ def test_every_registered_check_can_refuse_a_rewrite(synth_dataset, tmp_path, mo
     assert seen and all(seen)
 
 
+def test_session_reads_the_file_it_indexed_after_a_rebuild(synth_tree, tmp_path):
+    """A rebuild replaces the dataset folder under a running server: pages must not mix builds."""
+    from mvtec_ref.review.session import ReviewSession
+
+    dataset = tmp_path / "ds"
+    build_dataset(synth_tree, dataset, BuildConfig(categories=("bottle", "grid")), progress=False)
+    session = ReviewSession(dataset, tmp_path / "r.jsonl", "tester")
+    ids = list(session.images["id"])
+    build_dataset(synth_tree, dataset, BuildConfig(categories=("grid", "hazelnut")), progress=False)
+    assert [session.record(i)["id"] for i in range(len(ids))] == ids
+    assert session.image_view(len(ids) - 1)["id"] == ids[-1]
+
+
+def test_images_a_browser_cannot_show_are_sent_as_png(tmp_path):
+    import cv2
+    import numpy as np
+
+    from mvtec_ref.review.session import ReviewSession
+
+    root, dataset = tmp_path / "src", tmp_path / "ds"
+    root.mkdir()
+    dataset.mkdir()
+    pixels = np.zeros((6, 8, 3), np.uint8)
+    pixels[1, 2] = (255, 0, 0)  # red in RGB
+    assert cv2.imwrite(str(root / "a.tif"), pixels[:, :, ::-1])
+    assert cv2.imwrite(str(root / "b.png"), pixels[:, :, ::-1])
+    (dataset / "manifest.json").write_text(json.dumps({"name": "t", "source": {"root": str(root)}}))
+    refs = [{"kind": "no_target", "region_ids": [], "sentences": [{"text": "anomaly", "origin": "template"}]}]
+    lines = [
+        {
+            "id": n,
+            "image_path": n,
+            "category": "c",
+            "defect_type": "good",
+            "height": 6,
+            "width": 8,
+            "regions": [],
+            "refs": refs,
+        }
+        for n in ("a.tif", "b.png")
+    ]
+    (dataset / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    session = ReviewSession(dataset, tmp_path / "r.jsonl", "tester")
+    data, media = session.image_bytes(0)
+    assert media == "image/png" and data.startswith(b"\x89PNG")
+    back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert (back == pixels).all()
+    assert session.image_bytes(1) == ((root / "b.png").read_bytes(), "image/png")  # sent as stored
+
+
 # -- the app ---------------------------------------------------------------------------------
 
 
@@ -308,7 +358,7 @@ def _raw(url, method, path, body=None, headers=None):
     """One request with the path sent exactly as given (no client-side ``..`` folding)."""
     host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.putrequest(method, path, skip_accept_encoding=True)
+    conn.putrequest(method, path, skip_accept_encoding=True, skip_host="Host" in (headers or {}))
     data = json.dumps(body).encode() if body is not None else b""
     for k, v in {
         "Content-Type": "application/json",
@@ -340,6 +390,8 @@ def test_token_required_and_no_path_escapes(server):
     url, reviews, _ = server
     token = url.split("token=")[1]
     assert _raw(url, "GET", "/")[0] == 200  # the page itself holds nothing
+    # bound to loopback, only loopback names are served (a rebinding DNS name gets 400)
+    assert _raw(url, "GET", f"/api/index?token={token}", headers={"Host": "evil.example"})[0] == 400
     assert _raw(url, "GET", "/api/index")[0] == 403
     assert _raw(url, "GET", f"/api/index?token={token}")[0] == 200
     write = {"item": 0, "decision": "accept"}

@@ -61,12 +61,12 @@ def export_dataset(
     if test_split not in TEST_SPLITS:
         raise DatasetError(f"unknown test split name {test_split!r}; use one of {', '.join(TEST_SPLITS)}")
     manifest = load_manifest(dataset)
+    if reviewed_only and "review" not in manifest:
+        raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
     records = [r for _, r in iter_samples(dataset)]
     if reviewed_only:
         from mvtec_ref.review.apply import reviewed_records
 
-        if "review" not in manifest:
-            raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
         records = reviewed_records(records)
     root = Path(manifest["source"]["root"])
     names = {}

@@ -62,7 +62,7 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         if not allowed(request, write=False):
             return refused()
         n = request.path_params["n"]
-        if n >= len(session.offsets):
+        if n >= len(session.images["id"]):
             return JSONResponse({"error": "no such image"}, status_code=404)
         return JSONResponse(await run_in_threadpool(session.image_view, n))
 
@@ -70,7 +70,7 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         if not allowed(request, write=False):
             return refused()
         n = request.path_params["n"]
-        if n >= len(session.offsets):
+        if n >= len(session.images["id"]):
             return Response(status_code=404)
         data, media = await run_in_threadpool(session.image_bytes, n)
         return Response(data, media_type=media, headers={"Cache-Control": "no-store"})

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -40,10 +42,11 @@ class ReviewSession:
         self.decisions, self.problems = load_decisions(reviews)
         self._vocab = None
         self._cache: OrderedDict[int, dict] = OrderedDict()  # image index -> parsed record
+        self._lock = threading.Lock()  # the caches are shared by the server's worker threads
         self._bytes: OrderedDict[int, tuple[bytes, str]] = OrderedDict()  # image index -> served file
         names = {"category": {}, "defect": {}, "kind": {}, "origin": {}}
         self.names = names
-        self.offsets: list[int] = []  # image index -> byte offset of its line
+        self.offsets: list[int] = []  # image index -> byte offset of its line (and the end, last)
         self.first_item: list[int] = []  # image index -> item index of its first sentence
         self.images: dict[str, list] = {"id": [], "category": [], "defect": []}
         self.items: dict[str, list[int]] = {k: [] for k in ("image", "ref", "sent", "kind", "origin")}
@@ -51,6 +54,9 @@ class ReviewSession:
         path = self.dataset / SAMPLES
         try:
             f = path.open("rb")
+            # kept open for the session: a rebuild replaces the folder, but this file stays the one
+            # the index was made from (records are read with pread, safe from several threads)
+            self._fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise DatasetError(
                 f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?"
@@ -64,6 +70,7 @@ class ReviewSession:
                     raise DatasetError(f"{path} line {n}: malformed JSON: {error.msg}") from None
                 self._index(record, offset)
                 offset += len(line)
+        self.offsets.append(offset)  # the end of the last line
 
     def _index(self, record: dict, offset: int) -> None:
         image = len(self.offsets)
@@ -107,15 +114,16 @@ class ReviewSession:
 
     def record(self, image: int) -> dict:
         """The record of image ``image`` (an index into samples.jsonl), parsed on demand."""
-        if image in self._cache:
-            self._cache.move_to_end(image)
-            return self._cache[image]
-        with (self.dataset / SAMPLES).open("rb") as f:
-            f.seek(self.offsets[image])
-            record = json.loads(f.readline())
-        self._cache[image] = record
-        if len(self._cache) > 64:
-            self._cache.popitem(last=False)
+        with self._lock:
+            if image in self._cache:
+                self._cache.move_to_end(image)
+                return self._cache[image]
+        start, end = self.offsets[image], self.offsets[image + 1]
+        record = json.loads(os.pread(self._fd, end - start, start))
+        with self._lock:
+            self._cache[image] = record
+            if len(self._cache) > 64:
+                self._cache.popitem(last=False)
         return record
 
     def image_view(self, image: int) -> dict:
@@ -170,13 +178,16 @@ class ReviewSession:
         for a 1,024 px noisy PNG here (a jump to an unseen image: 45 ms as is, 110 ms re-encoded
         as JPEG, measured by benchmarks/bench_review.py). Other formats (TIFF) become PNG.
         """
-        if image in self._bytes:
-            self._bytes.move_to_end(image)
-            return self._bytes[image]
-        self._bytes[image] = self._encode(self.record(image))
-        if len(self._bytes) > 32:
-            self._bytes.popitem(last=False)
-        return self._bytes[image]
+        with self._lock:
+            if image in self._bytes:
+                self._bytes.move_to_end(image)
+                return self._bytes[image]
+        found = self._encode(self.record(image))
+        with self._lock:
+            self._bytes[image] = found
+            if len(self._bytes) > 32:
+                self._bytes.popitem(last=False)
+        return found
 
     def _encode(self, record: dict) -> tuple[bytes, str]:
         path = record["image_path"]
