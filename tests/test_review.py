@@ -489,7 +489,7 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
         press("e")  # a true rewrite: the checks accept it
         box = driver.find_element(By.ID, "rewrite")
         box.send_keys(Keys.CONTROL, "a")
-        box.send_keys("all the defects")
+        box.send_keys("any defect")
         wait.until(lambda d: "denotes the target" in d.find_element(By.ID, "verdict").text)  # checked live
         box.send_keys(Keys.ENTER)
         wait.until(lambda d: len(lines()) == 3)
@@ -509,12 +509,12 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
         assert lines()[-1]["decision"] == "clear" and lines()[-1]["text"] == third
         press("e")  # and rewrite it again (the editor opens on the third, where undo moved)
         box.send_keys(Keys.CONTROL, "a")
-        box.send_keys("all the defects")
+        box.send_keys("any defect")
         box.send_keys(Keys.ENTER)
         wait.until(lambda d: len(lines()) == 5)
         assert [x["decision"] for x in lines()] == ["accept", "reject", "rewrite", "clear", "rewrite"]
         assert [x["text"] for x in lines()] == [first, second, third, third, third]
-        assert lines()[2]["rewrite"] == "all the defects" and lines()[2]["asserted"] is False
+        assert lines()[2]["rewrite"] == "any defect" and lines()[2]["asserted"] is False
         wait.until(lambda d: current_text() == fourth)  # the file is written before the page moves on
         # keep a false rewrite anyway: it is marked as asserted by the reviewer
         press("e")
@@ -558,7 +558,7 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
     assert second not in [s["text"] for s in texts]
     human = [s for s in texts if s["origin"] == "human"]
     assert [(s["text"], s["rewrite_of"], s["review"]["asserted"]) for s in human] == [
-        ("all the defects", third, False),
+        ("any defect", third, False),
         ("the scratch at the top left of the bottle", fourth, True),
     ]
     assert load_manifest(out)["review"]["unmatched"] == 0
