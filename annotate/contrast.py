@@ -167,7 +167,7 @@ def _mirror(axis: int) -> Callable[[Claims], Claims | None]:
 def _count_by(step: int) -> Callable[[Claims], Claims | None]:
     def change(claims: Claims) -> Claims | None:
         n = claims.count
-        return claims.with_(count=n + step) if n is not None and 2 <= n + step <= len(NUMBER) else None
+        return claims.with_(count=n + step) if n is not None and 2 <= n + step <= max(NUMBER) else None
 
     return change
 

@@ -187,6 +187,10 @@ def test_clock_hours_and_axis_ends_are_rewritten_in_place():
 
 
 def test_count_rule_in_target_of():
+    from annotate.contrast import _count_by
+
+    assert _count_by(1)(Claims(count=9)).count == 10 and _count_by(1)(Claims(count=10)) is None
+    assert _count_by(-1)(Claims(count=2)) is None  # "the one cracks" is not a sentence
     claims = Claims(defect_type="crack", count=3)
     assert target_of(claims, TWO) == set()
     assert target_of(claims.with_(count=2), TWO) == {0, 1}
