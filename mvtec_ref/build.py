@@ -18,7 +18,7 @@ from mvtec_ref.errors import DatasetError, EmptyMaskError, SampleError
 from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 from mvtec_ref.regions import RegionConfig
 from mvtec_ref.schema import schema_errors
-from mvtec_ref.sources import SourceImage, get_source
+from mvtec_ref.sources import ScanResult, SourceImage, get_source
 from mvtec_ref.splits import SplitConfig, assign_splits
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,14 @@ def build_dataset(
     ``config.strict`` the first problem raises its SampleError; otherwise bad samples
     are skipped and listed in the manifest's ``problems``.
     """
+    root, config, scan = scan_source(root, config)
+    processed = _process_all(root, scan.images, config, workers, progress)
+    return finish_build(root, out, config, scan, processed)
+
+
+def scan_source(root: Path, config: BuildConfig) -> tuple[Path, BuildConfig, ScanResult]:
+    """List the source's images (no pixels read); ``config`` comes back with its vocabulary set.
+    Under ``config.strict`` the first layout problem raises."""
     root = Path(root).absolute()
     config.splits.check()  # a bad ratio should fail now, not after every image was decoded
     source = get_source(config.source)
@@ -99,10 +107,18 @@ def build_dataset(
     log.info("%s: %d images listed, %d problems in the layout", root, len(scan.images), len(scan.problems))
     if config.strict and scan.problems:
         raise scan.problems[0]
+    return root, config, scan
+
+
+def finish_build(
+    root: Path, out: Path, config: BuildConfig, scan: ScanResult, processed: Iterable[Processed]
+) -> BuildResult:
+    """The dataset-wide part of a build: collect ``processed`` (one per ``scan.images``, in
+    order), assign splits and ids, check, write ``out``. Shared by build and merge."""
     problems = [_problem(p, "skipped" if p.kind == "missing_mask" else "ignored") for p in scan.problems]
 
     records, hashes = [], []
-    for done in _process_all(root, scan.images, config, workers, progress):
+    for done in processed:
         hashes.extend(done.hashes)
         if done.error is not None:
             if config.strict:
