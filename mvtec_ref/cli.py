@@ -334,11 +334,18 @@ def export(dataset: Path, fmt: str, out: Path, images: str, quiet: bool) -> None
     help="Folder for index.html and its files (replaced atomically).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def report(dataset: Path, out: Path, quiet: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes drawing thumbnails; the output is identical for any number.",
+)
+def report(dataset: Path, out: Path, quiet: bool, workers: int) -> None:
     """Write a static HTML report: tables, figures, and a filterable gallery with overlays."""
     from mvtec_ref.report import build_report
 
-    result = build_report(dataset, out, progress=_progress(quiet))
+    result = build_report(dataset, out, progress=_progress(quiet), workers=workers)
     click.echo(f"wrote {out / 'index.html'} ({result['samples']} samples, {result['plots']} figures)")
 
 
