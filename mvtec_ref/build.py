@@ -174,7 +174,7 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
     hashes, warnings = [], []
     try:
         data = _read(root, src.image_path, hashes)
-        image = decode_image(data, src.image_path)
+        image = decode_image(data, src.image_path, rgb=src.mask_path is not None)  # pixels used only then
         height, width = image.shape[:2]
         frame, frame_source = (0, 0, width, height), "image"
         regions, labels, defect_type = [], None, src.defect_type
