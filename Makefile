@@ -43,7 +43,7 @@ format: setup
 	$(BIN)/ruff format .
 
 bench: setup
-	$(BIN)/python -m benchmarks.bench_build
+	$(BIN)/python -m benchmarks.bench_build $(BENCH_ARGS)
 
 # Training throughput and memory (GPU figures when CUDA is present, CPU s/step otherwise).
 bench-train: setup

@@ -1,36 +1,55 @@
-"""Build speed against its practical floor, on a cached ``synth --scale full`` tree.
+"""Every stage against its floor, on a cached ``synth --scale full`` tree (``make bench``).
 
-Prints: build wall time, images/s and peak RSS for --workers 1 and 2, and the ratio of
-build time to the time a plain loop takes just to decode every image and mask the build
-reads (cv2.imread, one process). Targets: <= 1.5x the floor with 1 worker, below the
-floor with 2. Run with ``make bench``.
+For each stage: its wall time, the time of its floor (the work it cannot avoid, measured in
+one process right before the stage, so both see the same machine load) and the ratio; every
+stage runs ``--runs`` times (2 by default) and the summary gives the spread (max - min over
+the mean) of the times and of the ratios.
+
+Stages and floors:
+
+- ``build``: ``build --workers 1`` and ``--workers 2`` (peak RSS of the main process and of
+  the largest worker); floor: ``cv2.imread`` of every image and mask the build reads.
+  Targets: <= 1.1x with 1 worker, <= 0.6x with 2, peak RSS < 300 MB.
+- ``validate``: ``validate --deep``; floor: ``cv2.imread`` of every mask.
+- ``export``: each format, ``--images none``; floor: writing its output bytes plus the RLE
+  work it cannot avoid (decoding the regions of each distinct multi-region target of an image
+  and encoding their union, for refcoco and jsonl). Target: jsonl <= 10 s.
+- ``report``: ``report --workers 1`` and ``--workers 2``; floor: decoding every image it
+  shows and shrinking it to its thumbnail (one process). Target: <= 60 s.
+- ``synth``: ``synth --scale full --workers 2`` into a temporary folder; floor: PNG-encoding
+  the same number of files at the tree's sizes (encoding is what a synthetic tree costs at
+  least). Target: <= 180 s.
+
+The tree: ``MVTEC_REF_BENCH_TREE`` names an existing full-scale tree to read (never written),
+else it is drawn once into ``$MVTEC_REF_BENCH_CACHE`` (default ``.cache/bench``) and kept.
+``python -m benchmarks.bench_build --stages build,export --runs 2``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import resource
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 CACHE = Path(os.environ.get("MVTEC_REF_BENCH_CACHE", ".cache/bench"))
+STAGES = ("build", "validate", "export", "report", "synth")
 
 CHILD = """
 import json, resource, sys, time
 from mvtec_ref.build import BuildConfig, build_dataset
 start = time.perf_counter()
-config = BuildConfig(expressions=sys.argv[4] == "1")
-result = build_dataset(sys.argv[1], sys.argv[2], config, workers=int(sys.argv[3]), progress=False)
+result = build_dataset(sys.argv[1], sys.argv[2], BuildConfig(), workers=int(sys.argv[3]), progress=False)
 wall = time.perf_counter() - start
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"wall": wall, "rss_main_kb": own, "rss_worker_kb": kids,
-                  "images": result.manifest["counts"]["images"],
-                  "sentences": result.manifest["counts"]["sentences"],
-                  "regions": result.manifest["counts"]["regions"]}))
+own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+print(json.dumps({"wall": wall, "cpu": cpu, "rss_main_kb": own.ru_maxrss, "rss_worker_kb": kids.ru_maxrss}))
 """
 
 
@@ -38,6 +57,11 @@ def ensure_tree(seed: int = 0) -> Path:
     from mvtec_ref.synth import write_synthetic_tree
     from mvtec_ref.synth.tree import SYNTH_VERSION, read_marker
 
+    given = os.environ.get("MVTEC_REF_BENCH_TREE")
+    if given:
+        if read_marker(Path(given)) is None:
+            sys.exit(f"MVTEC_REF_BENCH_TREE={given}: not a tree written by mvtec-ref synth")
+        return Path(given)
     root = CACHE / f"mvtec_full_seed{seed}_v{SYNTH_VERSION}"
     if read_marker(root) is None:
         print(f"drawing the full-scale synthetic tree once into {root} ...", flush=True)
@@ -47,46 +71,206 @@ def ensure_tree(seed: int = 0) -> Path:
     return root
 
 
-def decode_floor(root: Path) -> tuple[float, int]:
+def _timed(fn, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def _imread_all(paths: list[Path]) -> None:
     import cv2
 
-    from mvtec_ref.sources import scan_mvtec_ad
-
     cv2.setNumThreads(1)
-    scan = scan_mvtec_ad(root)
-    paths = [root / p for im in scan.images for p in (im.image_path, im.mask_path) if p]
-    start = time.perf_counter()
     for path in paths:
         if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
             raise RuntimeError(f"{path}: cannot decode")
-    return time.perf_counter() - start, len(paths)
+
+
+def _records(dataset: Path) -> list[dict]:
+    from mvtec_ref.build import iter_samples
+
+    return [r for _, r in iter_samples(dataset)]
+
+
+# --- stages: each returns [(label, seconds, floor seconds, note)] for one run ---------------
+
+
+def stage_build(root: Path, work: Path) -> list[tuple]:
+    from mvtec_ref.sources import scan_mvtec_ad
+
+    scan = scan_mvtec_ad(root)
+    paths = [root / p for im in scan.images for p in (im.image_path, im.mask_path) if p]
+    cpu = time.process_time()
+    floor = _timed(_imread_all, paths)
+    cpu = time.process_time() - cpu
+    rows = []
+    for workers in (1, 2):
+        args = [str(root), str(work / "dataset"), str(workers)]
+        run = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
+        r = json.loads(run.stdout.strip().splitlines()[-1])
+        # CPU seconds (all processes) against the floor's: steadier than wall time on a shared machine.
+        rss = f"CPU {r['cpu']:.0f} s = {r['cpu'] / cpu:.2f}x the floor's {cpu:.0f} s; "
+        rss += f"peak RSS {r['rss_main_kb'] / 1024:.0f} MB main"
+        if workers > 1:
+            rss += f", {r['rss_worker_kb'] / 1024:.0f} MB largest worker"
+        rows.append((f"build --workers {workers}", r["wall"], floor, rss))
+    return rows
+
+
+def stage_validate(root: Path, work: Path) -> list[tuple]:
+    from mvtec_ref.validate import validate_dataset
+
+    dataset = _dataset(root, work)
+    paths = [root / r["mask_path"] for r in _records(dataset) if r["mask_path"]]
+    floor = _timed(_imread_all, paths)
+    problems: list = []
+    wall = _timed(lambda: problems.extend(validate_dataset(dataset, deep=True)))
+    return [("validate --deep", wall, floor, f"{len(paths)} masks, {len(problems)} problems")]
+
+
+def stage_export(root: Path, work: Path) -> list[tuple]:
+    from mvtec_ref.export import FORMATS, export_dataset
+
+    dataset = _dataset(root, work)
+    records = _records(dataset)
+    rows = []
+    for fmt in FORMATS:
+        out = work / f"export_{fmt}"
+        wall = _timed(export_dataset, dataset, fmt, out, images="none")
+        rle = _timed(_unavoidable_rle, records, fmt)
+        write = _timed(_rewrite, out, work / "rewrite")
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+        rows.append((f"export {fmt}", wall, rle + write, f"{size:.0f} MB; floor = RLE {rle:.1f} s + write"))
+    return rows
+
+
+def _unavoidable_rle(records: list[dict], fmt: str) -> None:
+    """Decode + union + encode once per distinct multi-region target of an image (refcoco and
+    jsonl store that union; single-region targets and coco/grefcoco reuse the stored RLEs)."""
+    from mvtec_ref.export.common import target_mask
+    from mvtec_ref.regions.mask import encode_rle
+
+    if fmt not in ("refcoco", "jsonl"):
+        return
+    for r in records:
+        for ids in {tuple(ref["region_ids"]) for ref in r["refs"] if len(ref["region_ids"]) > 1}:
+            encode_rle(target_mask(r, ids))
+
+
+def _rewrite(src: Path, dst: Path) -> None:
+    """Write every file of ``src`` again (same bytes, fsync'd like the toolkit's writes)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    for path in src.rglob("*"):
+        if path.is_file():
+            target = dst / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data = path.read_bytes()
+            with open(target, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    shutil.rmtree(dst)
+
+
+def stage_report(root: Path, work: Path) -> list[tuple]:
+    import cv2
+
+    from mvtec_ref.report import THUMB, build_report
+
+    dataset = _dataset(root, work)
+    paths = [root / r["image_path"] for r in _records(dataset)]
+
+    def shrink_all():
+        cv2.setNumThreads(1)
+        for path in paths:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            h, w = image.shape[:2]
+            scale = THUMB / max(h, w)
+            cv2.resize(
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
+
+    floor = _timed(shrink_all)
+    rows = []
+    for workers in (1, 2):
+        wall = _timed(build_report, dataset, work / "report", progress=False, workers=workers)
+        rows.append((f"report --workers {workers}", wall, floor, f"{len(paths)} thumbnails"))
+    return rows
+
+
+def stage_synth(root: Path, work: Path) -> list[tuple]:
+    import cv2
+    import numpy as np
+
+    from mvtec_ref.synth import write_synthetic_tree
+
+    files = sorted(root.rglob("*.png"))
+    rng = np.random.default_rng(0)
+    shapes = {}
+    for path in files[:: max(1, len(files) // 64)]:  # the tree's sizes, read from 64 files
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        shapes[image.shape] = (rng.random(image.shape) * 255).astype(np.uint8)
+    samples = list(shapes.values())
+    # A smooth image per shape: synthetic images compress like the tree's, not like noise.
+    samples = [cv2.GaussianBlur(s, (0, 0), 3) for s in samples]
+
+    def encode_all():
+        cv2.setNumThreads(1)
+        for k in range(len(files)):
+            cv2.imencode(".png", samples[k % len(samples)], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+
+    floor = _timed(encode_all)
+    out = work / "synth"
+    wall = _timed(write_synthetic_tree, out, scale="full", seed=0, workers=2, progress=False)
+    shutil.rmtree(out)
+    return [("synth --scale full --workers 2", wall, floor, f"{len(files)} files; floor: PNG encoding")]
+
+
+def _dataset(root: Path, work: Path) -> Path:
+    """A built dataset of the tree (built once per bench run, not timed here)."""
+    from mvtec_ref.build import BuildConfig, build_dataset
+
+    dataset = work / "dataset"
+    if not (dataset / "manifest.json").is_file():
+        build_dataset(root, dataset, BuildConfig(), workers=2, progress=False)
+    return dataset
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {','.join(STAGES)}")
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        sys.exit(f"unknown stage(s) {', '.join(unknown)}; use {', '.join(STAGES)}")
     root = ensure_tree()
     size_gb = sum(p.stat().st_size for p in root.rglob("*.png")) / 1e9
-    decode_floor(root)  # warm the page cache so both sides read from memory
-    floor, files = decode_floor(root)
-    print(f"tree: {root} ({files} files, {size_gb:.2f} GB)")
-    print(f"decode floor (cv2.imread of every image and mask, 1 process): {floor:.1f} s")
-    out = CACHE / "dataset"
-    walls = {}
-    for workers, expressions in ((1, False), (1, True), (2, True)):
-        args = [str(root), str(out), str(workers), str(int(expressions))]
-        run = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
-        r = json.loads(run.stdout.strip().splitlines()[-1])
-        walls[workers, expressions] = r["wall"]
-        rss = f"peak RSS {r['rss_main_kb'] / 1024:.0f} MB main"
-        if workers > 1:
-            rss += f", {r['rss_worker_kb'] / 1024:.0f} MB largest worker"
-        what = "all expressions" if expressions else "universal prompt only"
-        print(f"build --workers {workers} ({what}): {r['wall']:.1f} s, "
-              f"{r['images'] / r['wall']:.1f} images/s, {rss}, {r['wall'] / floor:.2f}x the decode floor "
-              f"({r['images']} images, {r['regions']} regions, {r['sentences']} sentences)")  # fmt: skip
-    overhead = walls[1, True] / walls[1, False] - 1
-    print(f"expression overhead (generation + checker), --workers 1: {overhead:+.1%} (target <= +20%)")
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"(this benchmark process: peak RSS {own:.0f} MB)")
+    print(f"tree: {root} ({size_gb:.2f} GB); load average at start: {os.getloadavg()}", flush=True)
+    _imread_all(sorted(root.rglob("*.png")))  # warm the page cache so every side reads from memory
+    results: dict[str, list[tuple[float, float]]] = {}
+    work = Path(tempfile.mkdtemp(prefix="mvtec-ref-bench-", dir=CACHE if CACHE.is_dir() else None))
+    try:
+        for run in range(1, args.runs + 1):
+            for stage in stages:
+                for label, wall, floor, note in globals()[f"stage_{stage}"](root, work):
+                    results.setdefault(label, []).append((wall, floor))
+                    print(f"run {run} | {label}: {wall:.1f} s, floor {floor:.1f} s, {wall / floor:.2f}x "
+                          f"({note}) [load {os.getloadavg()[0]:.1f}]", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nsummary over {args.runs} runs (spread = (max - min) / mean):")
+    for label, runs in results.items():
+        walls = [w for w, _ in runs]
+        ratios = [w / f for w, f in runs]
+        print(f"  {label:32s} time {statistics.mean(walls):7.1f} s (spread {_spread(walls):4.0%}), "
+              f"floor {statistics.mean(f for _, f in runs):7.1f} s, ratio {statistics.mean(ratios):.2f}x "
+              f"(spread {_spread(ratios):4.0%})")  # fmt: skip
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.mean(values) if len(values) > 1 else 0.0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from mvtec_ref.errors import DatasetError, EmptyMaskError, SampleError
 from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 from mvtec_ref.regions import RegionConfig
 from mvtec_ref.schema import schema_errors
-from mvtec_ref.sources import SourceImage, get_source
+from mvtec_ref.sources import ScanResult, SourceImage, get_source
 from mvtec_ref.splits import SplitConfig, assign_splits
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,21 @@ def build_dataset(
     are skipped and listed in the manifest's ``problems``. ``reviews`` (a file written by
     ``mvtec-ref review``) applies people's decisions (``mvtec_ref.review.apply``).
     """
+    root = Path(root).expanduser().resolve()
+    check_options(root, out, config)
+    root, config, scan = scan_source(root, config)  # checks the seed and ratios before any image is read
+    processed = _process_all(root, scan.images, config, workers, progress)
+    return finish_build(root, out, config, scan, processed, reviews=reviews)
+
+
+def scan_source(root: Path, config: BuildConfig) -> tuple[Path, BuildConfig, ScanResult]:
+    """List the source's images (no pixels read); ``config`` comes back with its vocabulary set.
+    Under ``config.strict`` the first layout problem raises."""
     # Resolved, so the same tree reached through another path (a/../b, a link) gives the same manifest.
     root = Path(root).expanduser().resolve()
-    config.splits.check()  # a bad ratio should fail now, not after every image was decoded
-    check_options(root, out, config)
+    config.splits.check()
+    if config.seed < 0:
+        raise DatasetError(f"seed {config.seed} is negative; use a seed >= 0")
     source = get_source(config.source)
     try:
         scan = source.scan(root, config.categories or None)
@@ -110,11 +121,26 @@ def build_dataset(
     log.info("%s: %d images listed, %d problems in the layout", root, len(scan.images), len(scan.problems))
     if config.strict and scan.problems:
         raise scan.problems[0]
+    return root, config, scan
+
+
+def finish_build(
+    root: Path,
+    out: Path,
+    config: BuildConfig,
+    scan: ScanResult,
+    processed: Iterable[Processed],
+    *,
+    reviews: Path | None = None,
+) -> BuildResult:
+    """The dataset-wide part of a build: collect ``processed`` (one per ``scan.images``, in
+    order), assign splits and ids, apply ``reviews``, check, write ``out``. Shared by build and
+    merge."""
     skip = ("missing_mask", "unreadable")
     problems = [_problem(p, "skipped" if p.kind in skip else "ignored") for p in scan.problems]
 
     records, hashes = [], []
-    for done in _process_all(root, scan.images, config, workers, progress):
+    for done in processed:
         hashes.extend(done.hashes)
         if done.error is not None:
             if config.strict:
@@ -171,8 +197,6 @@ def check_options(root: Path, out: Path, config: BuildConfig) -> None:
     """Everything about the options that can be known before reading one image."""
     from mvtec_ref.fileio import check_apart, check_replaceable
 
-    if config.seed < 0:
-        raise DatasetError(f"seed {config.seed} is negative; use a seed >= 0")
     check_apart(root, out, given_flag="--root")
     check_replaceable(out, marker=MANIFEST)
 
@@ -207,7 +231,7 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
     hashes, warnings = [], []
     try:
         data = _read(root, src.image_path, hashes)
-        image = decode_image(data, src.image_path)
+        image = decode_image(data, src.image_path, rgb=src.mask_path is not None)  # pixels used only then
         height, width = image.shape[:2]
         regions, labels, defect_type, binary = [], None, src.defect_type, None
         if src.mask_path is not None:

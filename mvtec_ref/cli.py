@@ -189,10 +189,22 @@ def _run_paraphrase(
     help="Apply the decisions of this reviews file (written by mvtec-ref review).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-problem lines.")
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Process only slice K of N of the images into the shard FILE --out; join all N with "
+    "mvtec-ref merge (see README, 'Building on a cluster').",
+)
 def build(source, root, out, categories, seed, strict, workers, speck_area, protocol, split_ratios,
           expressions, llm, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path,
-          reviews, quiet) -> None:  # fmt: skip
+          reviews, quiet, shard) -> None:  # fmt: skip
     """Build a dataset directory from a source tree."""
+    if shard is not None:
+        from mvtec_ref.shards import parse_shard
+
+        shard = parse_shard(shard)
+        if llm:
+            raise click.UsageError("--paraphrase works on a dataset: run it after mvtec-ref merge")
     if llm and (not base_url or not model):
         raise click.UsageError(
             "--paraphrase needs --base-url and --model (the key comes from OPENAI_API_KEY)"
@@ -217,6 +229,16 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
         regions=regions,
         splits=SplitConfig(protocol=protocol, ratios=ratios),
     )
+    if shard is not None:
+        from mvtec_ref.shards import build_shard
+
+        if reviews is not None:
+            raise click.UsageError("--reviews applies to the whole dataset: pass it to mvtec-ref merge")
+        header = build_shard(Path(root).expanduser(), out, config, *shard, workers=workers,
+                             progress=_progress(quiet))  # fmt: skip
+        click.echo(f"wrote shard {shard[0]}/{shard[1]} to {out}: {header['shard_images']} of "
+                   f"{header['images']} images")  # fmt: skip
+        return
     result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet),
                            reviews=reviews)  # fmt: skip
     if not quiet:
@@ -233,6 +255,35 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
         _run_paraphrase(
             out, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path, quiet
         )
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder to write, replaced atomically: the same bytes as a one-process build.",
+)
+@click.option("--quiet", is_flag=True, help="No per-problem lines.")
+@click.option(
+    "--reviews",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Apply the decisions of this reviews file (written by mvtec-ref review), as build does.",
+)
+def merge(shards, out, quiet, reviews) -> None:
+    """Join the shard files of build --shard K/N (all N, any order) into a dataset."""
+    from mvtec_ref.shards import merge_shards
+
+    result = merge_shards(list(shards), out, reviews=reviews)
+    if not quiet:
+        for p in result.problems:
+            click.echo(f"warning: {p['path']}: {p['problem']} [{p['action']}]", err=True)
+    counts = result.manifest["counts"]
+    click.echo(
+        f"merged {len(shards)} shards into {out}: {counts['images']} images, "
+        f"{counts['regions']} regions, {counts['refs']} refs; {len(result.problems)} problems"
+    )
 
 
 @main.command()
@@ -317,13 +368,20 @@ def export(
     help="Folder for index.html and its files (replaced atomically).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def report(dataset: Path, out: Path, quiet: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes drawing thumbnails; the output is identical for any number.",
+)
+def report(dataset: Path, out: Path, quiet: bool, workers: int) -> None:
     """Write a static HTML report: tables, figures, and a filterable gallery with overlays."""
     from mvtec_ref.fileio import check_apart
     from mvtec_ref.report import build_report
 
     check_apart(dataset, out, given_flag="DATASET", inside_ok=True)
-    result = build_report(dataset, out, progress=_progress(quiet))
+    result = build_report(dataset, out, progress=_progress(quiet), workers=workers)
     click.echo(f"wrote {out / 'index.html'} ({result['samples']} samples, {result['plots']} figures)")
 
 

@@ -30,8 +30,9 @@ PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
 
 
-def build_report(dataset: Path, out: Path, *, progress: bool | None = None) -> dict:
-    """Write the report folder (replaced atomically); returns counts."""
+def build_report(dataset: Path, out: Path, *, progress: bool | None = None, workers: int = 1) -> dict:
+    """Write the report folder (replaced atomically); returns counts. ``workers`` processes draw
+    the thumbnails (decoding every image is most of the time); the output is the same for any."""
     from tqdm import tqdm
 
     from mvtec_ref.plots import draw_plots
@@ -46,14 +47,37 @@ def build_report(dataset: Path, out: Path, *, progress: bool | None = None) -> d
     summary = summarize(dataset, with_raw=True)
     with staged_directory(out, marker=MARKER) as stage:
         (stage / "thumbs").mkdir()
+        bar = tqdm(
+            total=len(records), desc="report", unit="img", disable=None if progress is None else not progress
+        )
         entries = []
-        for r in tqdm(records, desc="report", unit="img", disable=None if progress is None else not progress):
-            entries.append(_thumbnail(r, root, stage / "thumbs"))
+        with bar:
+            for entry in _thumbnails(records, root, stage / "thumbs", workers):
+                entries.append(entry)
+                bar.update()
         plots = [p.name for p in draw_plots(summary, stage / "plots")]
         data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
         write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
         write_text_atomic(stage / "index.html", _page(manifest, summary, plots))
     return {"samples": len(entries), "plots": len(plots)}
+
+
+def _thumbnails(records: list[dict], root: Path, folder: Path, workers: int):
+    """``_thumbnail`` of each record, in order; in a pool of ``workers`` processes when > 1."""
+    if workers <= 1:
+        yield from (_thumbnail(r, root, folder) for r in records)
+        return
+    import multiprocessing
+
+    from mvtec_ref.build import _init_worker
+
+    chunk = max(1, min(32, len(records) // (workers * 8)))
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(_thumbnail_job, ((r, root, folder) for r in records), chunksize=chunk)
+
+
+def _thumbnail_job(job: tuple[dict, Path, Path]) -> dict:
+    return _thumbnail(*job)
 
 
 def _thumbnail(record: dict, root: Path, folder: Path) -> dict:

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from mvtec_ref.cli import main
 
-COMMANDS = ["synth", "download", "build", "paraphrase", "validate", "export", "stats", "report",
+COMMANDS = ["synth", "download", "build", "merge", "paraphrase", "validate", "export", "stats", "report",
             "evaluate", "train-baseline", "predict", "probes", "review"]  # fmt: skip
 
 

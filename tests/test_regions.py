@@ -132,3 +132,26 @@ def test_real_grid_bent_000_matches_independent_computation():
         assert np.array_equal(decode_rle(region.segmentation).astype(bool), labels == prop.label)
     # Where they lie (looked at by eye): one upper left, one right, one lower left.
     assert [r.location for r in regions] == ["top left", "right", "bottom left"]
+
+
+def test_labelling_the_box_around_the_mask_equals_labelling_the_whole_image():
+    """find_components labels only the mask's bounding box: same labels, order and stats."""
+    import cv2
+
+    from mvtec_ref.regions.components import _label
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        height, width = (int(v) for v in rng.integers(5, 90, 2))
+        mask = np.zeros((height, width), np.uint8)
+        for _ in range(rng.integers(0, 12)):
+            y, x = rng.integers(0, height), rng.integers(0, width)
+            mask[y : y + rng.integers(1, 9), x : x + rng.integers(1, 9)] = 1
+        mask &= (rng.random((height, width)) < 0.8).astype(np.uint8)
+        for connectivity in (4, 8):
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(
+                mask, connectivity=connectivity, ltype=cv2.CV_32S
+            )
+            n2, labels2, stats2 = _label(mask, connectivity)
+            assert n2 == n and np.array_equal(labels2, labels) and np.array_equal(stats2[1:], stats[1:])
+            assert stats2[0, 4] == stats[0, 4]  # background area (its box is not used)

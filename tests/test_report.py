@@ -18,6 +18,15 @@ def report(synth_dataset, tmp_path_factory):
     return out
 
 
+def test_report_with_workers_is_identical(report, synth_dataset, tmp_path):
+    out = tmp_path / "site"
+    build_report(synth_dataset, out, progress=False, workers=2)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(report) for p in report.rglob("*") if p.is_file())
+    for name in files:
+        assert (out / name).read_bytes() == (report / name).read_bytes(), name
+
+
 def test_report_files(report, synth_dataset):
     n = sum(1 for _ in (synth_dataset / "samples.jsonl").open())
     assert len(list((report / "thumbs").iterdir())) == n

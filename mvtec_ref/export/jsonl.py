@@ -15,15 +15,21 @@ def write_jsonl(records, stage):
     empty: dict[tuple[int, int], dict] = {}
     for r in records:
         by_id = {g["region_id"]: g for g in r["regions"]}
+        merged: dict[tuple[int, ...], dict] = {}  # one union per distinct multi-region target
         for ref in r["refs"]:
             target = ref["region_ids"]
             if len(target) == 1:  # the region's own RLE: no decode needed
                 rle = by_id[target[0]]["segmentation"]
             elif not target:
                 size = (r["height"], r["width"])
-                rle = empty.setdefault(size, encode_rle(np.zeros(size, np.uint8)))
+                if size not in empty:  # one encoding per image size (setdefault would encode each time)
+                    empty[size] = encode_rle(np.zeros(size, np.uint8))
+                rle = empty[size]
             else:
-                rle = encode_rle(target_mask(r, target))
+                key = tuple(target)
+                if key not in merged:
+                    merged[key] = encode_rle(target_mask(r, target))
+                rle = merged[key]
             for s in ref["sentences"]:
                 lines.append(
                     dumps_json(

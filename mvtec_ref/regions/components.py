@@ -29,9 +29,7 @@ def find_components(binary: np.ndarray, config: RegionConfig) -> tuple[np.ndarra
     """
     import cv2
 
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        binary, connectivity=config.connectivity, ltype=cv2.CV_32S
-    )
+    n, labels, stats = _label(binary, config.connectivity)
     areas = stats[1:, cv2.CC_STAT_AREA]
     specks = [k + 1 for k in np.flatnonzero(areas < config.speck_area)]
     merged = {k: 0 for k in range(1, n)}
@@ -53,6 +51,33 @@ def find_components(binary: np.ndarray, config: RegionConfig) -> tuple[np.ndarra
         area = int(np.count_nonzero(labels[y : y + h, x : x + w] == label))
         components.append(Component(label, bbox, area, merged[label]))
     return labels, components
+
+
+def _label(binary: np.ndarray, connectivity: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """OpenCV's ``(n, labels (H, W) int32, stats (n, 5))``, labelling only the box around the
+    mask's pixels (defects are small; labelling the whole image cost ~10 ms a mask). The box
+    starts at even x and y so that OpenCV's 2x2 block scan, and with it the label order, is the
+    same as over the whole image. The background's row of ``stats`` has its area right and the
+    whole image as its box (unused)."""
+    import cv2
+
+    height, width = binary.shape
+    x, y, w, h = cv2.boundingRect(binary)
+    if w == 0:
+        return (
+            1,
+            np.zeros(binary.shape, np.int32),
+            np.array([[0, 0, width, height, height * width]], np.int32),
+        )
+    x0, y0 = x - x % 2, y - y % 2
+    window = np.ascontiguousarray(binary[y0 : y + h, x0 : x + w])
+    n, inner, stats, _ = cv2.connectedComponentsWithStats(window, connectivity=connectivity, ltype=cv2.CV_32S)
+    labels = np.zeros(binary.shape, np.int32)
+    labels[y0 : y + h, x0 : x + w] = inner
+    stats[1:, cv2.CC_STAT_LEFT] += x0
+    stats[1:, cv2.CC_STAT_TOP] += y0
+    stats[0] = (0, 0, width, height, height * width - int(stats[1:, cv2.CC_STAT_AREA].sum()))
+    return n, labels, stats
 
 
 def _nearest_large(labels, stats, speck, specks, max_distance) -> int | None:

@@ -37,8 +37,10 @@ from mvtec_ref.errors import CorruptImageError, MaskSizeError, MaskValueError
 DEFAULT_THRESHOLD = 127
 
 
-def decode_image(data: bytes, path: str) -> np.ndarray:
-    """Decode image bytes to ``(H, W)`` or ``(H, W, 3)`` uint8 RGB; CorruptImageError if unreadable."""
+def decode_image(data: bytes, path: str, *, rgb: bool = True) -> np.ndarray:
+    """Decode image bytes to ``(H, W)`` or ``(H, W, 3)`` uint8 RGB; CorruptImageError if unreadable.
+    ``rgb=False`` skips the colour conversion when only the shape is needed: ``(H, W, 3|4)``
+    in OpenCV's order."""
     import cv2
 
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
@@ -51,6 +53,8 @@ def decode_image(data: bytes, path: str) -> np.ndarray:
     if array.ndim == 3:
         if array.shape[2] == 1:
             return array[:, :, 0]
+        if not rgb:
+            return array
         code = cv2.COLOR_BGRA2RGB if array.shape[2] == 4 else cv2.COLOR_BGR2RGB
         return cv2.cvtColor(array, code)
     return array
