@@ -138,8 +138,9 @@ def _run_paraphrase(
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically.",
+    type=click.Path(path_type=Path),
+    help="Dataset folder to write (manifest.json + samples.jsonl), replaced atomically; with "
+    "--shard, the shard file.",
 )
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Any integer >= 0.")

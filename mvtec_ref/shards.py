@@ -50,6 +50,14 @@ def build_shard(root: Path, out: Path, config, k: int, n: int, *, workers: int =
     out = Path(out)
     if out.is_dir():
         raise MvtecRefError(f"{out}: is a folder; a shard is one file (e.g. shards/{k:03d}-of-{n:03d}.jsonl)")
+    if out.exists():  # replace only an earlier shard file, never a file of the user's
+        try:
+            _read_header(out)
+        except MvtecRefError:
+            raise MvtecRefError(
+                f"{out}: exists and is not a shard file written by build --shard; refusing to replace "
+                "it (choose another --out)"
+            ) from None
     root, config, scan = scan_source(root, config)
     mine = list(range(k - 1, len(scan.images), n))
     header = {

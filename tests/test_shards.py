@@ -152,3 +152,20 @@ def test_dask_local_cluster_two_workers_matches_one_process_build(broken_tree, t
     assert [h["shard"] for h in headers] == [[k, n] for k in range(1, n + 1)]
     merge_shards(paths, tmp_path / "merged")
     assert _files(tmp_path / "merged") == _files(tmp_path / "whole")
+
+
+def test_a_shard_never_replaces_a_users_file(tmp_path):
+    from click.testing import CliRunner
+
+    from mvtec_ref.cli import main
+
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    result = CliRunner().invoke(main, ["build", "--root", str(root), "--out", str(mine), "--shard", "1/2"])
+    assert result.exit_code == 1 and "not a shard file" in result.output, result.output
+    assert mine.read_text() == "my notes\n"
+    as_dataset = CliRunner().invoke(main, ["build", "--root", str(root), "--out", str(mine)])
+    assert as_dataset.exit_code == 1 and "is not a directory" in as_dataset.output, as_dataset.output
+    assert mine.read_text() == "my notes\n"
