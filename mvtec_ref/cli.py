@@ -473,7 +473,7 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write (replaced atomically) [default: DATASET.probes-SPLIT.jsonl beside the dataset folder].",
+    help="File to write (replaced atomically) [default: DATASET.probes-SPLIT.jsonl beside DATASET].",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Picks the other type of type edits.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
