@@ -251,6 +251,9 @@ class _Writer:
         keys = set.intersection(*({_key(c) for c, _ in terms} for terms in per_region))
         return [(c, texts) for c, texts in per_region[0] if _key(c) in keys]
 
+    def term_keys(self, region_id: int) -> set:
+        return {_key(c) for c, _ in place_terms(self.by_id[region_id], self.frame, self.noun)}
+
     def base(self) -> Claims:
         return Claims(defect_type=self.type)
 
@@ -313,7 +316,9 @@ class _Writer:
                     continue
                 seen.add(_key(changes))
                 picked = denotation(self.base().with_(**changes), self.regions, self.type)
-                if picked:
+                # every picked region must have this place of its own (a region that fills the
+                # frame has none, although its centroid lies in the middle)
+                if picked and all(_key(changes) in self.term_keys(i) for i in picked):
                     groups.setdefault(tuple(sorted(picked)), []).append((changes, texts))
         refs = []
         for target, terms in sorted(groups.items(), key=lambda item: len(item[0])):  # single regions first
