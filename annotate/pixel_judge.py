@@ -1,0 +1,768 @@
+"""The pixel judge: is every claim of a sentence visibly true of its target, measured afresh?
+
+The parser-based checker (``annotate.faithful``) asks whether a sentence's logic denotes
+its target among the regions *as the region records describe them*; it trusts the stored
+tone, colour, shape, location and size words. This judge trusts none of them. It decodes
+each region's mask (the RLE in the record) and reads the image's pixels, measures every
+property with its own code (nothing from ``mvtec_ref.regions.describe``), and holds every
+claim to a stricter margin than generation uses, so that a borderline case never ships.
+
+Reading a sentence into claims uses ``annotate.parse`` (that reads the text, not the
+descriptors) plus the words the parser does not keep ("edge", "corner", "darker" as a
+comparative, the determiner of a universal noun).
+
+``RULES`` is the one table: each row names a rule, its threshold and why. A new kind of
+claim is one new row and one check function in ``_CHECKS``.
+
+Shapes: an image is ``(H, W)`` or ``(H, W, 3)`` uint8 RGB; masks are ``(H, W)`` bool;
+a frame is ``[x, y, w, h]`` in pixels; relative positions are in [0, 1] of the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+JUDGE_VERSION = "pixel-judge-1"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    claim: str  # the kind of claim it tests (see ``read_claims``)
+    threshold: float
+    reason: str
+
+
+# fmt: off
+RULES: tuple[Rule, ...] = (
+    Rule("number", "number", 0,
+         "a singular noun names one target region, a plural noun several; 'the anomaly' is not two"),
+    Rule("count", "count", 16,
+         "a count equals the number of target regions, each of at least this many pixels (no specks)"),
+    Rule("missing_part_look", "look", 0,
+         "a missing part is a gap: it has no colour or tone of its own and no size word fits it"),
+    Rule("tone", "tone", 20.0,
+         "dark/bright: median gray this many levels from a ring of surrounding material (generation: 12)"),
+    Rule("tone_share", "tone", 0.7,
+         "... and this share of its pixels on that side of the ring's median (a gap onto a bright backdrop)"),
+    Rule("comparative", "comparative", 15.0,
+         "'darker'/'brighter' needs other regions to compare with, each this many gray levels the other way"),
+    Rule("colour_distinct", "colour", 20.0,
+         "a colour word needs CIE76 delta E of at least this against the surrounding ring (generation: 12)"),
+    Rule("colour_name", "colour", 6.0,
+         "the mean colour lies inside the word's hue/lightness band with this many degrees to spare"),
+    Rule("size_tiny", "size", 0.002,
+         "'tiny': area under this share of the image"),
+    Rule("size_small", "size", 0.008,
+         "'small': area under this share of the image (generation: 1%)"),
+    Rule("size_medium_low", "size", 0.0125,
+         "'medium-sized': area at least this share of the image (generation: 1%)"),
+    Rule("size_medium_high", "size", 0.04,
+         "'medium-sized': area under this share of the image (generation: 5%)"),
+    Rule("size_large", "size", 0.0625,
+         "'large'/'big': area at least this share of the image (generation: 5%)"),
+    Rule("shape_min_area", "shape", 25,
+         "no shape word for a region of fewer pixels: at that size its outline is the pixel grid"),
+    Rule("round_circularity", "shape", 0.85,
+         "'round': 4 pi area / perimeter^2 at least this (a filled square scores 0.77-0.80, a disc 0.90+)"),
+    Rule("round_rect_fill", "shape", 0.85,
+         "'round': fills at most this share of its minimum-area rectangle (a disc 0.785, a rectangle 1)"),
+    Rule("round_aspect", "shape", 1.5,
+         "'round': minimum-area rectangle at most this long for its width"),
+    Rule("elongated", "shape", 4.0,
+         "'long/thin/narrow/elongated': length over width at least this (generation: moment ratio 3)"),
+    Rule("irregular", "shape", 0.6,
+         "'irregular/ragged': solidity (area / convex hull area) at most this"),
+    Rule("place", "place", 2 / 3,
+         "a place word only when this share of the pixels lie in those cells of the frame's 3x3 grid"),
+    Rule("edge", "edge", 0.15,
+         "'edge': two thirds of the pixels within this share of the frame's size from that edge"),
+    Rule("corner", "corner", 0.2,
+         "'corner': two thirds of the pixels within this share of the frame's size from both its edges"),
+    Rule("extreme_position", "extreme", 0.15,
+         "leftmost/topmost...: ahead of every other region by this share of the frame (generation: 0.1)"),
+    Rule("extreme_size", "extreme", 1.5,
+         "largest/smallest: at least this area ratio over every other region (generation: 1.25)"),
+)
+# fmt: on
+RULE = {rule.name: rule for rule in RULES}
+PLACE_SHARE_FOR_EDGES = 2 / 3  # the share used by the edge and corner rows
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+class Look:
+    """What one region shows, measured from its mask and the image (no stored descriptor).
+
+    Each group of numbers (where, tone, colour, shape) is measured the first time a rule
+    asks for it, so a sentence that claims no colour costs no colour conversion.
+    """
+
+    def __init__(self, region_id: int, masks: dict, box: list[int], image: np.ndarray, frame):
+        self.region_id = region_id
+        self._masks, self._image, self._frame = masks, image, frame
+        mask = masks[region_id]
+        self._shape_hw = mask.shape
+        bx, by, bw, bh = box
+        ys, xs = np.nonzero(mask[by : by + bh, bx : bx + bw])
+        self._ys, self._xs = ys + by, xs + bx
+        self.area = len(xs)
+        self.area_ratio = self.area / float(mask.shape[0] * mask.shape[1])
+
+    # where -------------------------------------------------------------------------------
+    @cached_property
+    def _where(self) -> dict:
+        fx, fy, fw, fh = self._frame
+        rx = (self._xs + 0.5 - fx) / max(fw, 1)
+        ry = (self._ys + 0.5 - fy) / max(fh, 1)
+        inside = (rx >= 0) & (rx < 1) & (ry >= 0) & (ry < 1)  # pixels outside the frame are nowhere
+        col = np.clip((rx * 3).astype(int), 0, 2)
+        row = np.clip((ry * 3).astype(int), 0, 2)
+        counts = np.bincount((row * 3 + col)[inside], minlength=9)
+        band, corner = RULE["edge"].threshold, RULE["corner"].threshold
+        sides = {"top": ry < band, "bottom": ry >= 1 - band, "left": rx < band, "right": rx >= 1 - band}
+        near = {
+            "top": ry < corner,
+            "bottom": ry >= 1 - corner,
+            "left": rx < corner,
+            "right": rx >= 1 - corner,
+        }
+        return {
+            "rel_centroid": (float(rx.mean()), float(ry.mean())),
+            "cells": {(k // 3, k % 3): float(counts[k]) / self.area for k in range(9)},
+            "edges": {k: float((inside & v).mean()) for k, v in sides.items()},
+            "corners": {f"{r} {c}": float((inside & near[r] & near[c]).mean())
+                        for r in ("top", "bottom") for c in ("left", "right")},
+        }  # fmt: skip
+
+    @property
+    def rel_centroid(self) -> tuple[float, float]:
+        """(x, y) of the centroid in the frame; may fall outside [0, 1]."""
+        return self._where["rel_centroid"]
+
+    @property
+    def cells(self) -> dict:
+        """(row, col) -> share of the region's pixels in that cell of the frame's 3x3 grid."""
+        return self._where["cells"]
+
+    @property
+    def edges(self) -> dict:
+        """ "top"/"bottom"/"left"/"right" -> share of pixels within the edge band of the frame."""
+        return self._where["edges"]
+
+    @property
+    def corners(self) -> dict:
+        """ "top left"... -> share of pixels within the corner square of the frame."""
+        return self._where["corners"]
+
+    # the window around the region: its crop, and a ring of surrounding material -------------
+    @cached_property
+    def _window(self) -> tuple:
+        import cv2
+
+        H, W = self._shape_hw
+        reach = int(np.clip(0.5 * math.sqrt(self.area), 6, 24))
+        x0, x1 = max(0, self._xs.min() - reach - 3), min(W, self._xs.max() + reach + 4)
+        y0, y1 = max(0, self._ys.min() - reach - 3), min(H, self._ys.max() + reach + 4)
+        inside = np.ascontiguousarray(self._masks[self.region_id][y0:y1, x0:x1])
+        # Ring = 2 < distance to the region <= reach: skips the annotation's blurred border.
+        distance = cv2.distanceTransform((~inside).view(np.uint8), cv2.DIST_L2, 3)
+        ring = (distance > 2) & (distance <= reach)
+        for other in self._masks.values():  # other defects are not the surrounding material
+            ring &= ~other[y0:y1, x0:x1]
+        return self._image[y0:y1, x0:x1], inside, ring
+
+    @cached_property
+    def _tone(self) -> dict:
+        window, inside, ring = self._window
+        gray = window if window.ndim == 2 else _gray(window)
+        g_in, g_ring = gray[inside], gray[ring]
+        ring_median = float(np.median(g_ring)) if g_ring.size else None
+        return {
+            "gray_median": float(np.median(g_in)),
+            "ring_median": ring_median,
+            "darker_share": float((g_in < ring_median).mean()) if ring_median is not None else 0.0,
+            "brighter_share": float((g_in > ring_median).mean()) if ring_median is not None else 0.0,
+        }
+
+    @property
+    def gray_median(self) -> float:
+        return self._tone["gray_median"]
+
+    @property
+    def ring_median(self) -> float | None:
+        """None when nothing but other defects surrounds the region."""
+        return self._tone["ring_median"]
+
+    @property
+    def darker_share(self) -> float:
+        """Share of the region's pixels below the ring's median."""
+        return self._tone["darker_share"]
+
+    @property
+    def brighter_share(self) -> float:
+        return self._tone["brighter_share"]
+
+    @cached_property
+    def _colour(self) -> tuple:
+        """(delta E between the Lab of the mean colours inside and in the ring, HSV of the inside's)."""
+        import colorsys
+
+        import cv2
+
+        window, inside, ring = self._window
+        if window.ndim == 2:
+            return None, None
+        window = np.ascontiguousarray(window)
+        mean_in = np.array(cv2.mean(window, mask=inside.view(np.uint8))[:3], np.float32)
+        delta_e = None
+        if ring.any():
+            mean_ring = np.array(cv2.mean(window, mask=ring.view(np.uint8))[:3], np.float32)
+            lab = cv2.cvtColor(np.stack([mean_in, mean_ring])[None] / 255.0, cv2.COLOR_RGB2Lab)[0]
+            delta_e = float(np.linalg.norm(lab[0] - lab[1]))
+        r, g, b = (float(v) / 255.0 for v in mean_in)
+        return delta_e, colorsys.rgb_to_hsv(r, g, b)
+
+    @property
+    def delta_e(self) -> float | None:
+        """CIE76 difference between the mean colours inside and in the ring; None on grayscale."""
+        return self._colour[0]
+
+    @property
+    def hsv(self) -> tuple[float, float, float] | None:
+        """HSV in [0, 1] of the mean RGB inside; None on grayscale."""
+        return self._colour[1]
+
+    # shape ----------------------------------------------------------------------------
+    @cached_property
+    def _shape(self) -> dict:
+        """Rotation-invariant numbers from the outline (a polygon through boundary pixel centres,
+        its staircase smoothed by Teh-Chin; + pi for the half pixel outside the centres)."""
+        import cv2
+
+        crop = np.zeros((self._ys.max() - self._ys.min() + 3, self._xs.max() - self._xs.min() + 3), np.uint8)
+        crop[self._ys - self._ys.min() + 1, self._xs - self._xs.min() + 1] = 1
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_TC89_KCOS)
+        perimeter = sum(cv2.arcLength(c, True) for c in contours) + math.pi * len(contours)
+        points = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float32)
+        # Every boundary pixel's four corners, so that hull and rectangle enclose whole pixels.
+        corners = np.concatenate([points + np.array(d, np.float32) for d in ((0, 0), (1, 0), (0, 1), (1, 1))])
+        hull_area = cv2.contourArea(cv2.convexHull(corners))
+        (_, _), (rw, rh), _ = cv2.minAreaRect(corners)
+        circularity = 4 * math.pi * self.area / perimeter**2
+        # Length over width of the rectangle with this area and perimeter: right for thin curves too.
+        half = perimeter / 4
+        disc = half * half - self.area
+        along = (half + math.sqrt(disc)) / max(half - math.sqrt(disc), 0.5) if disc > 0 else 1.0
+        aspect = max(rw, rh) / max(min(rw, rh), 1e-6)
+        return {
+            "circularity": float(circularity),
+            "rect_fill": float(self.area / max(rw * rh, 1e-6)),
+            "aspect": float(aspect),
+            "elongation": float(max(aspect, along)),
+            "solidity": float(self.area / max(hull_area, 1e-6)),
+        }
+
+    @property
+    def circularity(self) -> float:
+        """4 pi area / perimeter^2: 0.90-0.98 for discs of radius 5-40 px, 0.77-0.80 for squares."""
+        return self._shape["circularity"]
+
+    @property
+    def rect_fill(self) -> float:
+        """Share of its minimum-area rectangle the region fills (disc 0.785, rectangle 1)."""
+        return self._shape["rect_fill"]
+
+    @property
+    def aspect(self) -> float:
+        """Long over short side of the minimum-area rectangle."""
+        return self._shape["aspect"]
+
+    @property
+    def elongation(self) -> float:
+        """Length over width: the larger of ``aspect`` and the equivalent rectangle's (curves)."""
+        return self._shape["elongation"]
+
+    @property
+    def solidity(self) -> float:
+        """Area over convex hull area."""
+        return self._shape["solidity"]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Every region of one image, ready to be measured; what the rules compare against."""
+
+    looks: dict  # region_id -> Look
+    grayscale: bool
+    missing_part: bool
+
+
+def measure_record(record: dict, image: np.ndarray) -> Scene:
+    """Decode each region's RLE once; ``image`` is ``(H, W)`` or ``(H, W, 3)`` RGB uint8."""
+    from pycocotools import mask as mask_utils
+
+    masks, boxes = {}, {}
+    for region in record["regions"]:
+        counts = region["segmentation"]["counts"]
+        rle = {"size": list(region["segmentation"]["size"]),
+               "counts": counts.encode() if isinstance(counts, str) else counts}  # fmt: skip
+        masks[region["region_id"]] = mask_utils.decode(rle).view(bool)
+        boxes[region["region_id"]] = [int(v) for v in mask_utils.toBbox(rle)]  # from the pixels
+    frame = record.get("frame", {}).get("bbox") or [0, 0, record["width"], record["height"]]
+    looks = {rid: Look(rid, masks, boxes[rid], image, frame) for rid in masks}
+    return Scene(looks, image.ndim == 2, is_missing_part(record["defect_type"]))
+
+
+def is_missing_part(defect_type: str) -> bool:
+    """Types that name an absence ("missing_cable", "missing top label")."""
+    words = defect_type.lower().replace("-", "_").replace(" ", "_").split("_")
+    return "missing" in words or "absent" in words
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    """``(h, w)`` uint8 luma (Rec. 601) of an ``(h, w, 3)`` RGB window."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+# -- reading the sentence --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str  # a Rule.claim
+    value: object
+
+
+TONE_WORD = {"dark": "darker", "bright": "brighter", "light": "brighter"}
+COMPARATIVE_WORD = {"darker": "darker", "brighter": "brighter", "lighter": "brighter"}
+SIZE_WORD = {"tiny": "tiny", "small": "small", "little": "small", "medium-sized": "medium",
+             "medium": "medium", "large": "large", "big": "large"}  # fmt: skip
+UNIVERSAL_NOUN = {"anomaly": False, "anomalies": True, "defect": False, "defects": True,
+                  "abnormality": False, "abnormalities": True, "region": False, "regions": True}  # fmt: skip
+QUANTIFIERS = {"all", "every", "any", "each", "everything"}
+SIDE = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom", "left": "left", "right": "right"}
+
+
+def read_claims(text: str, record: dict, vocab) -> list[Claim] | None:
+    """Every claim the sentence makes about its target; None when the parser cannot read it."""
+    from annotate.parse import ParseError, parse, tokenize
+
+    try:
+        parsed = parse(text, record["category"], vocab, (record["defect_type"],))
+    except ParseError:
+        return None
+    tokens = tokenize(text)
+    # Words that belong to the defect phrase ("little chip", "dark spot") are its name, not claims.
+    phrase = _phrase_tokens(tokens, record, vocab)
+    free = [t for i, t in enumerate(tokens) if i not in phrase]
+    claims = []
+    if parsed.plural is not None and not parsed.universal:
+        claims.append(Claim("number", parsed.plural))
+    if parsed.universal:
+        claims += _universal_number(tokens)
+    if parsed.count is not None:
+        claims.append(Claim("count", parsed.count))
+    looks = []
+    for t in free:
+        if t in TONE_WORD:
+            looks.append(Claim("tone", TONE_WORD[t]))
+        elif t in COMPARATIVE_WORD:
+            looks += [Claim("tone", COMPARATIVE_WORD[t]), Claim("comparative", COMPARATIVE_WORD[t])]
+        elif t in SIZE_WORD:
+            looks.append(Claim("size", SIZE_WORD[t]))
+    if parsed.colour is not None:
+        looks.append(Claim("colour", parsed.colour))
+    claims += looks
+    if any(c.kind in ("tone", "colour", "size") for c in looks):
+        claims.append(Claim("look", tuple(sorted({c.kind for c in looks}))))
+    if parsed.shape is not None and any(t in _SHAPE_TOKENS for t in free):
+        claims.append(Claim("shape", parsed.shape))
+    if parsed.cells is not None:
+        claims.append(Claim("place", parsed.cells))
+    for i, t in enumerate(free):
+        if t in ("edge", "edges") and i and free[i - 1] in SIDE:
+            claims.append(Claim("edge", SIDE[free[i - 1]]))
+        elif t in ("corner", "corners"):
+            side = SIDE.get(free[i - 1]) if i else None
+            row = SIDE.get(free[i - 2]) if i > 1 else None
+            claims.append(Claim("corner", f"{row} {side}" if row in ("top", "bottom") and side else None))
+    if parsed.extreme is not None:
+        claims.append(Claim("extreme", parsed.extreme))
+    return claims
+
+
+_SHAPE_TOKENS = {"elongated", "long", "thin", "narrow", "round", "circular", "roundish", "irregular",
+                 "irregularly", "ragged"}  # fmt: skip
+
+
+def _phrase_tokens(tokens: list[str], record: dict, vocab) -> set[int]:
+    """Token positions covered by a defect phrase of the image's category (longest first)."""
+    from annotate.parse import tokenize
+
+    key = (id(vocab), record["category"], record["defect_type"])
+    if key not in _PHRASES:
+        phrases = set()
+        for defect_type in {*vocab.category_types(key[1]), key[2]}:
+            for pair in vocab.words(key[1], defect_type).phrases:
+                phrases.update(tuple(tokenize(p)) for p in pair)
+        _PHRASES[key] = sorted(phrases, key=lambda p: (-len(p), p))
+    covered: set[int] = set()
+    joined = f" {' '.join(tokens)} "
+    for words in _PHRASES[key]:
+        if f" {' '.join(words)} " not in joined:
+            continue
+        n = len(words)
+        for start in range(len(tokens) - n + 1):
+            span = set(range(start, start + n))
+            if tuple(tokens[start : start + n]) == words and not span & covered:
+                covered |= span
+    return covered
+
+
+_PHRASES: dict = {}  # (vocabulary, category, defect type) -> its phrases as token tuples, longest first
+
+
+def _universal_number(tokens: list[str]) -> list[Claim]:
+    """A definite universal noun ("the anomaly", "the defects of ...") has a number; "all
+    anomalies", "any defect" and the bare prompt "anomaly" do not."""
+    if tokens[:1] != ["the"] or QUANTIFIERS & set(tokens):
+        return []
+    for t in tokens[1:]:
+        if t in UNIVERSAL_NOUN:
+            return [Claim("number", UNIVERSAL_NOUN[t])]
+    return []
+
+
+# -- judging ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    rule: str
+    detail: str
+
+
+def judge_sentence(
+    text: str, target: list[int], record: dict, scene: Scene, vocab, *, first_only: bool = False
+) -> list[Failure]:
+    """Every rule the sentence breaks for its target, in table order (empty: every claim holds
+    with margin); ``first_only`` stops at the first, so later rules measure nothing.
+
+    Sentences with no target (good images, other defect types) claim nothing about pixels.
+    """
+    if not target:
+        return []
+    claims = read_claims(text, record, vocab)
+    if claims is None:
+        return []  # unreadable: the parser-based checker reports it
+    target = sorted(target)
+    failures = []
+    for rule in RULES:
+        for claim in claims:
+            if rule.claim != claim.kind:
+                continue
+            detail = _CHECKS[rule.name](rule, claim.value, target, scene)
+            if detail:
+                failures.append(Failure(rule.name, detail))
+                if first_only:
+                    return failures
+    return failures
+
+
+def _each(target, scene, test) -> str | None:
+    """The first target region for which ``test(look)`` returns a fault."""
+    for rid in target:
+        fault = test(scene.looks[rid])
+        if fault:
+            return f"region {rid}: {fault}"
+    return None
+
+
+def _number(rule, plural, target, scene):
+    if plural != (len(target) > 1):
+        return f"{'plural' if plural else 'singular'} noun for {len(target)} target region(s)"
+    return None
+
+
+def _count(rule, count, target, scene):
+    if count != len(target):
+        return f"says {count} but the target has {len(target)} regions"
+    return _each(
+        target, scene, lambda lk: lk.area < rule.threshold and f"{lk.area} px is a speck, not countable"
+    )
+
+
+def _missing_look(rule, kinds, target, scene):
+    if scene.missing_part:
+        return f"{'/'.join(kinds)} word for a missing part"
+    return None
+
+
+def _tone(rule, tone, target, scene):
+    sign = -1 if tone == "darker" else 1
+
+    def test(lk):
+        if lk.ring_median is None:
+            return "no surrounding material to compare with"
+        diff = sign * (lk.gray_median - lk.ring_median)
+        if diff < rule.threshold:
+            return f"median gray {lk.gray_median:.0f} vs surround {lk.ring_median:.0f}"
+        return None
+
+    return _each(target, scene, test)
+
+
+def _tone_share(rule, tone, target, scene):
+    def test(lk):
+        share = lk.darker_share if tone == "darker" else lk.brighter_share
+        return share < rule.threshold and f"only {share:.0%} of its pixels are {tone} than the surround"
+
+    return _each(target, scene, test)
+
+
+def _comparative(rule, tone, target, scene):
+    others = [lk for rid, lk in scene.looks.items() if rid not in target]
+    if not others:
+        return f"'{tone}' with no other region to compare with"
+    sign = -1 if tone == "darker" else 1
+    for rid in target:
+        for other in others:
+            diff = sign * (scene.looks[rid].gray_median - other.gray_median)
+            if diff < rule.threshold:
+                return (
+                    f"region {rid} is not clearly {tone} than region {other.region_id} ({diff:+.0f} levels)"
+                )
+    return None
+
+
+def _colour_distinct(rule, colour, target, scene):
+    if scene.grayscale:
+        return f"'{colour}' on a grayscale image"
+
+    def test(lk):
+        if lk.delta_e is None or lk.delta_e < rule.threshold:
+            return f"delta E {lk.delta_e or 0:.1f} against its surround"
+        return None
+
+    return _each(target, scene, test)
+
+
+def _colour_name(rule, colour, target, scene):
+    if scene.grayscale:
+        return None  # already failed colour_distinct
+
+    def test(lk):
+        if not colour_fits(colour, lk.hsv, rule.threshold):
+            return f"mean colour hsv {tuple(round(v, 2) for v in lk.hsv)} is not clearly {colour}"
+        return None
+
+    return _each(target, scene, test)
+
+
+# Hue bands in degrees for chromatic words; lightness/saturation limits for the others.
+HUE_BANDS = {"red": (-15, 15), "orange": (15, 45), "yellow": (45, 70), "green": (70, 165),
+             "blue": (165, 260), "purple": (260, 345)}  # fmt: skip
+
+
+def colour_fits(colour: str, hsv: tuple[float, float, float], margin_deg: float) -> bool:
+    """Does a mean colour ``(h, s, v)`` in [0, 1] clearly deserve ``colour``?"""
+    h, s, v = hsv
+    hue = h * 360.0
+    if colour == "black":
+        return v < 0.15
+    if colour == "white":
+        return s < 0.12 and v > 0.85
+    if colour == "gray":
+        return s < 0.12 and 0.25 < v < 0.8
+    if colour == "brown":
+        hue = hue - 360 if hue > 300 else hue
+        return s > 0.3 and 0.12 < v < 0.5 and -10 + margin_deg < hue < 45 - margin_deg
+    if colour not in HUE_BANDS or s < 0.3 or v < 0.3:
+        return False
+    lo, hi = HUE_BANDS[colour]
+    if colour == "red":
+        hue = hue - 360 if hue > 180 else hue
+        if v < 0.55:
+            return False
+    if colour == "orange" and v < 0.65:
+        return False
+    return lo + margin_deg <= hue < hi - margin_deg
+
+
+def _size_check(bound: str):
+    def check(rule, size, target, scene):
+        word_rules = {"tiny": ("size_tiny",), "small": ("size_small",), "medium": ("size_medium_low",
+                      "size_medium_high"), "large": ("size_large",)}  # fmt: skip
+        if rule.name not in word_rules.get(size, ()):
+            return None
+        if bound == "below":
+            return _each(target, scene, lambda lk: lk.area_ratio >= rule.threshold
+                         and f"covers {lk.area_ratio:.2%} of the image")  # fmt: skip
+        return _each(target, scene, lambda lk: lk.area_ratio < rule.threshold
+                     and f"covers {lk.area_ratio:.2%} of the image")  # fmt: skip
+
+    return check
+
+
+_SHAPE_TESTS = {
+    "round_circularity": lambda t, lk: lk.circularity < t and f"circularity {lk.circularity:.2f}",
+    "round_rect_fill": lambda t, lk: lk.rect_fill > t and f"fills {lk.rect_fill:.0%} of its rectangle",
+    "round_aspect": lambda t, lk: lk.aspect > t and f"rectangle {lk.aspect:.1f} times as long as wide",
+    "elongated": lambda t, lk: lk.elongation < t and f"length/width {lk.elongation:.1f}",
+    "irregular": lambda t, lk: lk.solidity > t and f"solidity {lk.solidity:.2f}",
+}
+_SHAPE_ROWS = {"round": ("round_circularity", "round_rect_fill", "round_aspect"),
+               "elongated": ("elongated",), "irregular": ("irregular",)}  # fmt: skip
+
+
+def _shape_min_area(rule, shape, target, scene):
+    return _each(
+        target, scene, lambda lk: lk.area < rule.threshold and f"{lk.area} px is too small for a shape"
+    )
+
+
+def _shape_word(rule, shape, target, scene):
+    names = _SHAPE_ROWS.get(shape, ())
+    if rule.name not in names:
+        return None
+    return _each(target, scene, lambda lk: _SHAPE_TESTS[rule.name](rule.threshold, lk))
+
+
+def _place(rule, cells, target, scene):
+    def test(lk):
+        share = sum(lk.cells[c] for c in cells)
+        return share < rule.threshold and f"only {share:.0%} of its pixels are in the named part of the frame"
+
+    return _each(target, scene, test)
+
+
+def _edge(rule, side, target, scene):
+    def test(lk):
+        share = lk.edges[side]
+        return share < PLACE_SHARE_FOR_EDGES and f"{share:.0%} of its pixels near the {side} edge"
+
+    return _each(target, scene, test)
+
+
+def _corner(rule, corner, target, scene):
+    def test(lk):
+        share = lk.corners[corner] if corner else max(lk.corners.values())
+        return (
+            share < PLACE_SHARE_FOR_EDGES and f"{share:.0%} of its pixels in the {corner or 'nearest'} corner"
+        )
+
+    return _each(target, scene, test)
+
+
+_POSITION = {"leftmost": (0, -1), "rightmost": (0, 1), "topmost": (1, -1), "lowest": (1, 1)}
+
+
+def _extreme_position(rule, extreme, target, scene):
+    if extreme not in _POSITION:
+        return None
+    others = [lk for rid, lk in scene.looks.items() if rid not in target]
+    if not others:
+        return f"'{extreme}' with nothing to compare with"
+    axis, sign = _POSITION[extreme]
+    for rid in target:
+        mine = sign * scene.looks[rid].rel_centroid[axis]
+        best = max(sign * o.rel_centroid[axis] for o in others)
+        if mine - best < rule.threshold:
+            return f"region {rid} is only {mine - best:+.2f} of the frame ahead of the runner-up"
+    return None
+
+
+def _extreme_size(rule, extreme, target, scene):
+    if extreme not in ("largest", "smallest"):
+        return None
+    others = [lk for rid, lk in scene.looks.items() if rid not in target]
+    if not others:
+        return f"'{extreme}' with nothing to compare with"
+    for rid in target:
+        area = scene.looks[rid].area
+        runner = max(o.area for o in others) if extreme == "largest" else min(o.area for o in others)
+        ratio = area / max(runner, 1) if extreme == "largest" else runner / max(area, 1)
+        if ratio < rule.threshold:
+            return f"region {rid} is only {ratio:.2f} times the runner-up's area"
+    return None
+
+
+_CHECKS = {
+    "number": _number,
+    "count": _count,
+    "missing_part_look": _missing_look,
+    "tone": _tone,
+    "tone_share": _tone_share,
+    "comparative": _comparative,
+    "colour_distinct": _colour_distinct,
+    "colour_name": _colour_name,
+    "size_tiny": _size_check("below"),
+    "size_small": _size_check("below"),
+    "size_medium_low": _size_check("above"),
+    "size_medium_high": _size_check("below"),
+    "size_large": _size_check("above"),
+    "shape_min_area": _shape_min_area,
+    "round_circularity": _shape_word,
+    "round_rect_fill": _shape_word,
+    "round_aspect": _shape_word,
+    "elongated": _shape_word,
+    "irregular": _shape_word,
+    "place": _place,
+    "edge": _edge,
+    "corner": _corner,
+    "extreme_position": _extreme_position,
+    "extreme_size": _extreme_size,
+}
+
+
+# -- over a record ---------------------------------------------------------------------
+
+
+def judge_record(
+    record: dict, image: np.ndarray, vocab, *, origins=None, first_only: bool = False
+) -> list[tuple[dict, dict, list[Failure]]]:
+    """(ref, sentence, failures) for every sentence (of ``origins``, default all) that breaks a rule."""
+    scene = measure_record(record, image) if record["regions"] else None
+    bad = []
+    for ref in record["refs"]:
+        if not ref["region_ids"]:
+            continue
+        for sentence in ref["sentences"]:
+            if origins is not None and sentence["origin"] not in origins:
+                continue
+            failures = judge_sentence(
+                sentence["text"], ref["region_ids"], record, scene, vocab, first_only=first_only
+            )
+            if failures:
+                bad.append((ref, sentence, failures))
+    return bad
+
+
+def drop_failing(record: dict, image: np.ndarray, vocab) -> tuple[list[dict], Counter]:
+    """``record["refs"]`` without the sentences the judge rejects (refs left empty are dropped),
+    and how many sentences each rule removed (each counted once, by its first rule in ``RULES``)."""
+    removed: Counter = Counter()
+    failing = {id(s): f[0].rule for _, s, f in judge_record(record, image, vocab, first_only=True)}
+    if not failing:
+        return record["refs"], removed
+    refs = []
+    for ref in record["refs"]:
+        kept = [s for s in ref["sentences"] if id(s) not in failing]
+        removed.update(failing[id(s)] for s in ref["sentences"] if id(s) in failing)
+        if kept:
+            refs.append({**ref, "sentences": kept})
+    return refs, removed
+
+
+def rules_record() -> list[dict]:
+    """The table as JSON rows (for the manifest and ``stats``)."""
+    return [{"rule": r.name, "claim": r.claim, "threshold": r.threshold, "reason": r.reason} for r in RULES]
