@@ -52,6 +52,7 @@ PLACES = {
 UNIVERSAL = ("the anomaly", "the defect", "all anomalies", "any defect", "every anomaly on the {n}",
              "all defects on the {n}", "the anomalous region", "everything abnormal on the {n}",
              "any anomaly on the {n}", "the defects of the {n}")  # fmt: skip
+RETRIES = 5  # redraws of a sentence the pixel judge rejects (build's ``accept``)
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
@@ -67,15 +68,23 @@ def universal_refs(record: dict) -> list[dict]:
     return [_ref(kind, target, [("anomaly", f"{kind}/anomaly")])]
 
 
-def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[dict]:
-    """Refs for one sample record (needs category, defect_type, regions, frame)."""
+def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=None) -> list[dict]:
+    """Refs for one sample record (needs category, defect_type, regions, frame).
+
+    ``accept(text, target_ids) -> bool`` (the build passes the pixel judge) vets every
+    sentence with a target; a rejected one is drawn again with other optional words, then
+    plain, and dropped if even that fails."""
     category, regions = record["category"], record["regions"]
     noun = vocab.noun(category)
     if not regions:
         return _no_target_refs(record, vocab, noun, rng)
-    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, rng)
+    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, rng, accept)
     everything = [r["region_id"] for r in regions]
     universal = [str(rng.choice(UNIVERSAL)).format(n=noun)]
+    for _ in range(RETRIES if accept else 0):
+        if accept(universal[0], everything):
+            break
+        universal = [str(rng.choice(UNIVERSAL)).format(n=noun)]
     refs = [
         _ref("universal", everything, [("anomaly", "universal/anomaly"), (universal[0], "universal/other")])
     ]
@@ -91,7 +100,8 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[
 
 
 class _Writer:
-    def __init__(self, record: dict, words: DefectWords, noun: str, rng: np.random.Generator):
+    def __init__(self, record: dict, words: DefectWords, noun: str, rng: np.random.Generator, accept=None):
+        self.accept = accept
         self.regions = record["regions"]
         self.by_id = {r["region_id"]: r for r in self.regions}
         self.type = record["defect_type"]
@@ -100,7 +110,19 @@ class _Writer:
         self.phrase_words = set(tokenize(" ".join(p for pair in words.phrases for p in pair)))
 
     # -- one sentence ---------------------------------------------------------
-    def sentence(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
+    def sentence(self, target, claims: Claims, det: str, **kw) -> str | None:
+        """``_compose`` vetted by ``accept``: redrawn up to RETRIES times, the last time plain."""
+        text = self._compose(target, claims, det, **kw)
+        for attempt in range(RETRIES if self.accept else 0):
+            if text is None or self.accept(text, target):
+                return text
+            if kw.get("place") and claims.cells is not None:  # another wording of the same place
+                kw["place"] = self.place(next(t for t, c in TERM_CELLS.items() if c == claims.cells))
+            plain = attempt == RETRIES - 1
+            text = self._compose(target, claims, det, **{**kw, **({"decorate": ""} if plain else {})})
+        return text if not self.accept or text is None or self.accept(text, target) else None
+
+    def _compose(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
                  synonym: int = 0, place: str | None = None, tail: str = "",
                  decorate: str = "words+place") -> str | None:  # fmt: skip
         """``det [adjectives] head [place | on the noun] [tail]``, verified to denote ``target``.

@@ -45,7 +45,7 @@ RULES: tuple[Rule, ...] = (
     Rule("count", "count", 16,
          "a count equals the number of target regions, each of at least this many pixels (no specks)"),
     Rule("missing_part_look", "look", 0,
-         "a missing part is a gap: it has no colour or tone of its own and no size word fits it"),
+         "a missing part is a gap: it has no colour or tone of its own"),
     Rule("tone", "tone", 20.0,
          "dark/bright: median gray this many levels from a ring of surrounding material (generation: 12)"),
     Rule("tone_share", "tone", 0.7,
@@ -352,42 +352,45 @@ QUANTIFIERS = {"all", "every", "any", "each", "everything"}
 SIDE = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom", "left": "left", "right": "right"}
 
 
-def read_claims(text: str, record: dict, vocab) -> list[Claim] | None:
-    """Every claim the sentence makes about its target; None when the parser cannot read it."""
-    from annotate.parse import ParseError, parse, tokenize
+def read_claims(text: str, record: dict, vocab) -> list[Claim]:
+    """Every claim the sentence makes about its target, read from its words.
 
-    try:
-        parsed = parse(text, record["category"], vocab, (record["defect_type"],))
-    except ParseError:
-        return None
-    tokens = tokenize(text)
-    # Words that belong to the defect phrase ("little chip", "dark spot") are its name, not claims.
-    phrase = _phrase_tokens(tokens, record, vocab)
-    free = [t for i, t in enumerate(tokens) if i not in phrase]
+    The judge reads the text itself, with the parser's word lists (``annotate.parse``) but not
+    its code, so a fault in one reading does not blind both judges. Claim words inside the
+    defect phrase ("little chip", "dark spot") are the defect's name, not claims."""
+    from annotate import parse as words
+
+    tokens = words.tokenize(text)
+    covered, plural = _read_phrase(tokens, record, vocab)
+    noun = words.tokenize(vocab.noun(record["category"]))
+    free = _without_runs([t for i, t in enumerate(tokens) if i not in covered], noun)
     claims = []
-    if parsed.plural is not None and not parsed.universal:
-        claims.append(Claim("number", parsed.plural))
-    if parsed.universal:
+    if covered and plural is not None:
+        claims.append(Claim("number", plural))
+    elif not covered and any(t in words.UNIVERSAL for t in free):
         claims += _universal_number(tokens)
-    if parsed.count is not None:
-        claims.append(Claim("count", parsed.count))
+    rest, cells, extreme = words._take_places(free)  # noqa: SLF001 - the parser's place reading
     looks = []
-    for t in free:
+    for t in rest:
+        if t in words.COUNTS:
+            claims.append(Claim("count", words.COUNTS[t]))
         if t in TONE_WORD:
             looks.append(Claim("tone", TONE_WORD[t]))
         elif t in COMPARATIVE_WORD:
             looks += [Claim("tone", COMPARATIVE_WORD[t]), Claim("comparative", COMPARATIVE_WORD[t])]
         elif t in SIZE_WORD:
             looks.append(Claim("size", SIZE_WORD[t]))
-    if parsed.colour is not None:
-        looks.append(Claim("colour", parsed.colour))
+        elif t in words.COLOURS:
+            looks.append(Claim("colour", "gray" if t == "grey" else t))
+        elif t in words.SHAPES:
+            claims.append(Claim("shape", words.SHAPES[t]))
+        elif t in words.EXTREME_WORDS:
+            extreme = words.EXTREME_WORDS[t]
     claims += looks
-    if any(c.kind in ("tone", "colour", "size") for c in looks):
-        claims.append(Claim("look", tuple(sorted({c.kind for c in looks}))))
-    if parsed.shape is not None and any(t in _SHAPE_TOKENS for t in free):
-        claims.append(Claim("shape", parsed.shape))
-    if parsed.cells is not None:
-        claims.append(Claim("place", parsed.cells))
+    if any(c.kind in ("tone", "colour") for c in looks):
+        claims.append(Claim("look", tuple(sorted({c.kind for c in looks if c.kind in ("tone", "colour")}))))
+    if cells is not None:
+        claims.append(Claim("place", cells))
     for i, t in enumerate(free):
         if t in ("edge", "edges") and i and free[i - 1] in SIDE:
             claims.append(Claim("edge", SIDE[free[i - 1]]))
@@ -395,40 +398,54 @@ def read_claims(text: str, record: dict, vocab) -> list[Claim] | None:
             side = SIDE.get(free[i - 1]) if i else None
             row = SIDE.get(free[i - 2]) if i > 1 else None
             claims.append(Claim("corner", f"{row} {side}" if row in ("top", "bottom") and side else None))
-    if parsed.extreme is not None:
-        claims.append(Claim("extreme", parsed.extreme))
+    if extreme is not None:
+        claims.append(Claim("extreme", extreme))
     return claims
 
 
-_SHAPE_TOKENS = {"elongated", "long", "thin", "narrow", "round", "circular", "roundish", "irregular",
-                 "irregularly", "ragged"}  # fmt: skip
-
-
-def _phrase_tokens(tokens: list[str], record: dict, vocab) -> set[int]:
-    """Token positions covered by a defect phrase of the image's category (longest first)."""
+def _read_phrase(tokens: list[str], record: dict, vocab) -> tuple[set[int], bool | None]:
+    """Token positions covered by defect phrases of the image's category (longest first), and
+    the grammatical number of the first one found (None when singular and plural coincide)."""
     from annotate.parse import tokenize
 
     key = (id(vocab), record["category"], record["defect_type"])
     if key not in _PHRASES:
-        phrases = set()
-        for defect_type in {*vocab.category_types(key[1]), key[2]}:
-            for pair in vocab.words(key[1], defect_type).phrases:
-                phrases.update(tuple(tokenize(p)) for p in pair)
-        _PHRASES[key] = sorted(phrases, key=lambda p: (-len(p), p))
+        phrases = {}
+        for defect_type in sorted({*vocab.category_types(key[1]), key[2]}):
+            for singular, plural in vocab.words(key[1], defect_type).phrases:
+                for form, is_plural in ((singular, False), (plural, True)):
+                    phrases.setdefault(tuple(tokenize(form)), None if singular == plural else is_plural)
+        _PHRASES[key] = sorted(phrases.items(), key=lambda p: (-len(p[0]), p[0]))
     covered: set[int] = set()
+    number = None
     joined = f" {' '.join(tokens)} "
-    for words in _PHRASES[key]:
-        if f" {' '.join(words)} " not in joined:
+    for phrase, is_plural in _PHRASES[key]:
+        if f" {' '.join(phrase)} " not in joined:
             continue
-        n = len(words)
+        n = len(phrase)
         for start in range(len(tokens) - n + 1):
             span = set(range(start, start + n))
-            if tuple(tokens[start : start + n]) == words and not span & covered:
+            if tuple(tokens[start : start + n]) == phrase and not span & covered:
+                number = is_plural if not covered else number
                 covered |= span
-    return covered
+    return covered, number
 
 
-_PHRASES: dict = {}  # (vocabulary, category, defect type) -> its phrases as token tuples, longest first
+def _without_runs(tokens: list[str], run: list[str]) -> list[str]:
+    """``tokens`` with every occurrence of ``run`` (the category's noun) taken out."""
+    if not run:
+        return tokens
+    out, i, n = [], 0, len(run)
+    while i < len(tokens):
+        if tokens[i : i + n] == run:
+            i += n
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+_PHRASES: dict = {}  # (vocabulary, category, defect type) -> [(phrase tokens, plural or None)], longest first
 
 
 def _universal_number(tokens: list[str]) -> list[Claim]:
@@ -462,8 +479,6 @@ def judge_sentence(
     if not target:
         return []
     claims = read_claims(text, record, vocab)
-    if claims is None:
-        return []  # unreadable: the parser-based checker reports it
     target = sorted(target)
     failures = []
     for rule in RULES:
@@ -747,18 +762,53 @@ def judge_record(
     return bad
 
 
-def drop_failing(record: dict, image: np.ndarray, vocab) -> tuple[list[dict], Counter]:
+class Vetter:
+    """``accept(text, target_ids) -> bool`` for the generator: True when the sentence breaks no
+    rule. Counts each rejected candidate by the first rule it breaks (``rejected``); verdicts
+    are remembered, so asking again about the same sentence costs nothing."""
+
+    def __init__(self, record: dict, image: np.ndarray, vocab):
+        self.record, self.vocab = record, vocab
+        self.scene = measure_record(record, image)
+        self.checked = 0
+        self.rejected: Counter = Counter()
+        self._seen: dict = {}
+
+    def first_failure(self, text: str, target) -> Failure | None:
+        key = (text, tuple(sorted(target)))
+        if key not in self._seen:
+            found = judge_sentence(text, list(key[1]), self.record, self.scene, self.vocab, first_only=True)
+            self._seen[key] = found[0] if found else None
+        return self._seen[key]
+
+    def __call__(self, text: str, target) -> bool:
+        self.checked += 1
+        failure = self.first_failure(text, target)
+        if failure is not None:
+            self.rejected[failure.rule] += 1
+        return failure is None
+
+
+def drop_failing(
+    record: dict, image: np.ndarray, vocab, vetter: Vetter | None = None
+) -> tuple[list[dict], Counter]:
     """``record["refs"]`` without the sentences the judge rejects (refs left empty are dropped),
-    and how many sentences each rule removed (each counted once, by its first rule in ``RULES``)."""
+    and how many sentences each rule removed (each counted once, by its first rule in ``RULES``).
+    ``vetter``: the one the generator asked (its verdicts are reused)."""
+    vetter = vetter or Vetter(record, image, vocab)
     removed: Counter = Counter()
-    failing = {id(s): f[0].rule for _, s, f in judge_record(record, image, vocab, first_only=True)}
-    if not failing:
-        return record["refs"], removed
     refs = []
     for ref in record["refs"]:
-        kept = [s for s in ref["sentences"] if id(s) not in failing]
-        removed.update(failing[id(s)] for s in ref["sentences"] if id(s) in failing)
-        if kept:
+        kept = []
+        for sentence in ref["sentences"]:
+            failure = vetter.first_failure(sentence["text"], ref["region_ids"]) if ref["region_ids"] else None
+            if failure is None:
+                kept.append(sentence)
+            else:
+                removed[failure.rule] += 1
+        if len(kept) == len(ref["sentences"]):
+            refs.append(ref)
+        elif kept:
             refs.append({**ref, "sentences": kept})
     return refs, removed
 

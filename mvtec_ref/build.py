@@ -205,23 +205,28 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
     }
     if src.attributes:
         record["source_attributes"] = dict(src.attributes)
+    judged = Counter()
     if config.expressions:
+        from annotate.pixel_judge import Vetter
+
         rng = np.random.default_rng([config.seed, zlib.crc32(src.sample_id.encode())])
-        refs = refs_for(record, load_vocabulary(config.vocabulary or config.source), rng)
+        vocab = load_vocabulary(config.vocabulary or config.source)
+        vetter = Vetter(record, image, vocab) if regions else None  # the pixel judge, asked per candidate
+        refs = refs_for(record, vocab, rng, accept=vetter)
+        if vetter is not None:
+            judged.update(
+                {"sentences_checked": vetter.checked, **{f"rule:{k}": n for k, n in vetter.rejected.items()}}
+            )
     else:
         refs = universal_refs(record)
     record["refs"] = [
         {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]} for ref in refs
     ]
-    judged = Counter()
-    if config.expressions and regions:
+    if config.expressions and regions:  # what reached the refs without the generator asking is dropped
         from annotate.pixel_judge import drop_failing
 
         refs_before = len(record["refs"])
-        judged["sentences_checked"] = sum(len(r["sentences"]) for r in record["refs"] if r["region_ids"])
-        record["refs"], removed = drop_failing(
-            record, image, load_vocabulary(config.vocabulary or config.source)
-        )
+        record["refs"], removed = drop_failing(record, image, vocab, vetter)
         judged.update({f"rule:{rule}": n for rule, n in removed.items()})
         judged["refs_dropped"] = refs_before - len(record["refs"])
     return Processed(record, None, warnings, hashes, dict(judged))
@@ -314,7 +319,8 @@ def _check_expressions(records: list[dict], source: str) -> None:
 
 
 def _judge_summary(judged: Counter) -> dict:
-    """The manifest's ``pixel_judge`` block: template sentences removed, by the first rule broken."""
+    """The manifest's ``pixel_judge`` block: candidate template sentences it rejected (the generator
+    then draws another wording or leaves the sentence out), by the first rule each broke."""
     from annotate.pixel_judge import JUDGE_VERSION, RULES
 
     by_rule = {rule.name: judged.get(f"rule:{rule.name}", 0) for rule in RULES}

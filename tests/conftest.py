@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the repository; MVTEC_REF_SHARED_DATA points elsewhere (a git worktree).
+SHARED_DATA = Path(
+    os.environ.get("MVTEC_REF_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 REAL_AD = SHARED_DATA / "mvtec_ad_sample"
 REAL_AD_256 = SHARED_DATA / "mvtec_ad_sample_resized256"
 
