@@ -47,7 +47,7 @@ RULES: tuple[Rule, ...] = (
     Rule("missing_part_look", "look", 0,
          "a missing part is a gap: it has no colour or tone of its own"),
     Rule("tone", "tone", 20.0,
-         "dark/bright: median gray this many levels from a ring of surrounding material (generation: 12)"),
+         "dark: median gray this far below the lower quartile of a ring around it (bright: above the upper)"),
     Rule("tone_share", "tone", 0.7,
          "... and this share of its pixels on that side of the ring's median (a gap onto a bright backdrop)"),
     Rule("comparative", "comparative", 15.0,
@@ -184,9 +184,11 @@ class Look:
         gray = window if window.ndim == 2 else _gray(window)
         g_in, g_ring = gray[inside], gray[ring]
         ring_median = float(np.median(g_ring)) if g_ring.size else None
+        quartiles = tuple(float(q) for q in np.percentile(g_ring, (25, 75))) if g_ring.size else None
         return {
             "gray_median": float(np.median(g_in)),
             "ring_median": ring_median,
+            "ring_quartiles": quartiles,
             "darker_share": float((g_in < ring_median).mean()) if ring_median is not None else 0.0,
             "brighter_share": float((g_in > ring_median).mean()) if ring_median is not None else 0.0,
         }
@@ -199,6 +201,11 @@ class Look:
     def ring_median(self) -> float | None:
         """None when nothing but other defects surrounds the region."""
         return self._tone["ring_median"]
+
+    @property
+    def ring_quartiles(self) -> tuple[float, float] | None:
+        """Lower and upper quartile of the ring's gray: the dark and light parts of a texture."""
+        return self._tone["ring_quartiles"]
 
     @property
     def darker_share(self) -> float:
@@ -523,14 +530,18 @@ def _missing_look(rule, kinds, target, scene):
 
 
 def _tone(rule, tone, target, scene):
+    """Against the surround's darker quarter for "dark" (its lighter quarter for "bright"): on a
+    plain surface that is its median; on a mesh a bent wire is no darker than the intact wires."""
     sign = -1 if tone == "darker" else 1
 
     def test(lk):
-        if lk.ring_median is None:
+        if lk.ring_quartiles is None:
             return "no surrounding material to compare with"
-        diff = sign * (lk.gray_median - lk.ring_median)
+        level = lk.ring_quartiles[0 if tone == "darker" else 1]
+        diff = sign * (lk.gray_median - level)
         if diff < rule.threshold:
-            return f"median gray {lk.gray_median:.0f} vs surround {lk.ring_median:.0f}"
+            quarter = "lower" if tone == "darker" else "upper"
+            return f"median gray {lk.gray_median:.0f} vs the surround's {quarter} quartile {level:.0f}"
         return None
 
     return _each(target, scene, test)
@@ -811,8 +822,3 @@ def drop_failing(
         elif kept:
             refs.append({**ref, "sentences": kept})
     return refs, removed
-
-
-def rules_record() -> list[dict]:
-    """The table as JSON rows (for the manifest and ``stats``)."""
-    return [{"rule": r.name, "claim": r.claim, "threshold": r.threshold, "reason": r.reason} for r in RULES]

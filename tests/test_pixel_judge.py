@@ -71,17 +71,17 @@ def two_discs(v0, v1, r0=10, r1=10, x1=150):
     return [a, b], paint(paint(canvas(200), a, v0), b, v1)
 
 
-def striped_surround(dark_share):
-    """A region over vertical stripes (dark 40 / bright 220 background): ``dark_share`` of its
-    pixels dark, like a gap in a mesh showing the backdrop."""
+def striped_surround(dark_share, dark=20, stripe=80):
+    """A region over vertical stripes (``stripe`` / 220, like a mesh over a bright backdrop):
+    ``dark_share`` of its pixels at ``dark``, the rest bright, like a gap showing the backdrop."""
     image = canvas(220)
-    image[:, ::2] = 40
+    image[:, ::2] = stripe
     m = box(80, 80, 120, 120)
     ys, xs = np.nonzero(m)
     order = np.argsort(xs * SIZE + ys)
     n_dark = int(round(dark_share * len(order)))
     region = image.copy()
-    region[ys[order[:n_dark]], xs[order[:n_dark]]] = 30
+    region[ys[order[:n_dark]], xs[order[:n_dark]]] = dark
     region[ys[order[n_dark:]], xs[order[n_dark:]]] = 230
     return [m], region
 
@@ -150,6 +150,8 @@ CASES = [
     ("tone", "true", "the dark hole", one_dark_disc(60), (0,), {}, False),
     ("tone", "false", "the dark hole", one_dark_disc(220), (0,), {}, True),
     ("tone", "borderline", "the dark hole", one_dark_disc(135), (0,), {}, True),  # 15 levels: generation's 12
+    # a bent wire of a mesh: as dark as the intact wires, darker than the mesh's average
+    ("tone", "false", "the dark hole", striped_surround(1.0, dark=80), (0,), {}, True),
     ("tone_share", "true", "the dark hole", striped_surround(0.95), (0,), {}, False),
     ("tone_share", "false", "the dark hole", striped_surround(0.3), (0,), {}, True),
     ("tone_share", "borderline", "the dark hole", striped_surround(0.62), (0,), {}, True),
