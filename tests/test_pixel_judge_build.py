@@ -201,3 +201,35 @@ def test_real_loco_missing_parts_get_no_colour_or_tone(tmp_path):
                     not {"yellow", "dark", "darker", "gray", "brown"} & set(s["tokens"])
                     or not ref["region_ids"]
                 )
+
+
+def test_paraphrase_that_the_pixels_contradict_is_rejected(synth_dataset):
+    """A paraphrase the parser-based checker accepts (stored tone "darker") but the pixels do not
+    support is not added; one that only rewords the place is."""
+    from annotate.paraphrase import _pixel_judge, paraphrase_records
+
+    records = _records(synth_dataset)
+    root = Path(json.loads((synth_dataset / "manifest.json").read_text())["source"]["root"])
+    vocab = load_vocabulary("mvtec_ad")
+    record = next(
+        r for r in records if len(r["regions"]) == 1 and r["category"] == "carpet"
+        and (lambda lk: lk.ring_quartiles and lk.gray_median >= lk.ring_quartiles[0])(
+            measure_record(r, _image(synth_dataset, r)).looks[0])
+    )  # fmt: skip
+    record["regions"][0]["appearance"].update(tone="darker", colour=None)
+    phrase = vocab.words("carpet", record["defect_type"]).phrases[0][0]
+    ref = next(r for r in record["refs"] if r["kind"] == "type")
+    answers = iter([f"the dark {phrase}", f"one {phrase} on the carpet"])
+
+    class Answers:
+        def ask(self, noun, sentence):
+            return next(answers, None)
+
+    ref["sentences"] = ref["sentences"][:2]
+    before = len(ref["sentences"])
+    outcome = paraphrase_records(
+        [dict(record, refs=[ref])], Answers(), vocab, 2, False, _pixel_judge(root, vocab)
+    )
+    assert outcome["rejected_pixel_judge_tone"] == 1, outcome
+    assert outcome["accepted"] == 1 and len(ref["sentences"]) == before + 1, (outcome, ref["sentences"])
+    assert ref["sentences"][-1]["text"] == f"one {phrase} on the carpet"
