@@ -111,16 +111,30 @@ class _Writer:
 
     # -- one sentence ---------------------------------------------------------
     def sentence(self, target, claims: Claims, det: str, **kw) -> str | None:
-        """``_compose`` vetted by ``accept``: redrawn up to RETRIES times, the last time plain."""
+        """``_compose`` vetted by ``accept``. A rejected sentence is tried plain (no optional
+        words); if that fails too, only another wording of its place can help (up to RETRIES);
+        if it passes, up to RETRIES other optional words are tried before settling for it."""
         text = self._compose(target, claims, det, **kw)
-        for attempt in range(RETRIES if self.accept else 0):
-            if text is None or self.accept(text, target):
-                return text
-            if kw.get("place") and claims.cells is not None:  # another wording of the same place
-                kw["place"] = self.place(next(t for t, c in TERM_CELLS.items() if c == claims.cells))
-            plain = attempt == RETRIES - 1
-            text = self._compose(target, claims, det, **{**kw, **({"decorate": ""} if plain else {})})
-        return text if not self.accept or text is None or self.accept(text, target) else None
+        if self.accept is None or text is None or self.accept(text, target):
+            return text
+        plain = {**kw, "decorate": ""}
+        text = self._compose(target, claims, det, **plain)
+        if text is None:
+            return None
+        if not self.accept(text, target):
+            if not kw.get("place") or claims.cells is None:
+                return None  # its own claim is what fails
+            term = next(t for t, c in TERM_CELLS.items() if c == claims.cells)
+            for _ in range(RETRIES):  # "near the top edge" may be false where "near the top" is true
+                text = self._compose(target, claims, det, **{**plain, "place": self.place(term)})
+                if text is not None and self.accept(text, target):
+                    return text
+            return None
+        for _ in range(RETRIES):
+            decorated = self._compose(target, claims, det, **kw)
+            if decorated is not None and self.accept(decorated, target):
+                return decorated
+        return text
 
     def _compose(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
                  synonym: int = 0, place: str | None = None, tail: str = "",

@@ -231,7 +231,7 @@ class Look:
         delta_e = None
         if ring.any():
             mean_ring = np.array(cv2.mean(window, mask=ring.view(np.uint8))[:3], np.float32)
-            lab = cv2.cvtColor(np.stack([mean_in, mean_ring])[None] / 255.0, cv2.COLOR_RGB2Lab)[0]
+            lab = srgb_to_lab(np.stack([mean_in, mean_ring]))
             delta_e = float(np.linalg.norm(lab[0] - lab[1]))
         r, g, b = (float(v) / 255.0 for v in mean_in)
         return delta_e, colorsys.rgb_to_hsv(r, g, b)
@@ -325,6 +325,19 @@ def measure_record(record: dict, image: np.ndarray) -> Scene:
     frame = record.get("frame", {}).get("bbox") or [0, 0, record["width"], record["height"]]
     looks = {rid: Look(rid, masks, boxes[rid], image, frame) for rid in masks}
     return Scene(looks, image.ndim == 2, is_missing_part(record["defect_type"]))
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` sRGB in 0-255 -> ``(N, 3)`` CIE L*a*b* (D65), the standard formulas (OpenCV's
+    float conversion costs ~10 ms a call whatever the size; this is for a few colours)."""
+    c = np.asarray(rgb, np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124564, 0.2126729, 0.0193339],
+                             [0.3575761, 0.7151522, 0.1191920],
+                             [0.1804375, 0.0721750, 0.9503041]])  # fmt: skip
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
 
 
 def is_missing_part(defect_type: str) -> bool:
@@ -422,12 +435,13 @@ def _read_phrase(tokens: list[str], record: dict, vocab) -> tuple[set[int], bool
             for singular, plural in vocab.words(key[1], defect_type).phrases:
                 for form, is_plural in ((singular, False), (plural, True)):
                     phrases.setdefault(tuple(tokenize(form)), None if singular == plural else is_plural)
-        _PHRASES[key] = sorted(phrases.items(), key=lambda p: (-len(p[0]), p[0]))
+        ordered = sorted(phrases.items(), key=lambda p: (-len(p[0]), p[0]))
+        _PHRASES[key] = [(phrase, f" {' '.join(phrase)} ", number) for phrase, number in ordered]
     covered: set[int] = set()
     number = None
     joined = f" {' '.join(tokens)} "
-    for phrase, is_plural in _PHRASES[key]:
-        if f" {' '.join(phrase)} " not in joined:
+    for phrase, spaced, is_plural in _PHRASES[key]:
+        if spaced not in joined:
             continue
         n = len(phrase)
         for start in range(len(tokens) - n + 1):
@@ -452,7 +466,7 @@ def _without_runs(tokens: list[str], run: list[str]) -> list[str]:
     return out
 
 
-_PHRASES: dict = {}  # (vocabulary, category, defect type) -> [(phrase tokens, plural or None)], longest first
+_PHRASES: dict = {}  # (vocabulary, category, defect type) -> [(tokens, " spaced ", plural)], longest first
 
 
 def _universal_number(tokens: list[str]) -> list[Claim]:

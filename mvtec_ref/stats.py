@@ -144,11 +144,12 @@ def _expression_table(by: str, groups: dict) -> list[str]:
 
 
 def _judge_table(judge: dict) -> list[str]:
-    """Template sentences the pixel judge removed in build, by the first rule each broke."""
+    """Candidate template sentences the pixel judge rejected in build, by the first rule each broke."""
     checked, removed = judge["sentences_checked"], judge["sentences_removed"]
     share = f"{removed / checked:.1%}" if checked else "-"
-    head = (f"pixel judge ({judge['version']}): removed {removed} of {checked} template sentences with a "
-            f"target ({share}); {judge['refs_dropped']} refs lost every sentence")  # fmt: skip
+    head = (f"pixel judge ({judge['version']}): rejected {removed} of {checked} candidate sentences with a "
+            f"target ({share}; each redrawn or left out); {judge['refs_dropped']} refs lost every sentence "
+            "after generation")  # fmt: skip
     body = [
         [rule, f"{judge['thresholds'].get(rule, 0):g}", str(n)]
         for rule, n in judge["removed_by_rule"].items()

@@ -79,7 +79,7 @@ def test_stats_reports_per_rule_counts(synth_dataset, tmp_path):
     result = CliRunner().invoke(main, ["stats", str(synth_dataset), "--json", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     judge = json.loads((synth_dataset / "manifest.json").read_text())["pixel_judge"]
-    assert f"removed {judge['sentences_removed']} of {judge['sentences_checked']}" in result.output
+    assert f"rejected {judge['sentences_removed']} of {judge['sentences_checked']}" in result.output
     for rule, n in judge["removed_by_rule"].items():
         assert any(
             line.split()[:1] == [rule] and line.split()[-1] == str(n) for line in result.output.splitlines()
