@@ -7,12 +7,14 @@ each region's mask (the RLE in the record) and reads the image's pixels, measure
 property with its own code (nothing from ``mvtec_ref.regions.describe``), and holds every
 claim to a stricter margin than generation uses, so that a borderline case never ships.
 
-Reading a sentence into claims uses ``annotate.parse`` (that reads the text, not the
-descriptors) plus the words the parser does not keep ("edge", "corner", "darker" as a
-comparative, the determiner of a universal noun).
+``read_claims`` reads a sentence with the word lists of ``annotate.parse`` but its own code
+(so a fault in one reading does not blind both judges), and also keeps the words the
+parser drops ("edge", "corner", "darker" as a comparative, the determiner of "the anomaly").
 
-``RULES`` is the one table: each row names a rule, its threshold and why. A new kind of
-claim is one new row and one check function in ``_CHECKS``.
+``RULES`` is the one table: each row names a rule, the kind of claim it tests, its
+threshold and why. A new kind of claim is one new row, one check function in ``_CHECKS``
+and, for new words, a line in ``read_claims``. In ``build`` the generator asks a ``Vetter``
+about every candidate sentence with a target; ``validate --deep`` runs ``judge_record``.
 
 Shapes: an image is ``(H, W)`` or ``(H, W, 3)`` uint8 RGB; masks are ``(H, W)`` bool;
 a frame is ``[x, y, w, h]`` in pixels; relative positions are in [0, 1] of the frame.
