@@ -371,6 +371,8 @@ SIZE_WORD = {"tiny": "tiny", "small": "small", "little": "small", "medium-sized"
 UNIVERSAL_NOUN = {"anomaly": False, "anomalies": True, "defect": False, "defects": True,
                   "abnormality": False, "abnormalities": True, "region": False, "regions": True}  # fmt: skip
 QUANTIFIERS = {"all", "every", "any", "each", "everything"}
+# Comparatives of size ("the larger scratch", common in paraphrases) claim the extreme.
+SIZE_COMPARATIVE = {"larger": "largest", "bigger": "largest", "smaller": "smallest"}
 SIDE = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom", "left": "left", "right": "right"}
 
 
@@ -408,6 +410,8 @@ def read_claims(text: str, record: dict, vocab) -> list[Claim]:
             claims.append(Claim("shape", words.SHAPES[t]))
         elif t in words.EXTREME_WORDS:
             extreme = words.EXTREME_WORDS[t]
+        elif t in SIZE_COMPARATIVE:
+            extreme = SIZE_COMPARATIVE[t]
     claims += looks
     if any(c.kind in ("tone", "colour") for c in looks):
         claims.append(Claim("look", tuple(sorted({c.kind for c in looks if c.kind in ("tone", "colour")}))))

@@ -230,6 +230,8 @@ CASES = [
     ("extreme_size", "false", "the largest hole", two_discs(60, 60, r0=8, r1=20), (0,), {}, True),
     # 1.2x
     ("extreme_size", "borderline", "the largest hole", two_discs(60, 60, r0=12, r1=11), (0,), {}, True),
+    ("extreme_size", "false", "the larger hole", two_discs(60, 60, r0=8, r1=20), (0,), {}, True),
+    ("extreme_size", "true", "the smaller hole", two_discs(60, 60, r0=8, r1=20), (0,), {}, False),
 ]  # fmt: skip
 
 
