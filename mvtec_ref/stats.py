@@ -79,6 +79,8 @@ def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
         "regions": {by: {k: t[k].compute() for k in _order(t)} for by, t in regions.items()},
         "expressions": {by: {k: t[k].compute() for k in _order(t)} for by, t in quality.items()},
     }
+    if "pixel_judge" in manifest:
+        summary["pixel_judge"] = manifest["pixel_judge"]
     if with_raw:
         summary["raw"] = {
             "ratios": {k: g.ratios for k, g in regions["category"].items() if k != "ALL"},
@@ -103,6 +105,8 @@ def format_tables(summary: dict) -> str:
         lines += ["", *_expression_table(by, summary["expressions"][by])]
     kinds = summary["expressions"]["split"]["ALL"]["kinds"]
     lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
+    if "pixel_judge" in summary:
+        lines += ["", *_judge_table(summary["pixel_judge"])]
     return "\n".join(lines)
 
 
@@ -137,6 +141,20 @@ def _expression_table(by: str, groups: dict) -> list[str]:
             f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}",
         ])  # fmt: skip
     return _align(header, body)
+
+
+def _judge_table(judge: dict) -> list[str]:
+    """Candidate template sentences the pixel judge rejected in build, by the first rule each broke."""
+    checked, removed = judge["sentences_checked"], judge["sentences_removed"]
+    share = f"{removed / checked:.1%}" if checked else "-"
+    head = (f"pixel judge ({judge['version']}): rejected {removed} of {checked} candidate sentences with a "
+            f"target ({share}; each redrawn or left out); {judge['refs_dropped']} refs lost every sentence "
+            "after generation")  # fmt: skip
+    body = [
+        [rule, f"{judge['thresholds'].get(rule, 0):g}", str(n)]
+        for rule, n in judge["removed_by_rule"].items()
+    ]
+    return [head, *_align(["rule", "threshold", "removed"], body)]
 
 
 def _align(header: list[str], body: list[list[str]]) -> list[str]:

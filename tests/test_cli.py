@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from mvtec_ref.cli import main
 
-COMMANDS = ["synth", "download", "build", "paraphrase", "validate", "export", "stats", "report",
+COMMANDS = ["synth", "download", "build", "paraphrase", "validate", "export", "stats", "report", "show",
             "evaluate", "train-baseline", "predict"]  # fmt: skip
 
 
