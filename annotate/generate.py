@@ -82,6 +82,7 @@ UNIVERSAL_ANY = (
     "any defect on the {n}", "every defect on the {n}", "anything anomalous on the {n}",
     "any abnormality on the {n}",
 )  # fmt: skip
+RETRIES = 5  # redraws of a sentence the pixel judge rejects (build's ``accept``)
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
@@ -102,17 +103,25 @@ def universal_refs(record: dict) -> list[dict]:
     return [_ref(kind, target, [("anomaly", f"{kind}/anomaly")])]
 
 
-def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[dict]:
-    """Refs for one sample record (needs category, defect_type, regions, frame)."""
+def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=None) -> list[dict]:
+    """Refs for one sample record (needs category, defect_type, regions, frame).
+
+    ``accept(text, target_ids) -> bool`` (the build passes the pixel judge) vets every
+    sentence with a target; a rejected one is drawn again with other optional words, then
+    plain, and dropped if even that fails."""
     category, regions = record["category"], record["regions"]
     noun = vocab.noun(category)
     frame = _frame_rule(record, vocab)
     if not regions:
         return _no_target_refs(record, vocab, noun, frame, rng)
-    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, frame, rng)
+    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, frame, rng, accept)
     everything = [r["region_id"] for r in regions]
     options = (UNIVERSAL_ONE if len(regions) == 1 else UNIVERSAL_MANY) + UNIVERSAL_ANY
     universal = [str(rng.choice(options)).format(n=noun)]
+    for _ in range(RETRIES if accept else 0):
+        if accept(universal[0], everything):
+            break
+        universal = [str(rng.choice(options)).format(n=noun)]
     refs = [
         _ref("universal", everything, [("anomaly", "universal/anomaly"), (universal[0], "universal/other")])
     ]
@@ -126,7 +135,29 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator) -> list[
     refs.append(_other_type_ref(record, vocab, noun, frame, rng))
     refs = _unique([ref for ref in refs if ref is not None])
     w.top_up(refs, everything)
+    _top_up_universal(refs, options, noun, rng, accept)
     return refs
+
+
+def _top_up_universal(refs: list[dict], options: tuple[str, ...], noun: str, rng, accept) -> None:
+    """Other universal phrasings of the right number for an image that still has fewer than
+    MIN_SENTENCES (a single gap with no clear place or size word leaves few kinds of ref)."""
+    count = sum(len(ref["sentences"]) for ref in refs)
+    ref = next((r for r in refs if r["kind"] == "universal"), None)
+    if ref is None or count >= MIN_SENTENCES:
+        return
+    seen = {s["text"] for r in refs for s in r["sentences"]}
+    for i in rng.permutation(len(options)):
+        text = options[int(i)].format(n=noun)
+        if text in seen or (accept is not None and not accept(text, ref["region_ids"])):
+            continue
+        seen.add(text)
+        ref["sentences"].append(
+            {"text": text, "tokens": tokenize(text), "origin": "template", "template": "universal/other-more"}
+        )
+        count += 1
+        if count >= MIN_SENTENCES:
+            return
 
 
 def _unique(refs: list[dict]) -> list[dict]:
@@ -151,7 +182,10 @@ def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
 
 
 class _Writer:
-    def __init__(self, record: dict, words: DefectWords, noun: str, frame: dict, rng: np.random.Generator):
+    def __init__(
+        self, record: dict, words: DefectWords, noun: str, frame: dict, rng: np.random.Generator, accept=None
+    ):
+        self.accept = accept
         self.regions = record["regions"]
         self.by_id = {r["region_id"]: r for r in self.regions}
         self.type = record["defect_type"]
@@ -161,13 +195,40 @@ class _Writer:
         # No place words when the name already says where ("scratch on the head") or names the
         # whole object ("upside-down nut"); no "on the NOUN" after a phrase that has its own.
         self.placed = words.placed or words.whole_object
-        self.own_prep = bool(self.phrase_words & PREPOSITIONS)
         # Synonym k of this image is phrase order[k]: the two sentences of a ref differ, and the
         # first name is not always the vocabulary's first.
         self.order = [int(i) for i in rng.permutation(len(words.phrases))]
 
     # -- one sentence ---------------------------------------------------------
-    def sentence(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
+    def sentence(self, target, claims: Claims, det: str, *, places: tuple[str, ...] = (), **kw) -> str | None:
+        """``_compose`` vetted by ``accept``. A rejected sentence is tried plain (no optional
+        words); if that fails too, only another phrasing of its place (``places``) can help
+        (up to RETRIES); if it passes, up to RETRIES other optional words are tried before
+        settling for it."""
+        text = self._compose(target, claims, det, **kw)
+        if self.accept is None or text is None or self.accept(text, target):
+            return text
+        plain = {**kw, "decorate": ""}
+        text = self._compose(target, claims, det, **plain)
+        if text is None:
+            return None
+        if not self.accept(text, target):
+            others = [p for p in places if p != kw.get("place")]
+            if not kw.get("place") or not others:
+                return None  # its own claim is what fails
+            # "near the head of the screw" may fail where "close to the head" passes
+            for i in self.rng.permutation(len(others))[:RETRIES]:
+                text = self._compose(target, claims, det, **{**plain, "place": others[int(i)]})
+                if text is not None and self.accept(text, target):
+                    return text
+            return None
+        for _ in range(RETRIES):
+            decorated = self._compose(target, claims, det, **kw)
+            if decorated is not None and self.accept(decorated, target):
+                return decorated
+        return text
+
+    def _compose(self, target, claims: Claims, det: str, *, own: tuple[str, str] | None = None,
                  synonym: int = 0, place: str | None = None, tail: str = "",
                  decorate: str = "words+place") -> str | None:  # fmt: skip
         """``det [adjectives] head [place | on the noun] [tail]``, verified to denote ``target``.
@@ -211,10 +272,12 @@ class _Writer:
         if denotation(claims, self.regions, self.type) != set(target):
             return None
         singular, many = self.words.phrases[self.order[synonym % len(self.order)]]
-        words = [det, *(w for w in slots.values() if w), many if plural else singular]
+        head = many if plural else singular
+        words = [det, *(w for w in slots.values() if w), head]
+        own_prep = bool(set(tokenize(head)) & PREPOSITIONS)  # "gap left by ..." takes no "on the cable"
         if place:
             words.append(place)
-        elif not self.words.whole_object and not self.own_prep and not tail and self.rng.random() < 0.5:
+        elif not self.words.whole_object and not own_prep and not tail and self.rng.random() < 0.5:
             words.append(f"{self.prep} the {self.noun}")
         if tail:
             words.append(tail)
@@ -250,6 +313,9 @@ class _Writer:
         per_region = [place_terms(self.by_id[i], self.frame, self.noun) for i in target]
         keys = set.intersection(*({_key(c) for c, _ in terms} for terms in per_region))
         return [(c, texts) for c, texts in per_region[0] if _key(c) in keys]
+
+    def term_keys(self, region_id: int) -> set:
+        return {_key(c) for c, _ in place_terms(self.by_id[region_id], self.frame, self.noun)}
 
     def base(self) -> Claims:
         return Claims(defect_type=self.type)
@@ -313,7 +379,9 @@ class _Writer:
                     continue
                 seen.add(_key(changes))
                 picked = denotation(self.base().with_(**changes), self.regions, self.type)
-                if picked:
+                # every picked region must have this place of its own (a region that fills the
+                # frame has none, although its centroid lies in the middle)
+                if picked and all(_key(changes) in self.term_keys(i) for i in picked):
                     groups.setdefault(tuple(sorted(picked)), []).append((changes, texts))
         refs = []
         for target, terms in sorted(groups.items(), key=lambda item: len(item[0])):  # single regions first
@@ -322,7 +390,9 @@ class _Writer:
             def build(k, terms=terms, target=target, det=det):
                 changes, texts = terms[k % len(terms)]
                 place = str(self.rng.choice(texts))
-                text = self.sentence(list(target), self.base().with_(**changes), det, synonym=k, place=place)
+                text = self.sentence(
+                    list(target), self.base().with_(**changes), det, synonym=k, place=place, places=texts
+                )
                 return text, f"location/{_template_kind(changes)}"
 
             refs.append(self.two("location", list(target), build))

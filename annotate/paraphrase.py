@@ -219,10 +219,12 @@ def _short(error: Exception) -> str:
 
 
 def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Vocabulary,
-                       max_sentences: int = 0, progress: bool | None = None) -> Counter:  # fmt: skip
+                       max_sentences: int = 0, progress: bool | None = None,
+                       pixel_judge=None) -> Counter:  # fmt: skip
     """Add accepted paraphrases to ``records`` in place; returns counts by outcome.
 
     New sentences get ``sent_id`` values after the largest in ``records``, in record order.
+    ``pixel_judge(record, text, target) -> rule name or None`` vets them from the pixels too.
     """
     from tqdm import tqdm
 
@@ -253,11 +255,40 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
         if verdict.verdict != OK:
             outcome[f"rejected_{verdict.verdict}"] += 1
             continue
+        rule = pixel_judge(record, text, ref["region_ids"]) if pixel_judge and ref["region_ids"] else None
+        if rule is not None:
+            outcome[f"rejected_pixel_judge_{rule}"] += 1
+            continue
         ref["sentences"].append({"sent_id": next_id, "text": text, "tokens": tokenize(text), "origin": "llm",
                                  "template": None, "paraphrase_of": sentence["sent_id"]})  # fmt: skip
         next_id += 1
         outcome["accepted"] += 1
     return outcome
+
+
+def _pixel_judge(root: Path, vocab: Vocabulary):
+    """``(record, text, target) -> rule or None`` reading each image once (``annotate.pixel_judge``);
+    raises MvtecRefError when an image is not where the dataset says."""
+    from annotate.pixel_judge import Vetter
+    from mvtec_ref.errors import MvtecRefError, SampleError
+    from mvtec_ref.regions.mask import decode_image
+
+    vetters: dict = {}
+
+    def judge(record: dict, text: str, target) -> str | None:
+        if record["id"] not in vetters:
+            vetters.clear()  # sentences of one record come together
+            path = root / record["image_path"]
+            try:
+                image = decode_image(path.read_bytes(), record["image_path"])
+            except (OSError, SampleError) as error:
+                raise MvtecRefError(f"{path}: cannot read the image for the pixel judge ({error}); "
+                                    "moved? rebuild the dataset") from None  # fmt: skip
+            vetters[record["id"]] = Vetter(record, image, vocab)
+        failure = vetters[record["id"]].first_failure(text, target)
+        return None if failure is None else failure.rule
+
+    return judge
 
 
 def default_cache_path() -> Path:
@@ -282,7 +313,8 @@ def paraphrase_dataset(dataset: Path, config: ParaphraseConfig, *, cache_path: P
     records = [record for _, record in iter_samples(dataset)]
     vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
     paraphraser = Paraphraser(config, ResponseCache(cache_path or default_cache_path()), sleep=sleep)
-    outcome = paraphrase_records(records, paraphraser, vocab, config.max_sentences, progress)
+    judge = _pixel_judge(Path(manifest["source"]["root"]), vocab)
+    outcome = paraphrase_records(records, paraphraser, vocab, config.max_sentences, progress, judge)
     outcome.update({k: v for k, v in paraphraser.stats.items() if k in ("requests", "cached")})
     if not outcome["accepted"]:
         return outcome

@@ -68,6 +68,8 @@ class Processed:
     error: SampleError | None
     warnings: list[tuple[str, str]]  # (path, message)
     hashes: list[tuple[str, str]]  # (path, sha256)
+    # What the pixel judge did to this image's template sentences (annotate.pixel_judge).
+    judged: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -139,9 +141,10 @@ def finish_build(
     skip = ("missing_mask", "unreadable")
     problems = [_problem(p, "skipped" if p.kind in skip else "ignored") for p in scan.problems]
 
-    records, hashes = [], []
+    records, hashes, judged = [], [], Counter()
     for done in processed:
         hashes.extend(done.hashes)
+        judged.update(done.judged)
         if done.error is not None:
             if config.strict:
                 raise done.error
@@ -169,6 +172,7 @@ def finish_build(
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
     if review is not None:
         manifest["review"] = review
+    manifest["pixel_judge"] = _judge_summary(judged)
     log.info("writing %s (%d samples)", out, len(records))
     save_dataset(out, manifest, records)
     return BuildResult(Path(out), manifest, problems)
@@ -275,15 +279,31 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
     }
     if src.attributes:
         record["source_attributes"] = dict(src.attributes)
+    judged = Counter()
     if config.expressions:
+        from annotate.pixel_judge import Vetter
+
         rng = np.random.default_rng([config.seed, zlib.crc32(src.sample_id.encode())])
-        refs = refs_for(record, load_vocabulary(config.vocabulary or config.source), rng)
+        vocab = load_vocabulary(config.vocabulary or config.source)
+        vetter = Vetter(record, image, vocab) if regions else None  # the pixel judge, asked per candidate
+        refs = refs_for(record, vocab, rng, accept=vetter)
+        if vetter is not None:
+            judged.update(
+                {"sentences_checked": vetter.checked, **{f"rule:{k}": n for k, n in vetter.rejected.items()}}
+            )
     else:
         refs = universal_refs(record)
     record["refs"] = [
         {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]} for ref in refs
     ]
-    return Processed(record, None, warnings, hashes)
+    if config.expressions and regions:  # what reached the refs without the generator asking is dropped
+        from annotate.pixel_judge import drop_failing
+
+        refs_before = len(record["refs"])
+        record["refs"], removed = drop_failing(record, image, vocab, vetter)
+        judged.update({f"rule:{rule}": n for rule, n in removed.items()})
+        judged["refs_dropped"] = refs_before - len(record["refs"])
+    return Processed(record, None, warnings, hashes, dict(judged))
 
 
 def _read_masks(root, src: SourceImage, shape, config: BuildConfig, hashes, warnings):
@@ -370,6 +390,22 @@ def _check_expressions(records: list[dict], source: str) -> None:
         shown = "; ".join(f"{sid} ref {ref['ref_id']} {s['text']!r}: {v.verdict}, {v.reason}"
                           for sid, ref, s, v in bad[:3])  # fmt: skip
         raise DatasetError(f"{len(bad)} template sentences fail the checker (a toolkit bug): {shown}")
+
+
+def _judge_summary(judged: Counter) -> dict:
+    """The manifest's ``pixel_judge`` block: candidate template sentences it rejected (the generator
+    then draws another wording or leaves the sentence out), by the first rule each broke."""
+    from annotate.pixel_judge import JUDGE_VERSION, RULES
+
+    by_rule = {rule.name: judged.get(f"rule:{rule.name}", 0) for rule in RULES}
+    return {
+        "version": JUDGE_VERSION,
+        "sentences_checked": judged.get("sentences_checked", 0),
+        "sentences_removed": sum(by_rule.values()),
+        "refs_dropped": judged.get("refs_dropped", 0),
+        "removed_by_rule": by_rule,
+        "thresholds": {rule.name: rule.threshold for rule in RULES},
+    }
 
 
 def _vocabulary_fallbacks(records: list[dict], source: str) -> list[dict]:

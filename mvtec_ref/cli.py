@@ -388,6 +388,30 @@ def report(dataset: Path, out: Path, quiet: bool, workers: int) -> None:
 
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--image", "image_id", help="Every ref of this image (its sample id or image_id number).")
+@click.option(
+    "--sample", type=click.IntRange(min=1), help="This many sentences drawn at random from the dataset."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --sample draw.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the PNGs, show.json and review.tsv (replaced atomically; never a folder of yours).",
+)
+def show(dataset: Path, image_id: str | None, sample: int | None, seed: int, out: Path) -> None:
+    """Draw image + target + sentence(s) as PNGs, with the pixel judge's verdict, to check by eye."""
+    from mvtec_ref.show import show_sentences
+
+    if (image_id is None) == (sample is None):
+        raise click.UsageError("give exactly one of --image ID and --sample N")
+    rows = show_sentences(dataset, out, image=image_id, sample=sample, seed=seed)
+    sentences = sum(len(r["sent_ids"]) for r in rows)
+    click.echo(f"wrote {len(rows)} pictures ({sentences} sentences) to {out}; review.tsv lists them")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
 @click.option(
     "--json",
     "json_path",

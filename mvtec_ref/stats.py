@@ -81,6 +81,8 @@ def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
     }
     if "review" in manifest:  # build --reviews: what people decided (mvtec_ref/review/summary.py)
         summary["review"] = manifest["review"]
+    if "pixel_judge" in manifest:
+        summary["pixel_judge"] = manifest["pixel_judge"]
     if with_raw:
         summary["raw"] = {
             "ratios": {k: g.ratios for k, g in regions["category"].items() if k != "ALL"},
@@ -109,6 +111,8 @@ def format_tables(summary: dict) -> str:
         from mvtec_ref.review.summary import format_review
 
         lines += ["", *format_review(summary["review"])]
+    if "pixel_judge" in summary:
+        lines += ["", *_judge_table(summary["pixel_judge"])]
     return "\n".join(lines)
 
 
@@ -143,6 +147,20 @@ def _expression_table(by: str, groups: dict) -> list[str]:
             f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}",
         ])  # fmt: skip
     return _align(header, body)
+
+
+def _judge_table(judge: dict) -> list[str]:
+    """Candidate template sentences the pixel judge rejected in build, by the first rule each broke."""
+    checked, removed = judge["sentences_checked"], judge["sentences_removed"]
+    share = f"{removed / checked:.1%}" if checked else "-"
+    head = (f"pixel judge ({judge['version']}): rejected {removed} of {checked} candidate sentences with a "
+            f"target ({share}; each redrawn or left out); {judge['refs_dropped']} refs lost every sentence "
+            "after generation")  # fmt: skip
+    body = [
+        [rule, f"{judge['thresholds'].get(rule, 0):g}", str(n)]
+        for rule, n in judge["removed_by_rule"].items()
+    ]
+    return [head, *_align(["rule", "threshold", "removed"], body)]
 
 
 def _align(header: list[str], body: list[list[str]]) -> list[str]:

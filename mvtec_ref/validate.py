@@ -19,7 +19,8 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
     image overlap; refs point at existing regions (no-target refs only on good images);
     manifest counts match the samples; with ``check_files`` the image and mask files
     exist under the recorded source root; with ``deep`` each mask is read again and
-    must equal the union of its regions pixel for pixel.
+    must equal the union of its regions pixel for pixel, and every sentence (template,
+    paraphrase or hand-written) must pass the pixel judge (``annotate.pixel_judge``).
     """
     dataset = Path(dataset)
     problems: list[str] = []
@@ -68,7 +69,10 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
                     continue  # sentences and pixels are checked only against masks that decode
                 problems += _check_sentences(record, where, vocab)
                 if check_files:
-                    problems += _check_files(record, root, where, deep, region_config)
+                    found = _check_files(record, root, where, deep, region_config)
+                    problems += found
+                    if deep and not found:
+                        problems += _judge_pixels(record, root, where, vocab)
             except Exception as error:  # a shape no check foresaw: report it, never a traceback
                 problems.append(f"{where}: cannot be checked ({type(error).__name__}: {error})")
     except DatasetError as error:
@@ -186,6 +190,25 @@ def _check_files(record: dict, root: Path, where: str, deep: bool, region_config
     if deep and record["mask_path"] and not problems:
         problems += _check_mask_pixels(record, root, where, region_config)
     return problems
+
+
+def _judge_pixels(record: dict, root: Path, where: str, vocab) -> list[str]:
+    """Re-measure every claim of every sentence from the image and the regions' masks."""
+    if not any(ref["region_ids"] for ref in record["refs"]):
+        return []
+    from annotate.pixel_judge import judge_record
+    from mvtec_ref.errors import SampleError
+    from mvtec_ref.regions.mask import decode_image
+
+    try:
+        image = decode_image((root / record["image_path"]).read_bytes(), record["image_path"])
+    except (OSError, SampleError) as error:
+        return [f"{where}: cannot read {record['image_path']} for the pixel judge ({error})"]
+    return [
+        f"{where} ref {ref['ref_id']} sentence {s['sent_id']} {s['text']!r}: pixel judge: "
+        + "; ".join(f"{f.rule} ({f.detail})" for f in failures)
+        for ref, s, failures in judge_record(record, image, vocab)
+    ]
 
 
 def _check_mask_pixels(record: dict, root: Path, where: str, region_config: dict) -> list[str]:

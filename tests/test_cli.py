@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from mvtec_ref.cli import main
 
 COMMANDS = ["synth", "download", "build", "merge", "paraphrase", "validate", "export", "stats", "report",
-            "evaluate", "train-baseline", "predict", "probes", "review"]  # fmt: skip
+            "show", "evaluate", "train-baseline", "predict", "probes", "review"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
