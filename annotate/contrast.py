@@ -297,10 +297,19 @@ class Evidence:
         return self._memo[key]
 
 
-# Every judge that must accept a probe: (name, accepts(text, target, evidence) -> bool).
-# The pixel-based judge joins with one more row here.
+def pixel_accepts(text: str, target: set[int], ev: Evidence) -> bool:
+    """The pixel-based judge (annotate.pixel_judge): every claim visibly true of the target."""
+    from annotate.pixel_judge import judge_sentence, measure_record
+
+    scene = ev.memo("scene", lambda: measure_record(ev.record, ev.image()))
+    return not judge_sentence(text, sorted(target), ev.record, scene, ev.vocab, first_only=True)
+
+
+# Every judge that must accept a probe: (name, accepts(text, target, evidence) -> bool), the same
+# two a generated sentence must pass in build.
 JUDGES: tuple[tuple[str, Callable[[str, set[int], Evidence], bool]], ...] = (
     ("parser", lambda text, target, ev: parser_accepts(text, target, ev.record, ev.vocab)),
+    ("pixel", pixel_accepts),
 )
 
 

@@ -35,9 +35,8 @@ def pixel_check(text: str, target: list[int], record: dict, vocab, image) -> str
     return f"{failures[0].rule}: {failures[0].detail}" if failures else ""
 
 
-# name -> check, run in order. pixel_check joins once annotate/pixel_judge.py is on this branch:
-# CHECKS["pixel"] = pixel_check
-CHECKS: dict[str, Callable] = {"parser": parser_check}
+# name -> check, run in order: the same two judges a generated sentence must pass in build.
+CHECKS: dict[str, Callable] = {"parser": parser_check, "pixel": pixel_check}
 
 
 def sentence_checks(
