@@ -40,6 +40,15 @@ RIGHT = _region(1, "right", "large", 900, (80, 50), tone="brighter", shape="roun
 TWO = _hazelnut(LEFT, RIGHT)
 
 
+@pytest.fixture
+def parser_judge_only(monkeypatch):
+    """Hand-made records carry no image: their edits are judged by the parser alone (the pixel
+    judge confirms the probes of built datasets below)."""
+    import annotate.contrast as contrast
+
+    monkeypatch.setattr(contrast, "JUDGES", contrast.JUDGES[:1])
+
+
 def _probes(text, record=TWO, seed=0):
     return probes_for_sentence(text, Evidence(record, VOCAB), np.random.default_rng([seed, 1]))
 
@@ -51,6 +60,7 @@ def _by_edit(text, record=TWO):
     return out
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_location_swap_moves_the_target_to_the_other_side():
     got = _by_edit("the crack on the left side of the hazelnut")
     assert got["location"] == [("the crack on the right side of the hazelnut", [1])]
@@ -60,6 +70,7 @@ def test_location_swap_moves_the_target_to_the_other_side():
     assert text.split()[1] in ("cut", "hole", "print") and target == []
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_corner_gives_both_mirrors_and_an_empty_place_is_an_empty_target():
     record = _hazelnut(_region(0, "top left", "small", 40, (10, 10)))
     got = _by_edit("the crack in the top left corner of the hazelnut", record)
@@ -69,6 +80,7 @@ def test_corner_gives_both_mirrors_and_an_empty_place_is_an_empty_target():
     ]
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_size_extreme_and_tone_swaps_pick_the_other_crack():
     assert _by_edit("the small crack")["size"] == [("the large crack", [1])]
     assert _by_edit("the largest crack")["extreme"] == [("the smallest crack", [0])]
@@ -77,6 +89,7 @@ def test_size_extreme_and_tone_swaps_pick_the_other_crack():
     assert _by_edit("the dark crack")["attribute"] == [("the bright crack", [1])]
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_count_change_refers_to_nothing_and_universal_names_every_region():
     got = _by_edit("the two cracks on the hazelnut")
     assert got["count"] == [("the three cracks on the hazelnut", [])]
@@ -88,12 +101,14 @@ def test_count_change_refers_to_nothing_and_universal_names_every_region():
     ]
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_a_sentence_for_another_type_is_given_the_image_type():
     got = _by_edit("the holes on the hazelnut")
     assert got["type"] == [("the cracks on the hazelnut", [0, 1])]  # nothing -> every crack
     assert got["universal"] == [("the anomalies on the hazelnut", [0, 1])]
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_edits_the_judge_rejects_are_dropped():
     # Two cracks on the right: "the crack on the right" is ambiguous, so the swap is not a probe.
     record = _hazelnut(LEFT, RIGHT, _region(2, "right", "small", 50, (85, 80)))
@@ -102,6 +117,7 @@ def test_edits_the_judge_rejects_are_dropped():
     assert "type" not in _by_edit("the damaged area", _hazelnut(LEFT, defect_type="combined"))
 
 
+@pytest.mark.usefixtures("parser_judge_only")
 def test_every_judge_must_agree(monkeypatch):
     import annotate.contrast as contrast
 
@@ -120,13 +136,12 @@ def test_a_judge_reads_the_pixels_once_per_image(probes_file, synth_dataset, mon
         image = ev.memo("scene", lambda: reads.append(ev.record["id"]) or ev.image())
         return image.shape[:2] == (ev.record["height"], ev.record["width"])
 
-    monkeypatch.setattr(contrast, "JUDGES", (*contrast.JUDGES, ("pixels", pixel_like)))
+    assert [name for name, _ in contrast.JUDGES] == ["parser", "pixel"]  # both judges, as in build
+    assert json.loads(probes_file.read_text().splitlines()[0])["judges"] == ["parser", "pixel"]
+    monkeypatch.setattr(contrast, "JUDGES", (contrast.JUDGES[0], ("pixels", pixel_like)))
     header, probes = build_probes(synth_dataset, progress=False)
     assert header["judges"] == ["parser", "pixels"]
     assert reads and len(reads) == len(set(reads)) <= header["images"]
-    assert [p["probe_id"] for p in probes] == [
-        json.loads(x)["probe_id"] for x in probes_file.read_text().splitlines()[1:]
-    ]
     with pytest.raises(DatasetError, match="no source root"):
         Evidence(TWO | {"id": "hazelnut/test/crack/000"}, VOCAB).image()
 

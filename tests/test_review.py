@@ -260,8 +260,8 @@ def test_every_registered_check_can_refuse_a_rewrite(synth_dataset, tmp_path, mo
     session = ReviewSession(synth_dataset, tmp_path / "r.jsonl", "tester")
     item = next(i for i, k in enumerate(session.keys) if k[1].endswith(":empty") is False)
     refused = session.decide(item, "rewrite", "any defect")  # number-neutral: true of any target
-    assert refused["refused"] and [c["check"] for c in refused["checks"]] == ["parser", "picky"]
-    assert refused["checks"][1] == {"check": "picky", "ok": False, "reason": "too picky"}
+    assert refused["refused"] and [c["check"] for c in refused["checks"]] == ["parser", "pixel", "picky"]
+    assert refused["checks"][2] == {"check": "picky", "ok": False, "reason": "too picky"}
     assert not (tmp_path / "r.jsonl").exists()
     kept = session.decide(item, "rewrite", "any defect", keep=True)
     assert kept["asserted"] and kept["reasons"] == ["picky: too picky"]
