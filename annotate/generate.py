@@ -70,7 +70,7 @@ ROUND_PLACES = {
 # Universal paraphrases by grammatical number: singular ones only for one region, plural ones
 # only for several, quantified ones ("any", "every") for either.
 UNIVERSAL_ONE = (
-    "the anomaly", "the defect", "the anomalous region", "the abnormal spot on the {n}",
+    "the anomaly", "the defect", "the anomalous region", "the abnormal region on the {n}",
     "the defect on the {n}", "the anomaly on the {n}", "the abnormality on the {n}",
 )  # fmt: skip
 UNIVERSAL_MANY = (

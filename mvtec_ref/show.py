@@ -154,6 +154,17 @@ def render(image: np.ndarray, record: dict, ref: dict, sentences: list[dict], ve
     fx, fy, fw, fh = record["frame"]["bbox"]
     cv2.rectangle(canvas, (round(fx * scale), round(fy * scale)),
                   (round((fx + fw) * scale) - 1, round((fy + fh) * scale) - 1), FRAME_RGB, 1)  # fmt: skip
+    frame = record["frame"]
+    if frame.get("kind") == "axis":  # the axis, a dot at its first-named (wider) end
+        (x0, y0), (x1, y1) = frame["axis"]["start"], frame["axis"]["end"]
+        start = (round(x0 * scale), round(y0 * scale))
+        cv2.line(canvas, start, (round(x1 * scale), round(y1 * scale)), FRAME_RGB, 1)
+        cv2.circle(canvas, start, 4, FRAME_RGB, -1)
+    elif frame.get("kind") == "round":  # the circle clock and rim words refer to
+        cx, cy = frame["center"]
+        cv2.circle(
+            canvas, (round(cx * scale), round(cy * scale)), round(frame["radius"] * scale), FRAME_RGB, 1
+        )
     if zoom is not None:
         canvas = np.concatenate([canvas, np.full((size[1], 6, 3), 255, np.uint8), zoom], axis=1)
         size = (canvas.shape[1], canvas.shape[0])
@@ -166,7 +177,7 @@ def render(image: np.ndarray, record: dict, ref: dict, sentences: list[dict], ve
     lines: list[tuple[str, object, tuple]] = [
         (f"{record['id']}  ({record['category']} / {record['defect_type']}, {w}x{h})", small, grey),
         (f"ref {ref['ref_id']}: {ref['kind']}, target regions {sorted(target) or 'none'} of {every}; "
-         f"frame: {record['frame']['source']}", small, grey),
+         f"frame: {record['frame']['source']} {record['frame'].get('kind', '')}", small, grey),
     ]  # fmt: skip
     for sentence, verdict in zip(sentences, verdicts, strict=True):
         for part in _wrap(f'"{sentence["text"]}"', font, width - 16):

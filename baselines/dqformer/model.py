@@ -48,6 +48,15 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (dice * (t.sum(1) > 0)).sum() / len(dice)
 
 
+def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross-entropy, the weighted mean over each sample's pixels, then the mean
+    over samples: unlike one weighted mean over the whole batch (whose normaliser mixes the samples'
+    class balances), DDP's mean over processes equals one process with the whole batch."""
+    per_pixel = F.cross_entropy(logits, targets, weight=weights, reduction="none").flatten(1)
+    norm = weights[targets].flatten(1).sum(1)
+    return (per_pixel.sum(1) / norm).mean()
+
+
 def with_presence(masks: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
     """Where the presence logit says the target is there (> 0) the raw masks stand; where it
     says not, the anomaly channel's margin over background is capped at that negative logit,
@@ -143,7 +152,7 @@ class DQFormer(nn.Module):
         total = ce = dice = 0.0
         for i, logits in enumerate(masks):
             up = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-            ce = F.cross_entropy(up, targets, weight=self.class_weights)
+            ce = weighted_ce(up, targets, self.class_weights)
             dice = dice_loss(up, targets)
             weight = 1.0 if i == len(masks) - 1 else cfg.aux_weight
             total = total + weight * (cfg.ce_weight * ce + cfg.dice_weight * dice)
