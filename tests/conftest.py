@@ -55,3 +55,31 @@ def tree_copy(synth_tree, tmp_path) -> Path:
     for category in ("bottle", "grid"):
         shutil.copytree(synth_tree / category, root / category)
     return root
+
+
+# Debian's Chromium and its driver, for the browser tests (.ci/run installs them).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver"
+)
+
+
+def headless_chromium(profile: Path, size: str):
+    """A headless Chromium driver that keeps the browser's console log and calls nowhere."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    sandbox = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    quiet = [
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    for arg in [*sandbox, *quiet, f"--user-data-dir={profile}", f"--window-size={size}"]:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

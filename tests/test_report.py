@@ -1,14 +1,11 @@
 """The HTML report in headless Chromium: loads without console errors, filters work, screenshot."""
 
 import os
-import shutil
 
 import pytest
+from conftest import headless_chromium, needs_chromium
 
 from mvtec_ref.report import build_report
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +32,13 @@ def test_report_files(report, synth_dataset):
     assert "http://" not in page and "https://" not in page  # opens offline, nothing fetched
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
+@needs_chromium
 def test_report_in_headless_chromium(report, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    quiet = [
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
-    sandbox = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-    for arg in [*sandbox, *quiet, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]:
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "profile", "1400,1000")
     try:
         driver.get((report / "index.html").as_uri())
         cards = driver.find_elements(By.CSS_SELECTOR, ".card")

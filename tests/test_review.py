@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,14 +15,12 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from conftest import headless_chromium, needs_chromium
 
 from mvtec_ref.build import BuildConfig, build_dataset, iter_samples, load_manifest
 from mvtec_ref.cli import main
 from mvtec_ref.review.keys import target_key
 from mvtec_ref.review.store import ReviewWriter, load_decisions
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def _records(dataset):
@@ -429,33 +426,15 @@ def test_kill_loses_nothing_written(server):
     assert len(decisions) == 3 and not problems
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
+@needs_chromium
 def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     url, reviews, _ = server
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1500,950",
-    ]:
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "profile", "1500,950")
     wait = WebDriverWait(driver, 20)
 
     def ready():
