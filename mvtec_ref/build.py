@@ -245,10 +245,11 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
             if src.value_names:
                 defect_type = _named_type(labels, dict(src.value_names), src.defect_type)
         # Good images get the same frame rule as the defect images of their category.
-        kind = load_vocabulary(config.vocabulary or config.source).frame(
+        rule = load_vocabulary(config.vocabulary or config.source).frame(
             src.category, "box" if src.kind == "object" else "texture"
-        )["kind"]
-        frame = find_frame(image, kind if config.regions.object_frame else "texture", binary)
+        )
+        kind = rule["kind"] if config.regions.object_frame else "texture"
+        frame = find_frame(image, kind, binary, rule.get("clear_parts", False))
         if binary is not None:
             regions = regions_from_mask(binary, image, frame, config.regions)
     except SampleError as error:

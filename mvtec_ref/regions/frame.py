@@ -27,14 +27,21 @@ MIDDLE_BAND = (0.35, 0.65)
 # clock directions are said only outside the centre.
 CENTRE_RADIUS = 0.3
 RIM_RADIUS = 0.7
+# Faint object parts (``clear_parts``): beyond this many times the border's noise, at least
+# this many gray levels from the background.
+CLEAR_NOISE = 2.0
+CLEAR_MIN = 12
 
 
-def object_mask(image: np.ndarray) -> tuple[np.ndarray, float] | None:
+def object_mask(image: np.ndarray, clear_parts: bool = False) -> tuple[np.ndarray, float] | None:
     """The object's largest blob on a copy downscaled to 128 px: ``((h, w) bool, scale)``.
 
     The background level is the median of the image border; pixels that differ from it by more
-    than an Otsu threshold are the object. None when no convincing object is found (it covers
-    < 2% of the image, or its box > 98%).
+    than an Otsu threshold are the object. With ``clear_parts`` (an object with faint parts, such
+    as a bottle's clear glass neck, which Otsu leaves out), the blob also takes every faint blob
+    touching it: pixels beyond CLEAR_NOISE times the border's own 99th-percentile deviation
+    (at least CLEAR_MIN gray levels), closed over 3 px. None when no convincing object is found
+    (it covers < 2% of the image, or its box > 98%).
     """
     import cv2
 
@@ -56,14 +63,24 @@ def object_mask(image: np.ndarray) -> tuple[np.ndarray, float] | None:
     if n < 2:
         return None
     k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    w, h, area = (int(v) for v in stats[k, 2:5])
+    blob = labels == k
+    if clear_parts:
+        noise = float(np.percentile(np.abs(border - background).max(axis=1), 99))
+        faint = (diff > max(CLEAR_MIN, CLEAR_NOISE * noise)).astype(np.uint8)
+        faint = cv2.morphologyEx(faint, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        _, faint_labels = cv2.connectedComponents(faint | blob.astype(np.uint8), connectivity=8)
+        blob = faint_labels == faint_labels[blob][0]
+    ys, xs = np.nonzero(blob)
+    w, h, area = int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1), len(xs)
     cells = small.shape[0] * small.shape[1]
     if area / cells < 0.02 or w * h > 0.98 * cells:
         return None
-    return labels == k, scale
+    return blob, scale
 
 
-def find_frame(image: np.ndarray, kind: str, defect: np.ndarray | None = None) -> dict:
+def find_frame(
+    image: np.ndarray, kind: str, defect: np.ndarray | None = None, clear_parts: bool = False
+) -> dict:
     """The frame record of one image: ``{"bbox", "source", "kind", ...}``.
 
     ``image`` is ``(H, W)`` or ``(H, W, 3)``; ``defect`` the ``(H, W)`` {0,1} mask or None (good
@@ -75,7 +92,7 @@ def find_frame(image: np.ndarray, kind: str, defect: np.ndarray | None = None) -
 
     H, W = image.shape[:2]
     whole = {"bbox": [0, 0, W, H], "source": "image", "kind": "texture"}
-    found = object_mask(image) if kind != "texture" else None
+    found = object_mask(image, clear_parts) if kind != "texture" else None
     if found is None:
         return whole
     obj, scale = found
