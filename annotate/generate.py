@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 
-from annotate.claims import TERM_CELLS, Claims, denotation, region_place
+from annotate.claims import TERM_CELLS, Claims, denotation, matches, region_place
 from annotate.parse import tokenize
 from annotate.vocab import DefectWords, Vocabulary
 
@@ -34,8 +34,8 @@ EXTREME_WORDS = {
     "smallest": ("smallest",),
     "leftmost": ("leftmost",),
     "rightmost": ("rightmost",),
-    "topmost": ("uppermost", "topmost", "highest"),
-    "lowest": ("lowest", "bottommost"),
+    "topmost": ("uppermost", "highest"),
+    "lowest": ("lowest",),  # not "bottommost": people say "the lowest" or "nearest the bottom"
 }
 FARTHEST = {
     "leftmost": ("farthest to the left", "furthest left"),
@@ -244,8 +244,8 @@ class _Writer:
             slots[own[0]] = own[1]
         if decorate:
             for field, value, options in self.shared_attributes(target):
-                if field == "size" and claims.extreme in ("largest", "smallest"):
-                    continue
+                if field == "size" and claims.extreme is not None:
+                    continue  # "the lowest large crack" reads as the lowest of the large ones
                 if (field == "size" and claims.shape == "elongated") or (
                     field == "shape" and value == "elongated" and claims.size is not None
                 ):
@@ -402,6 +402,8 @@ class _Writer:
         if self.words.sized:
             return []
         if len(self.regions) == 1:
+            if "size" not in self.words.looks:
+                return []  # a logical anomaly's area is where the fault may be, not its size
             (r,) = self.regions
             claims = self.base().with_(size=r["size"])
 
@@ -444,9 +446,12 @@ class _Writer:
             target = [ranked[0]["region_id"]]
             claims = self.base().with_(extreme=extreme)
             word = str(self.rng.choice(EXTREME_WORDS[extreme]))
-            far = str(self.rng.choice(FARTHEST[extreme]))
+            far, other = (str(f) for f in self.rng.permutation(FARTHEST[extreme]))
+            first = (self.sentence(target, claims, f"the {word}"), f"relative/{extreme}")
+            if len(self.regions) == 2:  # of two, "the crack nearest the bottom", not "the lowest crack"
+                first = (self.sentence(target, claims, "the", tail=other), f"relative/TYPE-{extreme}")
             sentences = [
-                (self.sentence(target, claims, f"the {word}"), f"relative/{extreme}"),
+                first,
                 (self.sentence(target, claims, "the", synonym=1, tail=far), f"relative/TYPE-{extreme}"),
             ]
             refs.append(_ref("relative", target, sentences))
@@ -576,16 +581,55 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
     if own == "combined" or own.endswith("_anomalies"):
         return None  # a combined image (or one named only by its folder) may show any type
     own_words = set(vocab.words(category, own).phrases)
+    alike = vocab.looks_like(category, own)  # "a deformed thread" next to a cut-off tip misleads
     types = [
         t
         for t in vocab.category_types(category)
-        if t not in (own, "combined") and not t.endswith("_anomalies")
+        if t not in alike and t != "combined" and not t.endswith("_anomalies")
     ]
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
-    sentences = [
-        (_absent_phrase(vocab, record, t, noun, frame, rng), "other_type") for t in _pick(rng, types, 2)
-    ]
+    # ... and so does an absent type placed where the present defect is
+    places = _free_places(frame, noun, record["regions"], own)
+    picked = _pick(rng, types, 2)
+    sentences = [(_absent_phrase(vocab, record, t, noun, frame, rng, places), "other_type") for t in picked]
     return _ref("other_type", [], sentences)
+
+
+def _free_places(frame: dict, noun: str, regions: list[dict], defect_type: str) -> tuple[str, ...]:
+    """Place phrases of the frame that no region of the image lies in (read back with the
+    parser's place reading, so "close to the tip" excludes a region at the tip)."""
+    free = []
+    for text, changes in _place_claims(frame["kind"], tuple(frame["ends"]), frame["rim"], noun):
+        claims = Claims(universal=True, **changes)
+        if not any(matches(claims, r, defect_type) for r in regions):
+            free.append(text)
+    return tuple(free)
+
+
+@cache
+def _place_claims(kind: str, ends: tuple[str, str], rim: str, noun: str) -> tuple[tuple[str, dict], ...]:
+    """(place phrase, claim changes) of every place phrase of a frame."""
+    from annotate.parse import _take_frame_places, _take_places
+
+    out = []
+    rule = {"kind": kind, "ends": ends, "rim": rim}
+    for text in _all_places(kind, ends, rim, noun):
+        tokens, changes = _take_frame_places(_without(tokenize(text), tokenize(noun)), rule)
+        _, cells, _, edges = _take_places(tokens)
+        out.append((text, {**changes, "cells": cells, "edges": edges}))
+    return tuple(out)
+
+
+def _without(tokens: list[str], run: list[str]) -> list[str]:
+    n = len(run)
+    out, i = [], 0
+    while i < len(tokens):
+        if run and tokens[i : i + n] == run:
+            i += n
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
 
 
 ABSENT_SIZE = ("", "small", "tiny", "large", "big")
@@ -594,9 +638,12 @@ ABSENT_LOOK = {"tone": ("dark", "bright"), "shape": ("thin", "long", "round"),
                "colour": ("red", "brown", "black", "white", "gray", "yellow")}  # fmt: skip
 
 
-def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str, frame: dict, rng) -> str:
+def _absent_phrase(
+    vocab: Vocabulary, record: dict, defect_type: str, noun: str, frame: dict, rng, places=None
+) -> str:
     """A plausible but absent defect of the category: size/look words its nature allows and a place
-    of the frame, at random (no colour words on grayscale images, where they would be implausible)."""
+    of the frame (one of ``places`` when given), at random (no colour words on grayscale images,
+    where they would be implausible)."""
     words = vocab.words(record["category"], defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
     size = "" if words.sized or "size" not in words.looks else str(rng.choice(ABSENT_SIZE))
@@ -614,9 +661,13 @@ def _absent_phrase(vocab: Vocabulary, record: dict, defect_type: str, noun: str,
     det = " ".join(w for w in (article, size, look) if w)
     if words.whole_object:
         return f"{det} {head}"
-    if words.placed:  # the phrase says where; only the object may follow
+    if words.placed or words.nature == "logical":  # the phrase says where, or the fault is
+        # one of count or arrangement ("a missing nectarine"): only the object may follow
         tail = f" of the {noun}" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
         return f"{det} {head}" + str(rng.choice(("", tail)))
+    if places is not None:
+        prep = "in" if frame["kind"] == "texture" else "on"
+        return f"{det} {head} {rng.choice(places)}" if places else f"{det} {head} {prep} the {noun}"
     return f"{det} {head} {_random_place(frame, noun, rng)}"
 
 

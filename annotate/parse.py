@@ -92,8 +92,11 @@ def _take_type(tokens, claims, category, vocab, extra_types=()):
         for singular, plural in vocab.words(category, defect_type).phrases:
             for form, is_plural in ((singular, False), (plural, True)):
                 number = None if singular == plural else is_plural
-                phrases.append((tokenize(form), defect_type, number))
-    phrases.sort(key=lambda p: -len(p[0]))
+                words = tokenize(form)
+                if not all(w in UNIVERSAL for w in words):  # "anomaly" names no kind: read below
+                    phrases.append((words, defect_type, number))
+    # A phrase several types share ("wrong fruit") names the image's own type when it is one.
+    phrases.sort(key=lambda p: (-len(p[0]), p[1] not in extra_types))
     found = None
     for words, defect_type, number in phrases:
         start = _find(tokens, words)

@@ -501,6 +501,8 @@ def _read_phrase(tokens: list[str], record: dict, vocab) -> tuple[set[int], bool
         for defect_type in sorted({*vocab.category_types(key[1]), key[2]}):
             for singular, plural in vocab.words(key[1], defect_type).phrases:
                 for form, is_plural in ((singular, False), (plural, True)):
+                    if all(t in UNIVERSAL_NOUN for t in tokenize(form)):
+                        continue  # "anomaly" as a type's name is read as the universal noun
                     phrases.setdefault(tuple(tokenize(form)), None if singular == plural else is_plural)
         ordered = sorted(phrases.items(), key=lambda p: (-len(p[0]), p[0]))
         _PHRASES[key] = [(phrase, f" {' '.join(phrase)} ", number) for phrase, number in ordered]

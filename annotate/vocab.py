@@ -26,6 +26,10 @@ NATURE_LOOKS = {
     "hole": ("size", "shape"),  # holes and punctures: what shows through is not the defect's look
     "gap": ("size",),  # missing and broken-off parts
     "form": ("size",),  # bent, squeezed, flipped, misplaced, swapped parts
+    # A logical anomaly (a wrong count, mix or arrangement; or an anomaly whose kind the masks
+    # cannot tell) is named and placed, never given a look or a size: the annotated area is
+    # where the fault could be, not a thing with a look of its own.
+    "logical": (),
 }
 FRAME_DEFAULT_ENDS = ("one end", "other end")
 
@@ -50,6 +54,7 @@ class Vocabulary:
     nouns: dict[str, str]
     defects: dict[str, dict[str, DefectWords]]
     frames: dict[str, dict] = field(default_factory=dict)
+    confusable: dict[str, tuple[frozenset, ...]] = field(default_factory=dict)
 
     def noun(self, category: str) -> str:
         return self.nouns.get(category) or category.replace("_", " ")
@@ -67,6 +72,15 @@ class Vocabulary:
             return known
         name = defect_type.replace("_", " ").replace("-", " ").strip().lower() or "defect"
         return DefectWords(((name, _plural(name)),), fallback=True)
+
+    def looks_like(self, category: str, defect_type: str) -> set[str]:
+        """Types of the category that a reader could take for ``defect_type`` (its own
+        included): the vocabulary's ``confusable`` groups that contain it."""
+        out = {defect_type}
+        for group in self.confusable.get(category, ()):
+            if defect_type in group:
+                out |= group
+        return out
 
     def category_types(self, category: str) -> list[str]:
         return sorted(self.defects.get(category, {}))
@@ -128,4 +142,9 @@ def _from_data(data: dict, path) -> Vocabulary:
         for c, v in data["categories"].items()
     }
     frames = {c: v["frame"] for c, v in data["categories"].items() if "frame" in v}
-    return Vocabulary(data["source"], nouns, defects, frames)
+    confusable = {
+        c: tuple(frozenset(g) for g in v["confusable"])
+        for c, v in data["categories"].items()
+        if "confusable" in v
+    }
+    return Vocabulary(data["source"], nouns, defects, frames, confusable)

@@ -232,6 +232,11 @@ def test_vocabulary_has_no_folder_names_and_no_noun_in_a_phrase(source):
         for defect_type, words in types.items():
             for pair in words.phrases:
                 for phrase in pair:
+                    folder = defect_type.endswith("_anomalies") or defect_type == "combined"
+                    if source == "mvtec_loco" and folder:
+                        # a folder type (binarized masks) or a mix is only called what is certain
+                        assert phrase in ("anomaly", "anomalies", "defect", "defects"), phrase
+                        continue
                     assert not {"manipulated", "anomalies", "anomaly", "defect", "defects"} & set(
                         tokenize(phrase)
                     )
