@@ -38,8 +38,18 @@ EXTREME_WORDS = {
     "lowest": ("lowest",),  # not "bottommost": people say "the lowest" or "nearest the bottom"
 }
 FARTHEST = {
-    "leftmost": ("farthest to the left", "furthest left"),
-    "rightmost": ("farthest to the right", "furthest right"),
+    "leftmost": (
+        "farthest to the left",
+        "furthest left",
+        "nearest the left side",
+        "closest to the left side",
+    ),
+    "rightmost": (
+        "farthest to the right",
+        "furthest right",
+        "nearest the right side",
+        "closest to the right side",
+    ),
     "topmost": ("closest to the top", "nearest the top"),
     "lowest": ("closest to the bottom", "nearest the bottom"),
 }
@@ -89,6 +99,7 @@ CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
 FILL_SHARE = 0.6  # a region this wide and tall within its frame gets no place words
 PART_MARGIN = 0.03  # a part word ("upper", "left") needs the centroid this far inside its third
+NO_TARGET_TYPES = 3  # absent types named on a good image
 MIN_SENTENCES = 8  # per defect image; reached by rewording the type ref when few kinds apply
 TOP_UP_TRIES = 12
 DECORATE_P = 0.8  # twice the chance of each optional true word (adjective or place)
@@ -277,8 +288,12 @@ class _Writer:
         own_prep = bool(set(tokenize(head)) & PREPOSITIONS)  # "gap left by ..." takes no "on the cable"
         if place:
             words.append(place)
-        elif not self.words.whole_object and not own_prep and not tail and self.rng.random() < 0.5:
-            words.append(f"{self.prep} the {self.noun}")
+        elif not self.words.whole_object and not tail and self.rng.random() < 0.5:
+            if self.words.placed:  # the phrase names a part: "the damaged tip of the screw"
+                if not own_prep or " on the " in f" {head} ":  # "the scratch on the head of the screw"
+                    words.append(f"of the {self.noun}")
+            elif not own_prep:
+                words.append(f"{self.prep} the {self.noun}")
         if tail:
             words.append(tail)
         return " ".join(w for w in words if w)
@@ -295,7 +310,7 @@ class _Writer:
 
         out = []
         size = common(lambda r: r["size"])
-        if size and not self.words.sized and "size" in looks:
+        if size and not self.words.sized and not self.words.whole_object and "size" in looks:
             out.append(("size", size, SIZE_WORDS[size]))
         shape = common(lambda r: r["shape"]["word"])
         if shape in SHAPE_WORDS and "shape" in looks:
@@ -399,8 +414,8 @@ class _Writer:
         return [r for r in refs if r][:MAX_GROUP_REFS]
 
     def size_refs(self) -> list[dict]:
-        if self.words.sized:
-            return []
+        if self.words.sized or self.words.whole_object:
+            return []  # "the small flipped nut": the object's size is not the defect's
         if len(self.regions) == 1:
             if "size" not in self.words.looks:
                 return []  # a logical anomaly's area is where the fault may be, not its size
@@ -446,7 +461,7 @@ class _Writer:
             target = [ranked[0]["region_id"]]
             claims = self.base().with_(extreme=extreme)
             word = str(self.rng.choice(EXTREME_WORDS[extreme]))
-            far, other = (str(f) for f in self.rng.permutation(FARTHEST[extreme]))
+            far, other = (str(f) for f in self.rng.permutation(FARTHEST[extreme])[:2])
             first = (self.sentence(target, claims, f"the {word}"), f"relative/{extreme}")
             if len(self.regions) == 2:  # of two, "the crack nearest the bottom", not "the lowest crack"
                 first = (self.sentence(target, claims, "the", tail=other), f"relative/TYPE-{extreme}")
@@ -562,7 +577,8 @@ def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
     types = [t for t in vocab.category_types(record["category"]) if t != "combined"]
     types = [t for t in types if not t.endswith("_anomalies")]  # folder names, not defect kinds
     sentences = [
-        (_absent_phrase(vocab, record, t, noun, frame, rng), "no_target/type") for t in _pick(rng, types, 2)
+        (_absent_phrase(vocab, record, t, noun, frame, rng), "no_target/type")
+        for t in _pick(rng, types, NO_TARGET_TYPES)
     ]
     refs.append(_ref("no_target", [], sentences))
     return refs
@@ -661,9 +677,11 @@ def _absent_phrase(
     det = " ".join(w for w in (article, size, look) if w)
     if words.whole_object:
         return f"{det} {head}"
-    if words.placed or words.nature == "logical":  # the phrase says where, or the fault is
-        # one of count or arrangement ("a missing nectarine"): only the object may follow
-        tail = f" of the {noun}" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
+    if words.placed:  # the phrase names a part of the object: "a damaged tip of the screw"
+        part = not set(tokenize(head)) & PREPOSITIONS or " on the " in f" {head} "
+        return f"{det} {head}" + str(rng.choice(("", f" of the {noun}" if part else "")))
+    if words.nature == "logical":  # a fault of count or arrangement ("a missing nectarine"): no place
+        tail = "" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
         return f"{det} {head}" + str(rng.choice(("", tail)))
     if places is not None:
         prep = "in" if frame["kind"] == "texture" else "on"

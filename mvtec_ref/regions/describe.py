@@ -158,25 +158,36 @@ def appearance(window: np.ndarray, inside: np.ndarray, ring: np.ndarray, config:
     return result
 
 
-def colour_name(rgb: np.ndarray) -> str:
-    """Basic colour word for a mean RGB value (0-255)."""
+# Colour words by hue band (degrees) and saturation/value limits: a mean colour that is not
+# clearly one word (a pale or dusky tint between gray and a hue, a hue near a band's border) gets
+# none, so a reader never has to argue about it. The pixel judge (annotate/pixel_judge.py)
+# measures the same mean colour with its own code and a wider margin (COLOUR_MARGIN_DEG there).
+HUE_BANDS = {"red": (-15, 15), "orange": (15, 45), "yellow": (45, 70), "green": (70, 165),
+             "blue": (165, 260), "purple": (260, 345)}  # fmt: skip
+COLOUR_MARGIN_DEG = 3.0  # a hue this far inside its band at least
+
+
+def colour_name(rgb: np.ndarray) -> str | None:
+    """Basic colour word for a mean RGB value (0-255), or None when no word clearly fits."""
     import colorsys
 
     r, g, b = (float(v) / 255.0 for v in rgb)
     h, s, v = colorsys.rgb_to_hsv(r, g, b)
-    if v < 0.2:
+    if v < 0.15:
         return "black"
-    if s < 0.2:
-        return "white" if v > 0.8 else "gray"
+    if s < 0.12:
+        return "white" if v > 0.85 else "gray" if 0.25 < v < 0.8 else None
     hue = h * 360.0
-    if hue < 15 or hue >= 345:
-        return "red" if v > 0.5 else "brown"
-    if hue < 45:
-        return "orange" if v > 0.6 else "brown"
-    if hue < 70:
-        return "yellow"
-    if hue < 165:
-        return "green"
-    if hue < 260:
-        return "blue"
-    return "purple"
+    hue = hue - 360.0 if hue > 300.0 else hue  # reds and browns around 0
+    m = COLOUR_MARGIN_DEG
+    if s > 0.3 and 0.12 < v < 0.5 and -10 + m < hue < 45 - m:
+        return "brown"
+    if s < 0.3 or v < 0.3:
+        return None
+    hue = hue % 360.0 if hue < -15 else hue
+    for word, (lo, hi) in HUE_BANDS.items():
+        if lo + m <= hue < hi - m:
+            if (word == "red" and v < 0.55) or (word == "orange" and v < 0.65):
+                return None
+            return word
+    return None

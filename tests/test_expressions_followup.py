@@ -226,3 +226,48 @@ def test_superlatives_people_say(n):
         assert all(any(w in t for w in ("nearest", "closest", "farthest", "furthest")) for t in relative)
     else:
         assert any(w in t for t in relative for w in SUPERLATIVES)
+
+
+# -- colour words the judge accepts ----------------------------------------------------------------
+def test_generation_offers_only_colour_words_the_judge_accepts():
+    """Over a grid of mean colours: every word ``describe.colour_name`` offers is one the pixel
+    judge's own colour test accepts at generation's margin, and all but a thin border band at the
+    judge's stricter margin (those few are the borderline cases the judge is there to drop)."""
+    import colorsys
+
+    from annotate.pixel_judge import RULES, colour_fits
+    from mvtec_ref.regions.describe import COLOUR_MARGIN_DEG, colour_name
+
+    judge_margin = next(r.threshold for r in RULES if r.name == "colour_name")
+    assert judge_margin > COLOUR_MARGIN_DEG
+    offered = strict = 0
+    for r in range(0, 256, 15):
+        for g in range(0, 256, 15):
+            for b in range(0, 256, 15):
+                word = colour_name(np.array([r, g, b], float))
+                if word is None:
+                    continue
+                hsv = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+                offered += 1
+                assert colour_fits(word, hsv, COLOUR_MARGIN_DEG), (r, g, b, word)
+                strict += colour_fits(word, hsv, judge_margin)
+    assert offered > 1000 and strict / offered > 0.85  # measured 0.89
+    assert colour_name(np.array([200, 150, 148], float)) is None  # a pale pink tint: no word
+    assert colour_name(np.array([230, 120, 20], float)) == "orange"
+
+
+def test_whole_object_types_get_no_size_and_parts_take_of_the_object():
+    region = {"region_id": 0, "location": "center", "area": 300, "size": "small", "centroid": [50, 50],
+              "rel_position": [0.5, 0.5], "appearance": {"tone": "similar", "colour": None},
+              "shape": {"word": "compact"}, "bbox": [40, 40, 20, 20],
+              "place": {"radius": 0.1, "ring": "center", "angle": 0.0, "clock": None}}  # fmt: skip
+    flip = {"category": "metal_nut", "defect_type": "flip", "regions": [region],
+            "frame": {"source": "object", "kind": "round", "bbox": [0, 0, 100, 100]}}  # fmt: skip
+    screw = _screw_record()
+    for seed in range(30):
+        for ref in refs_for(flip, AD, np.random.default_rng(seed)):
+            for s in ref["sentences"] if ref["region_ids"] else ():
+                assert not set(tokenize(s["text"])) & {*SIZE_WORDS, "smallest", "largest"}, s["text"]
+        for ref in refs_for(screw, AD, np.random.default_rng(seed)):
+            for s in ref["sentences"]:
+                assert "tip on the screw" not in s["text"] and "of the thread of the screw" not in s["text"]
