@@ -310,7 +310,13 @@ class _Writer:
 
         out = []
         size = common(lambda r: r["size"])
-        if size and not self.words.sized and not self.words.whole_object and "size" in looks:
+        # "medium-sized" is no size a reader would single a defect out by: it is never said
+        if (
+            size not in (None, "medium")
+            and not self.words.sized
+            and not self.words.whole_object
+            and "size" in looks
+        ):
             out.append(("size", size, SIZE_WORDS[size]))
         shape = common(lambda r: r["shape"]["word"])
         if shape in SHAPE_WORDS and "shape" in looks:
@@ -417,7 +423,7 @@ class _Writer:
         if self.words.sized or self.words.whole_object:
             return []  # "the small flipped nut": the object's size is not the defect's
         if len(self.regions) == 1:
-            if "size" not in self.words.looks:
+            if "size" not in self.words.looks or self.regions[0]["size"] == "medium":
                 return []  # a logical anomaly's area is where the fault may be, not its size
             (r,) = self.regions
             claims = self.base().with_(size=r["size"])
@@ -519,14 +525,16 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
             terms.append(({"clock": clock}, ROUND_PLACES["clock"]))
         if ring == "rim":
             terms.append(({"ring": "rim"}, ROUND_PLACES["rim"]))
-        return [(c, tuple(t.format(n=noun, c=clock, rim=rim) for t in texts)) for c, texts in terms]
+        return [(c, _along_only_long(region, tuple(t.format(n=noun, c=clock, rim=rim) for t in texts)))
+                for c, texts in terms]  # fmt: skip
     edges = place.get("edges") or []
     terms = []
     if len(edges) == 2:
         corner = " ".join(edges)
         terms.append(({"edges": frozenset(edges)}, tuple(t.format(t=corner, n=noun) for t in CORNER_PLACES)))
     for edge in edges:
-        terms.append(({"edges": frozenset({edge})}, tuple(t.format(t=edge, n=noun) for t in EDGE_PLACES)))
+        texts = _along_only_long(region, tuple(t.format(t=edge, n=noun) for t in EDGE_PLACES))
+        terms.append(({"edges": frozenset({edge})}, texts))
     for term in _terms_for(region["location"]):
         if not _clearly_in(term, region["rel_position"]):
             continue
@@ -534,6 +542,14 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
         texts = PART_PLACES[_term_kind(term)]
         terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
     return terms
+
+
+def _along_only_long(region: dict, texts: tuple[str, ...]) -> tuple[str, ...]:
+    """ "along the top edge" / "along the rim" only for an elongated region (a small blob lies near
+    an edge, it does not run along it)."""
+    if region["shape"]["word"] == "elongated":
+        return texts
+    return tuple(t for t in texts if not t.startswith("along ")) or texts
 
 
 def _fills(box: list[int], frame: list[int]) -> bool:

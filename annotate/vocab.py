@@ -26,9 +26,10 @@ NATURE_LOOKS = {
     "hole": ("size", "shape"),  # holes and punctures: what shows through is not the defect's look
     "gap": ("size",),  # missing and broken-off parts
     "form": ("size",),  # bent, squeezed, flipped, misplaced, swapped parts
-    # A logical anomaly (a wrong count, mix or arrangement; or an anomaly whose kind the masks
-    # cannot tell) is named and placed, never given a look or a size: the annotated area is
-    # where the fault could be, not a thing with a look of its own.
+    # A logical anomaly (a wrong count, mix or arrangement, a part judged against what it should
+    # be such as a label or the juice's colour, or an anomaly whose kind the masks cannot tell) is
+    # named and placed, never given a look or a size: the annotated area is where the fault could
+    # be, not a thing with a look of its own. Absent ones are never placed.
     "logical": (),
 }
 FRAME_DEFAULT_ENDS = ("one end", "other end")

@@ -271,3 +271,20 @@ def test_whole_object_types_get_no_size_and_parts_take_of_the_object():
         for ref in refs_for(screw, AD, np.random.default_rng(seed)):
             for s in ref["sentences"]:
                 assert "tip on the screw" not in s["text"] and "of the thread of the screw" not in s["text"]
+
+
+def test_no_medium_sized_and_along_an_edge_only_for_long_regions():
+    def region(shape):
+        return {"region_id": 0, "location": "top", "area": 900, "size": "medium", "centroid": [50, 5],
+                "rel_position": [0.5, 0.05], "appearance": {"tone": "similar", "colour": None},
+                "shape": {"word": shape}, "bbox": [40, 0, 20, 10], "place": {"edges": ["top"]}}  # fmt: skip
+
+    for shape, along in (("compact", False), ("elongated", True)):
+        record = {"category": "carpet", "defect_type": "color" if not along else "thread",
+                  "regions": [region(shape)], "frame": {"source": "image", "kind": "texture",
+                  "bbox": [0, 0, 100, 100]}}  # fmt: skip
+        texts = [s["text"] for seed in range(40) for ref in refs_for(record, AD, np.random.default_rng(seed))
+                 if ref["region_ids"] for s in ref["sentences"]]  # fmt: skip
+        assert not [t for t in texts if "medium" in t]
+        assert any("top edge" in t for t in texts)
+        assert any("along the top edge" in t for t in texts) == along
