@@ -203,6 +203,7 @@ class _Writer:
         self.words, self.noun, self.frame, self.rng = words, noun, frame, rng
         self.prep = "in" if record["frame"]["source"] == "image" else "on"
         self.phrase_words = set(tokenize(" ".join(p for pair in words.phrases for p in pair)))
+        self.heads = _heads(words)
         # No place words when the name already says where ("scratch on the head") or names the
         # whole object ("upside-down nut"); no "on the NOUN" after a phrase that has its own.
         self.placed = words.placed or words.whole_object
@@ -276,9 +277,10 @@ class _Writer:
                 and not self.placed
                 and not _has_place(claims)
             ):
-                shared = self.shared_places(target)
+                shared = [(c, t) for c, t in self.shared_places(target) if _no_echo(t, self.heads)]
                 if shared and self.rng.random() < DECORATE_P / 2:
                     changes, texts = shared[0]
+                    texts = _no_echo(texts, self.heads)
                     place, claims = str(self.rng.choice(texts)), claims.with_(**changes)
         if denotation(claims, self.regions, self.type) != set(target):
             return None
@@ -407,6 +409,11 @@ class _Writer:
         refs = []
         for target, terms in sorted(groups.items(), key=lambda item: len(item[0])):  # single regions first
             det = "the" if len(target) == 1 else f"the {NUMBERS.get(len(target), len(target))}"
+
+            terms = [(c, _no_echo(t, self.heads)) for c, t in terms]
+            terms = [(c, t) for c, t in terms if t]  # "the bent edge near the outer edge": no
+            if not terms:
+                continue
 
             def build(k, terms=terms, target=target, det=det):
                 changes, texts = terms[k % len(terms)]
@@ -544,6 +551,17 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
     return terms
 
 
+def _heads(words: DefectWords) -> frozenset:
+    """The head nouns of a type's phrases ("edge" of "bent edge", "part" of "squeezed part")."""
+    return frozenset(tokenize(form)[-1] for pair in words.phrases for form in pair if form)
+
+
+def _no_echo(texts: tuple[str, ...], heads: frozenset) -> tuple[str, ...]:
+    """Place phrasings that do not repeat the defect's head noun ("the bent edge near the outer
+    edge of the metal nut", "the squeezed part in the upper part of the capsule")."""
+    return tuple(t for t in texts if not heads & set(tokenize(t)))
+
+
 def _along_only_long(region: dict, texts: tuple[str, ...]) -> tuple[str, ...]:
     """ "along the top edge" / "along the rim" only for an elongated region (a small blob lies near
     an edge, it does not run along it)."""
@@ -621,7 +639,7 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
     ]
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
     # ... and so does an absent type placed where the present defect is
-    places = _free_places(frame, noun, record["regions"], own)
+    places = _free_places(frame, noun, record["regions"], own)  # each type drops its echoes below
     picked = _pick(rng, types, 2)
     sentences = [(_absent_phrase(vocab, record, t, noun, frame, rng, places), "other_type") for t in picked]
     return _ref("other_type", [], sentences)
@@ -699,15 +717,11 @@ def _absent_phrase(
     if words.nature == "logical":  # a fault of count or arrangement ("a missing nectarine"): no place
         tail = "" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
         return f"{det} {head}" + str(rng.choice(("", tail)))
-    if places is not None:
-        prep = "in" if frame["kind"] == "texture" else "on"
-        return f"{det} {head} {rng.choice(places)}" if places else f"{det} {head} {prep} the {noun}"
-    return f"{det} {head} {_random_place(frame, noun, rng)}"
-
-
-def _random_place(frame: dict, noun: str, rng) -> str:
-    """Any place phrase of the frame, each phrasing equally likely (for a defect that is not there)."""
-    return str(rng.choice(_all_places(frame["kind"], tuple(frame["ends"]), frame["rim"], noun)))
+    if places is None:  # a good image: any place phrase of the frame, each equally likely
+        places = _all_places(frame["kind"], tuple(frame["ends"]), frame["rim"], noun)
+    places = _no_echo(places, _heads(words))
+    prep = "in" if frame["kind"] == "texture" else "on"
+    return f"{det} {head} {rng.choice(places)}" if places else f"{det} {head} {prep} the {noun}"
 
 
 @cache

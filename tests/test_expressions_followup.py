@@ -288,3 +288,20 @@ def test_no_medium_sized_and_along_an_edge_only_for_long_regions():
         assert not [t for t in texts if "medium" in t]
         assert any("top edge" in t for t in texts)
         assert any("along the top edge" in t for t in texts) == along
+
+
+def test_place_words_do_not_echo_the_defect_noun():
+    """ "the bent edge near the outer edge of the metal nut": the place repeats the defect's noun."""
+    region = {"region_id": 0, "location": "top", "area": 300, "size": "small", "centroid": [50, 8],
+              "rel_position": [0.5, 0.08], "appearance": {"tone": "similar", "colour": None},
+              "shape": {"word": "compact"}, "bbox": [45, 3, 10, 10],
+              "place": {"radius": 0.9, "ring": "rim", "angle": 0.0, "clock": 12}}  # fmt: skip
+    bent = {"category": "metal_nut", "defect_type": "bent", "regions": [region],
+            "frame": {"source": "object", "kind": "round", "bbox": [0, 0, 100, 100]}}  # fmt: skip
+    good = {**bent, "defect_type": "good", "regions": []}
+    texts = [s["text"] for seed in range(40) for rec in (bent, good)
+             for ref in refs_for(rec, AD, np.random.default_rng(seed)) for s in ref["sentences"]]  # fmt: skip
+    assert any("outer edge" in t for t in texts)  # the rim is still named for other types
+    for t in texts:
+        assert not (("bent edge" in t or "deformed edge" in t) and "outer edge" in t), t
+    assert any("bent edge" in t or "deformed edge" in t for t in texts)
