@@ -82,11 +82,27 @@ def _compilable(node) -> bool:
     return all(_compilable(child) for child in children)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain_json(value) -> bool:
     """True when ``value`` holds no tuple and no Decimal (what fastjsonschema accepts and
-    jsonschema refuses); everything else is judged alike by both."""
-    if isinstance(value, dict):
-        return all(_plain_json(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_plain_json(v) for v in value)
-    return not isinstance(value, (tuple, Decimal))
+    jsonschema refuses); everything else is judged alike by both. A loop, not recursion: it walks
+    every value of every record."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif isinstance(item, (tuple, Decimal)):
+            return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
