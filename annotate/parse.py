@@ -11,6 +11,7 @@ Words it does not know are ignored.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from annotate.claims import TERM_CELLS, Claims
 from annotate.vocab import Vocabulary
@@ -50,6 +51,12 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
 
 
+@lru_cache(maxsize=8192)
+def _phrase_tokens(phrase: str) -> tuple[str, ...]:
+    """``tokenize`` of a vocabulary phrase or noun, kept: every parse reads all of a category's."""
+    return tuple(tokenize(phrase))
+
+
 class ParseError(ValueError):
     """The sentence says contradictory things (two defect types, two sizes...)."""
 
@@ -60,7 +67,7 @@ def parse(text: str, category: str, vocab: Vocabulary, extra_types: tuple[str, .
     tokens = tokenize(text)
     claims = Claims()
     tokens, claims = _take_type(tokens, claims, category, vocab, extra_types)
-    noun = tokenize(vocab.noun(category))
+    noun = list(_phrase_tokens(vocab.noun(category)))
     tokens = _remove_run(tokens, noun)
     if claims.defect_type is None:
         forms = [UNIVERSAL[t] for t in tokens if t in UNIVERSAL]
@@ -85,20 +92,40 @@ def parse(text: str, category: str, vocab: Vocabulary, extra_types: tuple[str, .
     return claims.with_(**changes)
 
 
-def _take_type(tokens, claims, category, vocab, extra_types=()):
+def _type_phrases(category, vocab, extra_types):
+    """``[(words, defect_type, number)]``, longest first: every phrase form the parser looks for."""
     phrases = []
     known = vocab.category_types(category)
     for defect_type in known + sorted({t for t in extra_types if t not in known}):
         for singular, plural in vocab.words(category, defect_type).phrases:
             for form, is_plural in ((singular, False), (plural, True)):
                 number = None if singular == plural else is_plural
-                words = tokenize(form)
+                words = list(_phrase_tokens(form))
                 if not all(w in UNIVERSAL for w in words):  # "anomaly" names no kind: read below
                     phrases.append((words, defect_type, number))
     # A phrase several types share ("wrong fruit") names the image's own type when it is one.
     phrases.sort(key=lambda p: (-len(p[0]), p[1] not in extra_types))
+    return phrases
+
+
+# (id(vocab), category, extra_types) -> (vocab, phrases). The vocabulary is kept, so its id is not
+# reused while the entry lives; vocabularies are not changed once loaded (load_vocabulary shares them).
+_PHRASES: dict[tuple, tuple] = {}
+
+
+def _cached_type_phrases(category, vocab, extra_types):
+    key = (id(vocab), category, tuple(extra_types))
+    entry = _PHRASES.get(key)
+    if entry is None or entry[0] is not vocab:
+        if len(_PHRASES) > 4096:
+            _PHRASES.clear()
+        entry = _PHRASES[key] = (vocab, _type_phrases(category, vocab, extra_types))
+    return entry[1]
+
+
+def _take_type(tokens, claims, category, vocab, extra_types=()):
     found = None
-    for words, defect_type, number in phrases:
+    for words, defect_type, number in _cached_type_phrases(category, vocab, extra_types):
         start = _find(tokens, words)
         if start is None:
             continue
@@ -185,6 +212,8 @@ def _take_places(tokens):
 
 def _find(tokens, words):
     n = len(words)
+    if n and words[0] not in tokens:  # the common case, answered by one scan in C
+        return None
     for start in range(len(tokens) - n + 1):
         if tokens[start : start + n] == words:
             return start

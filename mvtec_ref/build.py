@@ -70,6 +70,10 @@ class Processed:
     hashes: list[tuple[str, str]]  # (path, sha256)
     # What the pixel judge did to this image's template sentences (annotate.pixel_judge).
     judged: dict = field(default_factory=dict)
+    # The checker's verdict on the record's template sentences, reached in the worker:
+    # [text, sorted target ids, verdict, reason] per refused one; None: not checked there
+    # (finish_build then checks them all itself).
+    unfaithful: list | None = None
 
 
 @dataclass
@@ -142,6 +146,7 @@ def finish_build(
     problems = [_problem(p, "skipped" if p.kind in skip else "ignored") for p in scan.problems]
 
     records, hashes, judged = [], [], Counter()
+    prechecked = {}  # id(record) -> (keys of the sentences the worker checked, {key: Verdict} refused)
     for done in processed:
         hashes.extend(done.hashes)
         judged.update(done.judged)
@@ -153,6 +158,8 @@ def finish_build(
         for path, message in done.warnings:
             problems.append({"path": path, "kind": "mask_values", "problem": message, "action": "accepted"})
         records.append(done.record)
+        if done.unfaithful is not None:
+            prechecked[id(done.record)] = _worker_verdicts(done)
     if not records:
         raise DatasetError(f"{root}: no usable image found ({len(problems)} problems)")
 
@@ -166,7 +173,7 @@ def finish_build(
         review, review_problems = apply_reviews(records, reviews)
         problems += review_problems
     _number(records)
-    _check_expressions(records, config.vocabulary)
+    _check_expressions(records, config.vocabulary, prechecked)
     problems += _vocabulary_fallbacks(records, config.vocabulary)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
@@ -304,7 +311,34 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         record["refs"], removed = drop_failing(record, image, vocab, vetter)
         judged.update({f"rule:{rule}": n for rule, n in removed.items()})
         judged["refs_dropped"] = refs_before - len(record["refs"])
-    return Processed(record, None, warnings, hashes, dict(judged))
+    return Processed(record, None, warnings, hashes, dict(judged), _unfaithful(record, config))
+
+
+def _unfaithful(record: dict, config: BuildConfig) -> list:
+    """``Processed.unfaithful``: the checker's refusals of the record's template sentences, judged
+    where the record was made (in parallel) instead of in the main process after the pool."""
+    from annotate import check_record, load_vocabulary
+
+    vocab = load_vocabulary(config.vocabulary or config.source)
+    return [
+        [s["text"], sorted(ref["region_ids"]), v.verdict, v.reason]
+        for ref, s, v in check_record(record, vocab)
+    ]
+
+
+def _worker_verdicts(done: Processed) -> tuple[set, dict]:
+    """What the worker judged of ``done.record`` as it arrived (before splits, held-out types and
+    reviews change its refs): every template sentence's (text, target ids) key, and the refused ones."""
+    from annotate.faithful import Verdict
+
+    keys = {
+        (s["text"], tuple(sorted(ref["region_ids"])))
+        for ref in done.record["refs"]
+        for s in ref["sentences"]
+        if s["origin"] == "template"
+    }
+    refused = {(text, tuple(ids)): Verdict(verdict, reason) for text, ids, verdict, reason in done.unfaithful}
+    return keys, refused
 
 
 def _read_masks(root, src: SourceImage, shape, config: BuildConfig, hashes, warnings):
@@ -381,12 +415,33 @@ def _hide_heldout_types(records: list[dict], heldout: dict, source: str) -> None
         record["refs"] = [ref for ref in record["refs"] if ref["sentences"]]
 
 
-def _check_expressions(records: list[dict], source: str) -> None:
-    """Every template sentence must denote exactly its target; anything else is our bug."""
-    from annotate import check_record, load_vocabulary
+def _check_expressions(records: list[dict], source: str, prechecked: dict | None = None) -> None:
+    """Every template sentence must denote exactly its target; anything else is our bug.
+
+    ``prechecked`` (id(record) -> ``_worker_verdicts``) gives the verdicts reached in the workers:
+    a verdict depends only on the sentence's text, its target and the record's regions, type and
+    category, which nothing after the worker changes, so a sentence found there is not parsed
+    again; any other template sentence (no worker verdict, or a record from elsewhere) is."""
+    from annotate import load_vocabulary
+    from annotate.faithful import OK, check_sentence
 
     vocab = load_vocabulary(source)
-    bad = [(record["id"], *item) for record in records for item in check_record(record, vocab)]
+    prechecked = prechecked or {}
+    bad = []
+    for record in records:  # the order and filter of annotate.check_record
+        keys, refused = prechecked.get(id(record), ((), {}))
+        for ref in record["refs"]:
+            for s in ref["sentences"]:
+                if s["origin"] != "template":
+                    continue
+                key = (s["text"], tuple(sorted(ref["region_ids"])))
+                verdict = (
+                    refused.get(key)
+                    if key in keys
+                    else check_sentence(s["text"], ref["region_ids"], record, vocab)
+                )
+                if verdict is not None and verdict.verdict != OK:
+                    bad.append((record["id"], ref, s, verdict))
     if bad:
         shown = "; ".join(f"{sid} ref {ref['ref_id']} {s['text']!r}: {v.verdict}, {v.reason}"
                           for sid, ref, s, v in bad[:3])  # fmt: skip

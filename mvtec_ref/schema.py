@@ -12,10 +12,14 @@ def validator(name: str):
     """Compiled Draft 2020-12 validator for ``schemas/<name>.schema.json``."""
     from jsonschema import Draft202012Validator
 
-    text = resources.files("schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
-    schema = json.loads(text)
+    schema = _load(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def _load(name: str) -> dict:
+    text = resources.files("schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
 
 
 def _inline_refs(node, defs: dict):
@@ -33,6 +37,11 @@ def _inline_refs(node, defs: dict):
 
 def schema_errors(name: str, record: dict) -> list[str]:
     """Readable messages ``"<json path>: <problem>"``; empty when ``record`` is valid."""
+    from mvtec_ref.fastschema import fast_check
+
+    check = fast_check(name)
+    if check is not None and check(record):
+        return []  # valid for the compiled check, so valid for jsonschema (mvtec_ref.fastschema)
     v = validator(name)
     if v.is_valid(record):
         return []

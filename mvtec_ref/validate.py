@@ -63,13 +63,14 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
                 problems += [f"{where}: {e}" for e in errors[:3]]
                 continue
             try:
-                found = _check_record(record, where, seen, totals)
+                pixels: dict = {}  # the union of the regions' masks, decoded once for every check
+                found = _check_record(record, where, seen, totals, pixels)
                 problems += found
                 if any(fault in line for line in found for fault in _RLE_FAULTS):
                     continue  # sentences and pixels are checked only against masks that decode
                 problems += _check_sentences(record, where, vocab)
                 if check_files:
-                    found = _check_files(record, root, where, deep, region_config)
+                    found = _check_files(record, root, where, deep, region_config, pixels.get("union"))
                     problems += found
                     if deep and not found:
                         problems += _judge_pixels(record, root, where, vocab)
@@ -105,7 +106,11 @@ def _dig(obj, *keys, default):
     return obj
 
 
-def _check_record(record: dict, where: str, seen: dict, totals: Counter) -> list[str]:
+def _check_record(
+    record: dict, where: str, seen: dict, totals: Counter, pixel_store: dict | None = None
+) -> list[str]:
+    """Ids, counts, every region's RLE, bbox and overlap, targets. ``pixel_store["union"]`` receives the
+    union of the regions' masks ((H, W) bool; None without regions)."""
     from mvtec_ref.regions.mask import decode_rle
 
     problems = []
@@ -147,6 +152,8 @@ def _check_record(record: dict, where: str, seen: dict, totals: Counter) -> list
         if union is not None and (union & pixels).any():
             problems.append(f"{rwhere}: overlaps another region of the image")
         union = pixels if union is None else union | pixels
+    if pixel_store is not None:
+        pixel_store["union"] = union
     if record["label_index"] == 1 and not record["regions"]:
         problems.append(f"{where}: defect image has no region")
     if record["label_index"] == 0 and record["regions"]:
@@ -181,14 +188,16 @@ def _check_sentences(record: dict, where: str, vocab) -> list[str]:
     ]
 
 
-def _check_files(record: dict, root: Path, where: str, deep: bool, region_config: dict) -> list[str]:
+def _check_files(
+    record: dict, root: Path, where: str, deep: bool, region_config: dict, union=None
+) -> list[str]:
     problems = []
     for key in ("image_path", "mask_path"):
         rel = record[key]
         if rel is not None and not (root / rel).is_file():
             problems.append(f"{where}: {key} {root / rel} does not exist")
     if deep and record["mask_path"] and not problems:
-        problems += _check_mask_pixels(record, root, where, region_config)
+        problems += _check_mask_pixels(record, root, where, region_config, union)
     return problems
 
 
@@ -211,7 +220,8 @@ def _judge_pixels(record: dict, root: Path, where: str, vocab) -> list[str]:
     ]
 
 
-def _check_mask_pixels(record: dict, root: Path, where: str, region_config: dict) -> list[str]:
+def _check_mask_pixels(record: dict, root: Path, where: str, region_config: dict, union=None) -> list[str]:
+    """``union``: the regions' masks as _check_record decoded them (decoded here when not given)."""
     import numpy as np
 
     from mvtec_ref.errors import SampleError
@@ -227,9 +237,10 @@ def _check_mask_pixels(record: dict, root: Path, where: str, region_config: dict
         )
     except SampleError as error:
         return [f"{where}: {error}"]
-    union = np.zeros_like(binary, dtype=bool)
-    for region in record["regions"]:
-        union |= decode_rle(region["segmentation"]).astype(bool)
+    if union is None:
+        union = np.zeros_like(binary, dtype=bool)
+        for region in record["regions"]:
+            union |= decode_rle(region["segmentation"]).astype(bool)
     differ = int((union != binary.astype(bool)).sum())
     if differ:
         return [f"{where}: regions differ from {record['mask_path']} in {differ} pixels (source changed?)"]

