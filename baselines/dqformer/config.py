@@ -56,6 +56,7 @@ class DQFormerConfig:
     negative_share: float = 0.25  # chance a defect image's sentence slot gets one that names nothing there
     presence_sentences: int = 16  # more sentences per image and step for the presence head alone
     good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
+    composite_share: float = 0.5  # units given another image's defect (composite.py); half keep the test look
     # --- optimisation -----------------------------------------------------------------------
     epochs: int = 20  # passes over the training images; one sentence set per image and pass
     batch_size: int = 8  # images per step and process; LAVT uses 8 per GPU

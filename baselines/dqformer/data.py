@@ -354,8 +354,13 @@ class TrainGroups:
         sentences_per_image: int,
         good_per_epoch: float = 1.0,
         presence_sentences: int = 0,
+        composite_share: float = 0.0,
     ) -> None:
+        from baselines.dqformer.composite import Composites
+
         self.dataset = dataset
+        # with this chance a unit is a composite (composite.py): another image's defect pasted in
+        self.composites = Composites(dataset, composite_share) if composite_share > 0 else None
         self.k = sentences_per_image
         self.extra = presence_sentences
         records = [r for r, items in enumerate(dataset.by_record) if items]
@@ -375,7 +380,11 @@ class TrainGroups:
         return self._epoch[1]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        return self.dataset.group(key[0], self.epoch_records(key[0])[key[1]], self.k, self.extra)
+        epoch, r = key[0], self.epoch_records(key[0])[key[1]]
+        view = self.composites.view(epoch, r) if self.composites is not None else None
+        if view is not None:
+            return view.group(epoch, 0, self.k, self.extra)
+        return self.dataset.group(epoch, r, self.k, self.extra)
 
 
 def collate_groups(groups: list[dict]) -> dict:

@@ -236,9 +236,8 @@ def train(
     train_data = RefSegDataset(dataset, "train", augment=True, hflip=config.hflip,
                                color_jitter=config.color_jitter, negative_share=config.negative_share,
                                **common)  # fmt: skip
-    units = TrainGroups(
-        train_data, config.sentences_per_image, config.good_per_epoch, config.presence_sentences
-    )
+    units = TrainGroups(train_data, config.sentences_per_image, config.good_per_epoch,
+                        config.presence_sentences, composite_share=config.composite_share)  # fmt: skip
     val_data = RefSegDataset(dataset, config.eval_split, **common) if dist.main else None
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
