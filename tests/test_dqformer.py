@@ -534,22 +534,3 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
     # Adam turns float-rounding noise in near-zero gradients into lr-sized steps, so equality is
     # checked against how far training moved the weights, not element by element.
     assert moved > 0 and (diff / moved) ** 0.5 < 0.02, (diff / moved) ** 0.5
-
-
-def test_ablation_table_pools_type_kinds_by_their_sample_counts():
-    from benchmarks.language_ablation import figures
-
-    def row(samples, miou, giou):
-        return {"samples": samples, "mIoU": miou, "gIoU": giou}
-
-    result = {
-        "overall": {"gIoU": 0.5},
-        "by": {
-            "kind": {"type": row(3, 0.8, 0.8), "other_type": row(1, None, 0.0), "location": row(2, 0.4, 0.4)},
-            "scope": {"part": row(2, 0.3, 0.3), "all": row(3, 0.9, 0.9)},
-        },
-    }
-    got = figures(result)
-    assert got["type (present or absent), gIoU"] == pytest.approx((3 * 0.8 + 0) / 4)
-    assert got["type (present), mIoU"] == 0.8 and got["location, mIoU"] == 0.4
-    assert got["scope=part, mIoU"] == 0.3 and got["scope=all, mIoU"] == 0.9
