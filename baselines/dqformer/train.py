@@ -73,8 +73,8 @@ def lr_factor(step: int, total: int, config: DQFormerConfig) -> float:
 
 
 def param_groups(model, config: DQFormerConfig) -> list[dict]:
-    """Backbone and text encoder at reduced lr, the presence head at ``presence_lr`` (the same
-    warm-up and decay); no weight decay on norms, biases and embeddings."""
+    """Backbone and text encoder at reduced lr (the same warm-up and decay); no weight decay on
+    norms, biases and embeddings."""
     import torch
 
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -83,26 +83,11 @@ def param_groups(model, config: DQFormerConfig) -> list[dict]:
         if p.requires_grad:
             decay = p.ndim > 1 and id(p) not in embeddings
             groups.setdefault((name.split(".")[0], decay), []).append(p)
-    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult,
-            "presence": config.presence_lr / config.lr}  # fmt: skip
+    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult}
     return [
         {"params": ps, "lr_mult": mult.get(part, 1.0), "weight_decay": config.weight_decay * decay}
         for (part, decay), ps in sorted(groups.items())
     ]
-
-
-def fit_prior(model, data, config: DQFormerConfig) -> None:
-    """Fit ``model.prior`` to the training split's sentences (``RefSegDataset.where``)."""
-    import torch
-
-    texts, share, weight = data.where(config.prior_grid)
-    if not texts:
-        return  # no defect to choose among: the prior stays near a no-op
-    tokens = data.tokenize(texts)
-    model.prior.fit(
-        tokens["input_ids"], tokens["attention_mask"], torch.from_numpy(share), torch.from_numpy(weight),
-        steps=config.prior_steps, lr=config.prior_lr, l2=config.prior_l2, seed=config.seed,
-    )  # fmt: skip
 
 
 def _rng_state() -> dict:
@@ -142,6 +127,11 @@ def check_config(config: DQFormerConfig) -> None:
     """Refuse settings that cannot train, before any data or weights are loaded."""
     if config.epochs < 1:
         raise TrainingError(f"--epochs {config.epochs}: train for at least 1 epoch")
+    if config.eval_split == "test":
+        raise TrainingError(
+            "--eval-split test: the test split is read once, after training; choose the best "
+            "checkpoint on val (or another split the dataset holds)"
+        )
     if config.image_size < 32 or config.image_size % 32:
         raise TrainingError(
             f"--image-size {config.image_size}: must be a positive multiple of 32 (the backbone "
@@ -237,7 +227,7 @@ def train(
                                color_jitter=config.color_jitter, negative_share=config.negative_share,
                                **common)  # fmt: skip
     units = TrainGroups(train_data, config.sentences_per_image, config.good_per_epoch,
-                        config.presence_sentences, composite_share=config.composite_share)  # fmt: skip
+                        composite_share=config.composite_share)  # fmt: skip
     val_data = RefSegDataset(dataset, config.eval_split, **common) if dist.main else None
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
@@ -247,12 +237,7 @@ def train(
         )
     total_steps = steps_per_epoch * config.epochs
 
-    model = build_dqformer(config)
-    if model.prior is not None:
-        if not resume:  # on CPU, before anything else draws from a generator: same data => same maps
-            fit_prior(model, train_data, config)
-        model.prior.requires_grad_(False)  # fitted, then fixed: the masks learn with it
-    model = model.to(device)
+    model = build_dqformer(config).to(device)
     for data in (train_data, val_data):  # a frozen text encoder reads every sentence once, here
         if data is not None:
             model.text_encoder.prefill(**data.tokenize(data.texts()))
@@ -316,9 +301,8 @@ def train(
             images = batch["image"].to(device, non_blocking=True)
             targets = batch["target"].to(device, non_blocking=True)
             text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-            extra = {k: v.to(device) for k, v in batch["presence"].items()} if "presence" in batch else None
             with autocast_for(device, enabled=use_amp):
-                _, losses = net(images, text, targets, batch["image_index"].to(device), extra)
+                _, losses = net(images, text, targets, batch["image_index"].to(device))
             loss = losses["loss"]
             finite = torch.isfinite(loss.detach()).float()
             if dist.world > 1:
