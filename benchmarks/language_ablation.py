@@ -90,15 +90,14 @@ def score_run(run: Path, dataset: Path, probes_path: Path) -> dict:
 
     import torch
 
-    from baselines.dqformer.data import Item, RefSegDataset
+    from baselines.dqformer.data import Item, open_split
     from baselines.dqformer.infer import iter_masks, load_run
     from mvtec_ref.evaluate import ref_groups
     from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics
     from mvtec_ref.probes import check_matches, load_probes
 
     model, config, tokenizer = load_run(run, checkpoint="best", device="cpu")
-    data = RefSegDataset(dataset, "test", tokenizer=tokenizer, image_size=config.image_size,
-                         max_tokens=config.max_tokens, no_language=config.no_language)  # fmt: skip
+    data = open_split(dataset, "test", config, tokenizer)
     header, probes = load_probes(probes_path)
     check_matches(header, dataset, probes_path)
     index = {record["id"]: r for r, record in enumerate(data.records)}

@@ -277,6 +277,18 @@ class RefSegDataset:
         return item.ref >= 0 and bool(self.records[item.record]["refs"][item.ref]["region_ids"])
 
 
+def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool = False) -> RefSegDataset:
+    """The one way the baseline opens a split: sizes, text and seed from ``config``
+    (a ``DQFormerConfig``); ``training`` adds the augmentation and the extra negatives."""
+    options = {}
+    if training:
+        options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
+                       negative_share=config.negative_share)  # fmt: skip
+    return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
+                         max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
+                         **options)  # fmt: skip
+
+
 class TrainGroups:
     """Map-style view for the DataLoader: key ``(epoch, j)`` -> ``dataset.group(epoch, r, k)`` with
     r the j-th image of that epoch: every defect image plus ``good_per_epoch`` of the defect-free
