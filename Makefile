@@ -53,11 +53,11 @@ bench-train: setup
 learn: setup
 	$(BIN)/python -m pytest -m slow tests/test_dqformer_learns.py -s
 
-# Does the baseline read the sentence? lite vs its no-language ablation on 8 synthetic categories
-# (a GPU job: two 20-epoch lite runs, about 2 hours each on 2 CPU cores at 5.4 s a step).
-# EPOCHS=N to change the preset's.
+# Does the baseline read the sentence? Issue 23's protocol: tiny vs its no-language ablation, 3 seeds,
+# on a synthetic test split with contrast sets; prints the table (benchmarks/language_ablation.py).
+# ABLATION_ARGS="--jobs 2 --per-type 8" etc. to change the size; runs resume under .cache/ablation.
 ablation: setup
-	$(BIN)/python -m benchmarks.language_ablation $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(BIN)/python -m benchmarks.language_ablation $(ABLATION_ARGS)
 
 clean:
 	rm -rf build .cache .pytest_cache .ruff_cache

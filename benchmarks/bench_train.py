@@ -3,9 +3,8 @@
 On CUDA: training images/s, inference images/s and peak GPU memory for the ``lite`` and a
 ``paper``-sized model (random init: Swin-B + BERT-base shapes, no download) at 480x480,
 batch 8, AMP on. Without CUDA: CPU seconds per training step for ``tiny`` and ``lite`` at
-320x320 (the preset's batch), and inference images/s. Random inputs, with the preset's
-presence-only sentences (a frozen text encoder has them cached after the first step, as in
-training); median of the timed steps after warm-up steps. Prints a table; nothing is written.
+320x320 (the preset's batch), and inference images/s. Random inputs; median of the timed
+steps after warm-up steps. Prints a table; nothing is written.
 
     python -m benchmarks.bench_train [--device cpu|cuda] [--size N] [--steps N] [--models a,b]
 """
@@ -38,14 +37,6 @@ def bench(preset: str, *, device, size: int, batch: int | None, steps: int, warm
     }
     targets = (torch.rand(b, size, size, device=device) > 0.99).long()
     index = torch.arange(n_images, device=device).repeat_interleave(k) if k > 1 else None
-    e = n_images * config.presence_sentences  # presence-only sentences, as training draws them
-    extra = {
-        "regions": (torch.rand(n_images, size, size, device=device) > 0.99).to(torch.uint8),
-        "input_ids": torch.randint(1000, 3000, (e, config.max_tokens), device=device),
-        "attention_mask": torch.ones(e, config.max_tokens, dtype=torch.long, device=device),
-        "image_index": torch.arange(n_images, device=device).repeat_interleave(config.presence_sentences),
-        "label": (torch.rand(e, device=device) > 0.5).float(),
-    }
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=1e-5)
     cuda = device.type == "cuda"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else _null()
@@ -56,7 +47,7 @@ def bench(preset: str, *, device, size: int, batch: int | None, steps: int, warm
 
     def train_step():
         with amp:
-            _, losses = model(images, text, targets, index, extra)
+            _, losses = model(images, text, targets, index)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

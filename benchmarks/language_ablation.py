@@ -1,124 +1,276 @@
-"""``make ablation``: does the baseline read the sentence?
+"""``make ablation``: does the baseline read the sentence? Issue 23's protocol, and its table.
 
-Trains a preset and its no-language ablation (the same model, config and seed, with every
-sentence replaced by the universal prompt "anomaly") on a synthetic dataset, then prints both
-on the test split (each run's best checkpoint), per kind of sentence:
+1. A synthetic MVTec AD tree (``--categories``, ``--per-type``, seed 0) is built into a dataset;
+   its test split gets a contrast set (``mvtec_ref.probes``: each sentence with one claim edited).
+2. For each seed (``--seeds``, default 0,1,2) the preset (default ``tiny``, on the CPU) and its
+   no-language ablation (the same config and seed, every sentence replaced by "anomaly") are
+   trained on the same commit. Model selection happens inside ``train`` on the val split only.
+3. Each run's selected checkpoint (``best.pt``) then reads the test split once: every test
+   sentence (``RefSegMetrics``) and every probe (``ContrastMetrics``), in one pass.
+4. The table gives mean +- sample standard deviation over the seeds, per model, and the target:
 
-- ``type (present)``: sentences naming a defect type the image has (mIoU). Every MVTec AD
-  and synthetic image has one type, so the target is all of its anomalies, which is what
-  "anomaly" names too: here the ablation is at no disadvantage and can only be tied.
-- ``type (present or absent)``: the same with the sentences naming a type the image lacks
-  (gIoU: an empty prediction for an empty target scores 1). Reading the type is this.
-- ``location``: sentences that place their target (mIoU).
-- ``scope=part`` / ``scope=all``: targets that are some / all of the image's anomalies (mIoU).
+   - part-scope mIoU (targets that are some of the image's defects): at least 0.15 above the ablation;
+   - probes whose correct answer is empty, answered empty: >= 80% for type swaps, >= 60% for
+     location swaps;
+   - universal-prompt mIoU: no more than 0.02 below the ablation;
+   - probe sensitivity (mean 1 - IoU between a probe's mask and its source's, over probes whose
+     target moved): "well above the ablation's", read here as at least twice it and 0.10 more.
 
-    python -m benchmarks.language_ablation [--preset lite] [--epochs N] [--image-size S] [--out DIR]
-        [--categories a,b,...] [--per-type N] [--workers N]
+   Targets compare means; the spread is printed beside them, and each seed's figures are in
+   ``ablation.json``.
 
-Runs and the dataset are kept in ``--out``; a finished run is reused, an interrupted one resumed.
+Resumable: everything lives under ``--out/<commit>``, one folder per run; a scored run is
+reused, an interrupted one resumed from its ``last.pt``. A dirty working tree is named
+``<commit>-dirty`` and said so. ``--jobs 2`` trains two runs at once (one CPU thread each).
 
-Measured on 2 CPU cores, ``--categories bottle,carpet,hazelnut,metal_nut`` (755 test sentences):
-
-================================  ============  ===========  ============  ===========
-test split                        lite          no-language  tiny          no-language
-================================  ============  ===========  ============  ===========
-type (present), mIoU              0.706         0.713        0.775         0.797
-type (present or absent), gIoU    **0.798**     0.476        **0.838**     0.532
-location, mIoU                    **0.553**     0.508        **0.605**     0.561
-scope=part, mIoU                  **0.406**     0.324        **0.462**     0.363
-overall, gIoU                     **0.668**     0.572        **0.707**     0.630
-================================  ============  ===========  ============  ===========
-
-lite: ``--epochs 10`` at 320, about 4.7 min an epoch, both runs on commit cc272f7; tiny: its
-preset's 8 epochs at 256, on 858a441 (the no-language run on 837886e, before the spatial
-prior, which gives "anomaly" a no-op anyway). lite loses 0.026 of location mIoU to sentences
-its presence head rejects (10 of 156, 8 of them naming some of the image's defects, not
-all).
+    python -m benchmarks.language_ablation [--preset tiny] [--seeds 0,1,2] [--categories a,b]
+        [--per-type N] [--epochs N] [--jobs N] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
-CATEGORIES = "bottle,cable,capsule,carpet,hazelnut,metal_nut,pill,tile"
+CATEGORIES = "carpet,hazelnut"
+PER_TYPE = 12
+
+# (row, where the figure lives, what it must meet: (kind, number))
+ROWS = (
+    ("part-scope mIoU", ("test", "scope", "part", "mIoU"), ("above_by", 0.15)),
+    ("type swap: empty answered empty", ("probes", "type", "empty_answered_empty"), ("at_least", 0.80)),
+    ("location swap: empty answered empty", ("probes", "location", "empty_answered_empty"),
+     ("at_least", 0.60)),
+    ("universal-prompt mIoU", ("test", "expression", "universal", "mIoU"), ("below_by_at_most", 0.02)),
+    ("probe sensitivity (moved)", ("probes", "overall", "sensitivity_moved"), ("well_above", (2.0, 0.10))),
+    ("probe sensitivity (same)", ("probes", "overall", "sensitivity_same"), None),
+    ("location-scope mIoU", ("test", "kind", "location", "mIoU"), None),
+    ("overall gIoU", ("test", "overall", None, "gIoU"), None),
+    ("no-target N-acc", ("test", "overall", None, "N-acc"), None),
+)  # fmt: skip
 
 
-def figures(result: dict) -> dict[str, float | None]:
-    """The rows of the table from a ``test_metrics.json``."""
-    by = result["by"]
-    kinds, scope = by["kind"], by.get("scope", {})
-
-    def pooled_giou(names):  # gIoU is a mean over samples, so kinds pool by their counts
-        rows = [kinds[n] for n in names if n in kinds and kinds[n]["samples"]]
-        total = sum(r["samples"] for r in rows)
-        return sum(r["gIoU"] * r["samples"] for r in rows) / total if total else None
-
-    def get(table, name, key):
-        return table.get(name, {}).get(key)
-
-    return {
-        "type (present), mIoU": get(kinds, "type", "mIoU"),
-        "type (present or absent), gIoU": pooled_giou(["type", "other_type"]),
-        "location, mIoU": get(kinds, "location", "mIoU"),
-        "scope=part, mIoU": get(scope, "part", "mIoU"),
-        "scope=all, mIoU": get(scope, "all", "mIoU"),
-        "overall, gIoU": result["overall"]["gIoU"],
-    }
+def commit_name(repo: Path) -> str:
+    """Short HEAD commit, with ``-dirty`` when tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    return f"{head}-dirty" if dirty else head
 
 
-def table(runs: dict[str, dict]) -> str:
-    names = list(runs)
-    rows = list(next(iter(runs.values())))
-    width = max(len(r) for r in rows)
-    lines = [" ".join([" " * width, *(f"{n:>12}" for n in names)])]
-    for row in rows:
-        cells = [f"{'-' if runs[n][row] is None else f'{runs[n][row]:.3f}':>12}" for n in names]
-        lines.append(" ".join([row.ljust(width), *cells]))
+def prepare(out: Path, categories: str, per_type: int) -> tuple[Path, Path]:
+    """(dataset, probes file of its test split), built once under ``out``."""
+    from mvtec_ref.build import BuildConfig, build_dataset
+    from mvtec_ref.probes import build_probes, default_path, save_probes
+    from mvtec_ref.synth import write_synthetic_tree
+
+    dataset = out / "dataset"
+    if not (dataset / "manifest.json").is_file():
+        tree = out / "tree"
+        if not (tree / "SYNTHETIC.json").is_file():
+            write_synthetic_tree(tree, categories=tuple(categories.split(",")), per_type=per_type, seed=0,
+                                 workers=2, progress=False)  # fmt: skip
+        build_dataset(tree, dataset, BuildConfig(), progress=False, workers=2)
+    probes = default_path(dataset, "test")
+    if not probes.is_file():
+        header, items = build_probes(dataset, split="test", seed=0, progress=False)
+        save_probes(header, items, probes)
+    return dataset, probes
+
+
+def score_run(run: Path, dataset: Path, probes_path: Path) -> dict:
+    """The selected checkpoint on the test split, read once: sentences and probes together."""
+    import copy
+
+    import torch
+
+    from baselines.dqformer.data import Item, open_split
+    from baselines.dqformer.infer import iter_masks, load_run
+    from mvtec_ref.evaluate import ref_groups
+    from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics
+    from mvtec_ref.probes import check_matches, load_probes
+
+    model, config, tokenizer = load_run(run, checkpoint="best", device="cpu")
+    data = open_split(dataset, "test", config, tokenizer)
+    header, probes = load_probes(probes_path)
+    check_matches(header, dataset, probes_path)
+    index = {record["id"]: r for r, record in enumerate(data.records)}
+    view = copy.copy(data)  # the test sentences, then each image's probes (sent_id -1 - probe number)
+    view.items = list(data.items)
+    view.by_record = [list(ids) for ids in data.by_record]
+    for j, probe in enumerate(probes):
+        r = index[probe["id"]]
+        view.by_record[r].append(len(view.items))
+        view.items.append(Item(r, -1, -1 - j, probe["text"]))
+    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
+    sentences, contrast = RefSegMetrics(), ContrastMetrics()
+    current, masks, waiting = None, {}, []
+
+    def flush():
+        for probe, pred in waiting:
+            gt = data.union(index[probe["id"]], probe["region_ids"])
+            gt_source = data.union(index[probe["id"]], probe["source_region_ids"])
+            contrast.update(pred, masks[probe["sent_id"]], gt, gt_source, probe["edit"])
+        waiting.clear()
+        masks.clear()
+
+    for item, pred in iter_masks(model, view, device=torch.device("cpu")):
+        if item.record != current:
+            flush()
+            current = item.record
+        if item.sent_id < 0:
+            waiting.append((probes[-1 - item.sent_id], pred))
+            continue
+        record = data.records[item.record]
+        gt = data.target(item)
+        sentences.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
+        masks[item.sent_id] = pred
+    flush()
+    return {"test": sentences.compute(), "probes": contrast.compute()}
+
+
+def figure(scores: dict, where: tuple) -> float | None:
+    part = scores[where[0]]
+    if where[0] == "test":
+        table = part["overall"] if where[1] == "overall" else part["by"].get(where[1], {}).get(where[2], {})
+        return table.get(where[3])
+    table = part["overall"] if where[1] == "overall" else part["by_edit"].get(where[1], {})
+    return table.get(where[2])
+
+
+def verdict(rule, lang: list[float], ablation: list[float]) -> str:
+    if rule is None or not lang or not ablation:
+        return ""
+    kind, value = rule
+    a, b = statistics.mean(lang), statistics.mean(ablation)
+    if kind == "above_by":
+        ok, text = a - b >= value, f">= ablation + {value:.2f}"
+    elif kind == "at_least":
+        ok, text = a >= value, f">= {value:.2f}"
+    elif kind == "below_by_at_most":
+        ok, text = b - a <= value, f">= ablation - {value:.2f}"
+    else:  # well_above: (times, plus)
+        ok, text = a >= value[0] * b and a - b >= value[1], f">= {value[0]:g} x ablation and + {value[1]:.2f}"
+    return f"{'met' if ok else 'NOT met'} ({text})"
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} +- {sd:.3f}"
+
+
+def table(results: dict, preset: str) -> str:
+    """Rows of ``ROWS``: the preset and its ablation (mean +- sd over seeds) and the target's verdict."""
+    lines = [f"{'':38} {preset:>16} {'no-language':>16}  target"]
+    for name, where, rule in ROWS:
+        cols = []
+        for mode in ("lang", "nolang"):
+            values = [figure(s, where) for s in results[mode].values()]
+            cols.append([v for v in values if v is not None])
+        lines.append(f"{name:38} {spread(cols[0]):>16} {spread(cols[1]):>16}  {verdict(rule, *cols)}")
     return "\n".join(lines)
+
+
+def run_one(name: str, args, base: Path, dataset: Path, probes: Path, commit: str) -> dict:
+    """Train (or resume) one run, then score it once; its ``scores.json`` is the record."""
+    from baselines.dqformer.config import PRESETS
+    from baselines.dqformer.train import train
+    from mvtec_ref.fileio import dumps_json, write_text_atomic
+
+    run = base / name
+    done = run / "scores.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    mode, seed = name.split("-")[1], int(name.split("-s")[-1])
+    config = PRESETS[args.preset]().replace(seed=seed, no_language=mode == "nolang")
+    if args.epochs:
+        config = config.replace(epochs=args.epochs)
+    train(config, dataset, run, resume=(run / "last.pt").is_file(), progress=False, test_split=None)
+    scores = {"commit": commit, "seed": seed, "mode": mode, "config": config.as_record(),
+              **score_run(run, dataset, probes)}  # fmt: skip
+    write_text_atomic(done, dumps_json(scores))
+    return scores
 
 
 def main(argv=None) -> None:
     from baselines.dqformer.config import PRESETS
-    from baselines.dqformer.train import train
-    from mvtec_ref.build import BuildConfig, build_dataset
-    from mvtec_ref.synth import write_synthetic_tree
+    from mvtec_ref.fileio import dumps_json, write_text_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="lite", choices=sorted(PRESETS))
-    parser.add_argument("--epochs", type=int, help="default: the preset's")
-    parser.add_argument("--image-size", type=int, help="default: the preset's (a multiple of 32)")
-    parser.add_argument("--out", type=Path, default=Path(".cache/ablation"))
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--categories", default=CATEGORIES)
-    parser.add_argument("--per-type", type=int, default=12)
-    parser.add_argument("--workers", type=int, help="DataLoader processes (default: the preset's)")
+    parser.add_argument("--per-type", type=int, default=PER_TYPE)
+    parser.add_argument("--epochs", type=int, help="default: the preset's")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (each its own process)")
+    parser.add_argument("--out", type=Path, default=Path(".cache/ablation"))
+    parser.add_argument("--commit", help="name of the code's commit (default: git HEAD of this checkout)")
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # one run, in a --jobs child process
     args = parser.parse_args(argv)
 
-    dataset = args.out / "dataset"
-    if not (dataset / "manifest.json").is_file():
-        tree = args.out / "tree"
-        write_synthetic_tree(tree, categories=tuple(args.categories.split(",")), per_type=args.per_type,
-                             workers=2, progress=False)  # fmt: skip
-        build_dataset(tree, dataset, BuildConfig(), progress=False, workers=2)
-    config = PRESETS[args.preset]()
-    if args.workers is not None:
-        config = config.replace(workers=args.workers)
-    if args.epochs:
-        config = config.replace(epochs=args.epochs)
-    if args.image_size:
-        config = config.replace(image_size=args.image_size)
-    results = {}
-    for name, no_language in ((args.preset, False), ("no-language", True)):
-        run = args.out / f"{args.preset}-{'nolang' if no_language else 'lang'}"
-        if not (run / "test_metrics.json").is_file():
-            train(config.replace(no_language=no_language), dataset, run, resume=(run / "last.pt").is_file())
-        results[name] = figures(json.loads((run / "test_metrics.json").read_text(encoding="utf-8")))
-    print(
-        f"{args.preset} vs its no-language ablation, test split, {config.epochs} epochs at "
-        f"{config.image_size}x{config.image_size}, {dataset}"
+    commit = args.commit or commit_name(Path(__file__).resolve().parents[1])
+    base = args.out / f"{commit}-{args.preset}-{args.categories.replace(',', '+')}-{args.per_type}"
+    base.mkdir(parents=True, exist_ok=True)
+    dataset, probes = prepare(base, args.categories, args.per_type)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = [f"{args.preset}-{mode}-s{seed}" for seed in seeds for mode in ("lang", "nolang")]
+    if args.run:
+        run_one(args.run, args, base, dataset, probes, commit)
+        return
+    if args.jobs > 1:
+        passed = [a for a in (argv if argv is not None else sys.argv[1:])]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        todo = [n for n in names if not (base / n / "scores.json").is_file()]
+        running: list[subprocess.Popen] = []
+        for name in todo:
+            while len(running) >= args.jobs:
+                running[0].wait()
+                running = [p for p in running if p.poll() is None]
+            log = (base / f"{name}.log").open("w")
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.language_ablation",
+                *passed,
+                "--commit",
+                commit,
+                "--run",
+                name,
+            ]
+            running.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+        for p in running:
+            p.wait()
+        failed = [n for n in todo if not (base / n / "scores.json").is_file()]
+        if failed:
+            raise SystemExit(f"runs failed: {', '.join(failed)} (see {base}/<run>.log); rerun to resume")
+    results: dict = {"lang": {}, "nolang": {}}
+    for name in names:
+        scores = run_one(name, args, base, dataset, probes, commit)
+        results[scores["mode"]][scores["seed"]] = scores
+    commits = sorted({s["commit"] for mode in results.values() for s in mode.values()})
+    header = (
+        f"{args.preset} vs its no-language ablation, test split of {dataset} (read once per run, "
+        f"after selection on val); seeds {','.join(map(str, seeds))}; commit {', '.join(commits)}; "
+        f"mean +- sd over seeds"
     )
-    print(table(results))
+    text = header + "\n" + table(results, args.preset)
+    if any(c.endswith("-dirty") for c in commits):
+        text += "\n(warning: trained from a working tree with uncommitted changes)"
+    print(text)
+    runs = {mode: {str(seed): {name: figure(scores, where) for name, where, _ in ROWS}
+                   for seed, scores in by_seed.items()} for mode, by_seed in results.items()}  # fmt: skip
+    summary = {"commit": commits, "seeds": seeds, "preset": args.preset, "dataset": str(dataset),
+               "categories": args.categories, "per_type": args.per_type, "table": text,
+               "runs": runs}  # fmt: skip
+    write_text_atomic(base / "ablation.json", dumps_json(summary))
 
 
 if __name__ == "__main__":

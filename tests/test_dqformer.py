@@ -24,7 +24,7 @@ from mvtec_ref.schema import schema_errors
 torch = pytest.importorskip("torch")
 
 SMALL = dict(image_size=64, batch_size=2, sentences_per_image=2, epochs=2, workers=0, warmup_steps=2,
-             max_eval_sentences=12, prior_steps=50)  # fmt: skip
+             max_eval_sentences=12)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +94,11 @@ def test_every_config_field_has_a_reason_and_a_cli_option():
     assert paper.text_encoder == "bert-base-uncased"
 
 
-def test_param_groups_give_the_presence_head_its_own_rate_and_spare_norms_from_decay():
+def test_param_groups_slow_the_pretrained_parts_and_spare_norms_from_decay():
     from baselines.dqformer.model import build_dqformer
     from baselines.dqformer.train import param_groups
 
-    config = small_config(lr=1e-4, presence_lr=3e-3, backbone_lr_mult=0.1, text_lr_mult=0.2)
+    config = small_config(lr=1e-4, backbone_lr_mult=0.1, text_lr_mult=0.2, freeze_text=False)
     model = build_dqformer(config, pretrained=False)
     groups = param_groups(model, config)
     owner = {id(p): name.split(".")[0] for name, p in model.named_parameters()}
@@ -106,7 +106,7 @@ def test_param_groups_give_the_presence_head_its_own_rate_and_spare_norms_from_d
         parts = {owner[id(p)] for p in group["params"]}
         assert len(parts) == 1  # one part per group
         part = parts.pop()
-        expected = {"presence": 3e-3, "backbone": 1e-5, "text_encoder": 2e-5}.get(part, 1e-4)
+        expected = {"backbone": 1e-5, "text_encoder": 2e-5}.get(part, 1e-4)
         assert config.lr * group["lr_mult"] == pytest.approx(expected)
         if group["weight_decay"] > 0:
             assert all(p.ndim > 1 for p in group["params"])
@@ -128,7 +128,7 @@ def test_model_shapes_losses_and_shared_backbone():
     index = torch.tensor([0, 0, 1, 1])
     logits, losses = model(images, text, targets, index)
     assert logits.shape == (4, 2, 16, 16)
-    assert set(losses) == {"loss", "ce", "dice", "presence"} and torch.isfinite(losses["loss"])
+    assert set(losses) == {"loss", "ce", "dice"} and torch.isfinite(losses["loss"])
     losses["loss"].backward()
     assert model.decoder.query.weight.grad.abs().sum() > 0
     assert model.backbone.blocks[-1]._project_conv.weight.grad is not None
@@ -147,103 +147,72 @@ def test_model_shapes_losses_and_shared_backbone():
     torch.testing.assert_close(shared, repeated)
 
 
-def test_absent_target_trains_the_raw_mask_on_the_defects_there(monkeypatch):
-    """A sentence naming nothing here: its raw mask learns the image's regions, presence learns 0."""
-    from baselines.dqformer.model import DQFormer, build_dqformer
+def test_only_the_image_and_the_sentence_make_the_mask():
+    """No side part reads token ids (no spatial prior) or gates the mask (no presence head)."""
+    import dataclasses
 
-    torch.manual_seed(0)
-    model = build_dqformer(small_config()).train()
-    seen = {}
-    original = DQFormer.mask_losses
+    from baselines.dqformer.model import build_dqformer
 
-    def spy(self, masks, targets):
-        seen["targets"] = targets.clone()
-        return original(self, masks, targets)
-
-    monkeypatch.setattr(DQFormer, "mask_losses", spy)
-    regions = torch.zeros(2, 64, 64, dtype=torch.uint8)
-    regions[0, 5:15, 5:15] = 1  # image 1 is defect-free
-    targets = torch.zeros(3, 64, 64, dtype=torch.long)
-    targets[0] = regions[0]  # sentence 0: true; sentences 1 (image 0) and 2 (image 1): absent
-    ids = torch.randint(1000, 2000, (5, 20))
-    mask = torch.ones(5, 20, dtype=torch.long)
-    extra = {"regions": regions, "input_ids": ids[3:], "attention_mask": mask[3:],
-             "image_index": torch.tensor([0, 1]), "label": torch.tensor([1.0, 0.0])}  # fmt: skip
-    text = {"input_ids": ids[:3], "attention_mask": mask[:3]}
-    _, losses = model(torch.rand(2, 3, 64, 64), text, targets, torch.tensor([0, 0, 1]), extra)
-    assert torch.equal(seen["targets"][1], regions[0].long())  # the defect that is there
-    assert int(seen["targets"][2].sum()) == 0 and torch.equal(seen["targets"][0], targets[0])
-    losses["loss"].backward()
-    assert all(p.grad is not None for p in model.presence.parameters())
+    model = build_dqformer(small_config(), pretrained=False)
+    parts = {name for name, _ in model.named_children()}
+    assert parts == {"backbone", "text_encoder", "word_proj", "sentence_proj", "lma", "decoder"}
+    fields = {f.name for f in dataclasses.fields(DQFormerConfig)}
+    assert not {f for f in fields if f.startswith(("prior", "presence"))}
 
 
-def test_spatial_prior_learns_which_defect_words_select_and_never_raises_the_logit():
-    from baselines.dqformer.decoder import SpatialPrior
-
-    prior = SpatialPrior(vocabulary=4, grid=2, strength=5.0)
-    words = torch.tensor([[0, 1], [0, 2], [0, 3]])  # 0 "crack", 1 "top", 2 "bottom", 3 padding
-    mask = torch.tensor([[1, 1], [1, 1], [1, 0]])  # "crack top", "crack bottom", "crack"
-    assert prior(words, mask).min() > -0.1  # unfitted: close to a no-op
-    # one image, a defect in the top left and one in the bottom right cell
-    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).expand(3, 2, 2)
-    share = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    prior.fit(words, mask, share, weight, steps=300, lr=0.1, l2=0.0, seed=0)
-    out = prior(words, mask)[:, 0].detach()
-    assert out.max() <= 0
-    assert out[0, 0, 0] > -0.5 and out[0, 1, 1] < -5  # "top": the bottom defect drops
-    assert out[1, 1, 1] > -0.5 and out[1, 0, 0] < -5
-    assert out[2, 0, 0] > -0.5 and out[2, 1, 1] > -0.5  # the plain noun keeps both
-    # cells without a defect carry no weight: they teach nothing
-    assert torch.equal(prior.word.weight[:, [1, 2]], torch.zeros(4, 2))
-    assert torch.equal(prior.word.weight[3], torch.zeros(4))  # padding is never read
-    again = SpatialPrior(vocabulary=4, grid=2, strength=5.0)
-    again.fit(words, mask, share, weight, steps=300, lr=0.1, l2=0.0, seed=0)
-    assert torch.equal(again.word.weight, prior.word.weight)  # same data => same maps
-    # the fit leaves no gradient behind: training's clip_grad_norm_ would count it, and a
-    # resumed run (which skips the fit) would not
-    assert all(p.grad is None for p in prior.parameters())
-
-
-def test_where_gives_each_sentence_its_share_of_the_defects_per_cell(tiny_dataset):
-    from baselines.dqformer.backbone import load_tokenizer
-    from baselines.dqformer.data import RefSegDataset
-
-    data = RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32)
-    texts, share, weight = data.where(4)
-    targets = [(r, i) for r in range(len(data.records)) for i in data.by_record[r]
-               if data.has_target(data.items[i])]  # fmt: skip
-    assert len(texts) == len(share) == len(weight) == len(targets) and share.shape[1:] == (4, 4)
-    assert ((share >= 0) & (share <= 1)).all() and (share[weight == 0] == 0).all()
-    assert texts == [data.items[i].text for _, i in targets]
-    checked = 0
-    for n, (r, i) in enumerate(targets):
-        union = data.union(r).astype(float)
-        h, w = union.shape
-        if h % 4 == 0 and w % 4 == 0:  # exact block means: compare with the mask by hand
-            np.testing.assert_allclose(weight[n], union.reshape(4, h // 4, 4, w // 4).mean((1, 3)), atol=1e-5)
-            mine = data.target(data.items[i]).astype(float).reshape(4, h // 4, 4, w // 4).mean((1, 3))
-            np.testing.assert_allclose(share[n] * weight[n], mine, atol=1e-5)
-            checked += 1
-    assert checked
-    flipped = RefSegDataset(
-        tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32, augment=True
-    )
-    texts2, share2, weight2 = flipped.where(4)
-    assert texts2[0::2] == texts and texts2[1::2] == [mirror_text(t) for t in texts]
-    np.testing.assert_array_equal(share2[1::2], share[:, :, ::-1])
-    np.testing.assert_array_equal(weight2[1::2], weight[:, :, ::-1])
-
-
-def test_decoder_adds_the_prior_to_the_anomaly_channel_only():
+def test_training_and_inference_compute_the_same_mask():
+    """No teacher forcing: with targets (training) the logits equal those without (inference)."""
     from baselines.dqformer.model import build_dqformer
 
     torch.manual_seed(0)
-    model = build_dqformer(small_config()).train()
-    prior = -torch.rand(3, 4, 4) * 3
-    q, pixels = torch.randn(3, 2, model.config.dim), torch.randn(3, model.config.dim, 4, 4)
-    plain, lowered = model.decoder.predict(q, pixels), model.decoder.predict(q, pixels, prior[:, None])
-    torch.testing.assert_close(lowered[:, 0], plain[:, 0])
-    torch.testing.assert_close(lowered[:, 1], plain[:, 1] + prior)
+    model = build_dqformer(small_config()).train()  # tiny: no dropout, no drop path, BN frozen
+    images = torch.rand(2, 3, 64, 64)
+    text = {
+        "input_ids": torch.randint(1000, 2000, (4, 20)),
+        "attention_mask": torch.ones(4, 20, dtype=torch.long),
+    }
+    targets = torch.zeros(4, 64, 64, dtype=torch.long)
+    targets[0, 5:20, 5:20] = 1
+    index = torch.tensor([0, 0, 1, 1])
+    with torch.no_grad():
+        trained, losses = model(images, text, targets, index)
+        model.eval()
+        inferred, none = model(images, text, image_index=index)
+    assert losses is not None and none is None
+    torch.testing.assert_close(trained, inferred)
+
+
+def test_an_empty_target_is_learned_as_an_empty_mask():
+    """Absent target (gRefCOCO rule): the loss is lowest for background everywhere, and a few
+    steps on one image teach one sentence its defect and another sentence nothing there."""
+    from baselines.dqformer.model import build_dqformer
+
+    torch.manual_seed(0)
+    model = build_dqformer(small_config(image_size=32)).train()
+    empty = torch.zeros(1, 32, 32, dtype=torch.long)
+    quiet = torch.zeros(1, 2, 8, 8)
+    quiet[:, 0] = 4.0  # background wins everywhere
+    claims = quiet.clone()
+    claims[:, 1, 1:3, 1:3] = 8.0  # claims a region that is not the target
+    assert model.mask_losses([quiet], empty)["loss"] < model.mask_losses([claims], empty)["loss"]
+
+    image = torch.rand(1, 3, 32, 32)
+    ids = torch.randint(1000, 2000, (2, 8))
+    text = {"input_ids": ids, "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+    targets = torch.zeros(2, 32, 32, dtype=torch.long)
+    targets[0, 4:20, 4:20] = 1  # sentence 0 names the defect (a quarter); sentence 1 nothing there
+    index = torch.tensor([0, 0])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(20):
+        _, losses = model(image, text, targets, index)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        logits, _ = model(image, text, image_index=index)
+    area = (logits[:, 1] > logits[:, 0]).float().mean((1, 2))
+    assert area[0] > 0.15 and area[1] < 0.02, area.tolist()
 
 
 def test_frozen_text_encoder_keeps_each_sentence_as_the_encoder_gives_it():
@@ -284,18 +253,6 @@ def test_dice_counts_only_sentences_with_a_target():
     assert float(dice_loss(logits, target)) == pytest.approx((1 - 1 / 9) / 2, abs=1e-6)  # sum / B
 
 
-def test_presence_caps_the_anomaly_margin():
-    from baselines.dqformer.model import with_presence
-
-    masks = torch.tensor([[[[0.0, 0.0], [0.0, 0.0]], [[5.0, -1.0], [2.0, 9.0]]]])  # (1, 2, 2, 2)
-    present = with_presence(masks, torch.tensor([0.1]))
-    absent = with_presence(masks, torch.tensor([-0.5]))
-    assert torch.equal(present, masks)  # a present target keeps its raw margins, however small the logit
-    assert masks.argmax(1).tolist() == [[[1, 0], [1, 1]]]
-    assert absent.argmax(1).tolist() == [[[0, 0], [0, 0]]]  # the same argmax, no threshold: nothing claimed
-    assert (absent[:, 1] - absent[:, 0]).max() == -0.5
-
-
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
     import cv2
 
@@ -321,21 +278,16 @@ def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset
     blind = RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
                           augment=True, negative_share=1.0, no_language=True)  # fmt: skip
     assert blind.negative_share == 0 and not any(blind.negatives)
-    # "anomaly" on a defect image names every defect: no slot of it may carry an empty target
+    # "anomaly" on a defect image names every defect: no slot of it may carry an empty target,
+    # and every target lies inside the image's defects, flipped or not with them
+    union = cv2.resize(blind.union(defect[0]), (32, 32), interpolation=cv2.INTER_NEAREST)
     for epoch in range(3):
-        unit = blind.group(epoch, defect[0], 8, extra=8)
-        assert all(int(t.sum()) > 0 for t in unit["target"]) and unit["presence_label"].tolist() == [1.0] * 8
-        # the image's region union covers every target, flipped or not with them
-        assert (unit["target"] <= unit["regions"].long()).all()
-
-    # presence-only sentences: half true, half absent; regions flipped with the image
-    for epoch in range(4):
-        unit = data.group(epoch, defect[0], 2, extra=10)
-        labels = unit["presence_label"]
-        assert len(labels) == len(unit["presence_input_ids"]) == 10 and labels.sum() == 5
-        expected = cv2.resize(data.union(defect[0]), (32, 32), interpolation=cv2.INTER_NEAREST)
-        got = unit["regions"].numpy()
-        assert (got == expected).all() or (got == expected[:, ::-1]).all()
+        unit = blind.group(epoch, defect[0], 8)
+        assert all(int(t.sum()) > 0 for t in unit["target"])
+        inside = [
+            (unit["target"] <= torch.from_numpy(u.copy()).long()).all() for u in (union, union[:, ::-1])
+        ]
+        assert any(inside)
 
     units = TrainGroups(data, 2, good_per_epoch=0.5)
     assert len(units) == len(units.defect) + round(0.5 * len(units.good))
@@ -386,15 +338,18 @@ def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path):
 
 
 def test_a_stray_grad_on_a_frozen_part_changes_nothing(tiny_dataset, trained_run, tmp_path, monkeypatch):
+    import baselines.dqformer.model as model_module
     import baselines.dqformer.train as train_module
 
-    fit = train_module.fit_prior
+    build = model_module.build_dqformer
 
-    def fit_and_leave_a_gradient(model, data, config):
-        fit(model, data, config)
-        model.prior.bias.grad = torch.full_like(model.prior.bias, 1e6)  # would swamp the clip norm
+    def build_and_leave_a_gradient(config, **options):
+        model = build(config, **options)
+        stem = next(model.backbone.stem.parameters())  # frozen in tiny
+        stem.grad = torch.full_like(stem, 1e6)  # would swamp the clip norm
+        return model
 
-    monkeypatch.setattr(train_module, "fit_prior", fit_and_leave_a_gradient)
+    monkeypatch.setattr(model_module, "build_dqformer", build_and_leave_a_gradient)
     out = tmp_path / "run"
     train_module.train(small_config(), tiny_dataset, out, progress=False, test_split=None)
     a = torch.load(trained_run / "last.pt", weights_only=False)["model"]
@@ -436,6 +391,15 @@ def test_cli_refuses_to_overwrite_or_resume_nothing(trained_run, tiny_dataset, t
     assert result.exit_code == 1 and "image_size" in result.output
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x"), "--batch-size", "500"])
     assert result.exit_code == 1 and "lower --batch-size" in result.output
+
+
+def test_model_selection_on_the_test_split_is_refused(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["train-baseline", str(tiny_dataset), "--preset", "tiny", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--eval-split", "test"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith("Error: --eval-split test: the test split is read once")
+    assert not out.exists()  # refused before anything was written
 
 
 def test_predict_image_and_dataset_then_evaluate(trained_run, tiny_dataset, tmp_path):
@@ -504,8 +468,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
     train(config, tiny_dataset, one, progress=False, test_split=None)
     two = tmp_path / "two"
     fields = {"--image-size": 64, "--batch-size": 1, "--sentences-per-image": 2, "--epochs": 1,
-              "--workers": 0, "--warmup-steps": 2, "--max-eval-sentences": 4,
-              "--prior-steps": SMALL["prior_steps"]}  # fmt: skip
+              "--workers": 0, "--warmup-steps": 2, "--max-eval-sentences": 4}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "mvtec_ref", "train-baseline", str(tiny_dataset), "--out", str(two), "--preset", "tiny",
            "--quiet", "--test-split", "none"]  # fmt: skip
@@ -521,35 +484,11 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_dataset, tmp_path):
 
     torch.manual_seed(config.seed)
     start = build_dqformer(config).state_dict()
-    # Every process fits the same prior from the whole training split before training.
-    fitted = [key for key in a["model"] if key.startswith("prior.")]
-    assert fitted and not torch.equal(a["model"][fitted[0]], start[fitted[0]])
-    for key in fitted:
-        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-4)
     moved = diff = 0.0
     for key, value in a["model"].items():
-        if value.is_floating_point() and key not in fitted:
+        if value.is_floating_point():
             moved += float((value - start[key]).double().pow(2).sum())
             diff += float((value - b["model"][key]).double().pow(2).sum())
     # Adam turns float-rounding noise in near-zero gradients into lr-sized steps, so equality is
     # checked against how far training moved the weights, not element by element.
     assert moved > 0 and (diff / moved) ** 0.5 < 0.02, (diff / moved) ** 0.5
-
-
-def test_ablation_table_pools_type_kinds_by_their_sample_counts():
-    from benchmarks.language_ablation import figures
-
-    def row(samples, miou, giou):
-        return {"samples": samples, "mIoU": miou, "gIoU": giou}
-
-    result = {
-        "overall": {"gIoU": 0.5},
-        "by": {
-            "kind": {"type": row(3, 0.8, 0.8), "other_type": row(1, None, 0.0), "location": row(2, 0.4, 0.4)},
-            "scope": {"part": row(2, 0.3, 0.3), "all": row(3, 0.9, 0.9)},
-        },
-    }
-    got = figures(result)
-    assert got["type (present or absent), gIoU"] == pytest.approx((3 * 0.8 + 0) / 4)
-    assert got["type (present), mIoU"] == 0.8 and got["location, mIoU"] == 0.4
-    assert got["scope=part, mIoU"] == 0.3 and got["scope=all, mIoU"] == 0.9

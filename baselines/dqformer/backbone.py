@@ -183,7 +183,9 @@ class TextEncoder(nn.Module):
     def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         keyed = self._keyed(input_ids, attention_mask)
         missing = {k: r for k, r in keyed if k not in self.cache}  # a repeat is encoded once
-        self._encode(list(missing.items()))
+        # one at a time: the features of a sentence met during training (a composite's) must not
+        # depend on which batch first held it, or a resumed run would drift from a fresh one
+        self._encode(list(missing.items()), chunk=1)
         lengths = [len(r) for _, r in keyed]
         longest, device = max(lengths), input_ids.device
         words = torch.stack([F.pad(self.cache[k], (0, 0, 0, longest - len(r))) for k, r in keyed])

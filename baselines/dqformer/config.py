@@ -15,10 +15,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-# Names understood by build_backbone / build_text_encoder besides hub names and local paths.
-OFFLINE_BACKBONES = ("efficientnet-lite0",)
-OFFLINE_TEXT = ("minilm",)
-
 
 @dataclass(frozen=True)
 class DQFormerConfig:
@@ -36,26 +32,20 @@ class DQFormerConfig:
     dropout: float = 0.0  # Mask2Former uses none in its decoder
     freeze_backbone_bn: bool = True  # batch statistics are noise at 2-8 images per step
     freeze_stem: bool = False  # stem + stride-4 stage keep ImageNet weights (detectron2 freezes these)
-    prior_grid: int = 16  # cells per side of the location prior (decoder.SpatialPrior); 0 = none
-    prior_strength: float = 5.0  # logit drop where the sentence rules a defect out; 5 kept type mIoU
-    prior_steps: int = 1500  # Adam steps of 64 sentences fitting the prior before training (seconds)
-    prior_lr: float = 0.05  # the prior is a linear model over token ids: large steps are safe
-    prior_l2: float = 3e-4  # keeps maps weak for words seen in few places (defect types, names)
     drop_path: float = 0.1  # stochastic depth in the backbone (LAVT: 0.3 for Swin-B on 4x more data)
     # --- loss --------------------------------------------------------------------------------
     ce_weight: float = 1.0  # 2-way cross-entropy over (background, anomaly), LAVT/ReLA style
     ce_class_weights: tuple[float, float] = (0.9, 1.1)  # LAVT/ReLA weights for (background, anomaly)
     dice_weight: float = 1.0  # Dice on the anomaly mask: 95% of anomalies are small, CE alone ignores them
-    presence_weight: float = 1.0  # BCE on "target present?"; 0 = no presence bias (ablation)
     aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
     hflip: bool = True  # flips swap left/right words in the text, so it stays true
     color_jitter: float = 0.1  # brightness/contrast +-10%: tone words are relative, they stay true
     no_language: bool = False  # ablation: every sentence replaced by the universal prompt "anomaly"
-    negative_share: float = 0.25  # chance a defect image's sentence slot gets one that names nothing there
-    presence_sentences: int = 16  # more sentences per image and step for the presence head alone
+    negative_share: float = 0.25  # chance a defect image's sentence slot names nothing there (empty target)
     good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
+    composite_share: float = 0.5  # units given another image's defect (composite.py); half keep the test look
     # --- optimisation -----------------------------------------------------------------------
     epochs: int = 20  # passes over the training images; one sentence set per image and pass
     batch_size: int = 8  # images per step and process; LAVT uses 8 per GPU
@@ -63,7 +53,6 @@ class DQFormerConfig:
     lr: float = 1e-4  # Mask2Former's AdamW lr; new layers start from scratch
     backbone_lr_mult: float = 0.1  # pretrained parts move slower (Mask2Former, CRIS)
     text_lr_mult: float = 0.1  # as the backbone: pretrained words should drift slowly
-    presence_lr: float = 2e-3  # its own rate, not --lr's: a small classifier on detached features
     weight_decay: float = 0.01  # LAVT; none on norms, biases and embeddings
     warmup_steps: int = 100  # linear warm-up keeps the new attention layers from blowing up early
     poly_power: float = 0.9  # LAVT's poly decay per step
@@ -71,7 +60,7 @@ class DQFormerConfig:
     amp: bool = True  # bf16 autocast on CUDA (fp16 + GradScaler where bf16 is missing); off on CPU
     workers: int = 2  # DataLoader processes
     seed: int = 0  # data order, augmentation and initialisation; same seed => same run
-    eval_split: str = "val"  # scored after every epoch; the best checkpoint follows its mIoU
+    eval_split: str = "val"  # model selection: scored each epoch, best.pt = its best overall gIoU; not test
     max_eval_sentences: int = 0  # 0 = every sentence of the split
 
     def replace(self, **changes) -> DQFormerConfig:
@@ -98,7 +87,7 @@ def tiny() -> DQFormerConfig:
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
         epochs=8, batch_size=4, sentences_per_image=4, lr=8e-4, backbone_lr_mult=0.25, warmup_steps=20,
-        good_per_epoch=0.3, presence_sentences=24, freeze_stem=True, workers=0,
+        good_per_epoch=0.3, freeze_stem=True, workers=0,
     )  # fmt: skip
 
 

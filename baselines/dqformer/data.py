@@ -196,48 +196,6 @@ class RefSegDataset:
                 out |= decode_rle(region["segmentation"])
         return out
 
-    def where(self, grid: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """What the spatial prior (``decoder.SpatialPrior``) is fitted to: for every sentence whose
-        target has pixels, ``(text, share, weight)``. Per cell of a ``grid x grid`` partition of
-        the image, ``weight (grid, grid)`` is the share of the cell the image's defects cover and
-        ``share`` the part of that the target covers (0..1; 0 where no defect). With flips on,
-        each also mirrored (text and cells), as training sees it."""
-        import cv2
-
-        from mvtec_ref.regions.mask import decode_rle
-
-        texts, shares, weights = [], [], []
-        for r, record in enumerate(self.records):
-            if not record["regions"]:
-                continue
-            area = {  # mean over each cell (INTER_AREA) of each region's pixels
-                region["region_id"]: cv2.resize(
-                    decode_rle(region["segmentation"]).astype(np.float32),
-                    (grid, grid),
-                    interpolation=cv2.INTER_AREA,
-                )
-                for region in record["regions"]
-            }
-            union = np.minimum(sum(area.values()), 1.0)  # regions do not overlap; rounding might
-            for i in self.by_record[r]:
-                item = self.items[i]
-                if not self.has_target(item):
-                    continue
-                ids = record["refs"][item.ref]["region_ids"]
-                target = np.minimum(sum(area[k] for k in ids), union)
-                share = np.where(union > 0, target / np.maximum(union, 1e-9), 0.0)
-                texts.append(self.text_of(item))
-                shares.append(share)
-                weights.append(union)
-                if self.augment and self.hflip:
-                    texts.append(mirror_text(texts[-1]))
-                    shares.append(share[:, ::-1])
-                    weights.append(union[:, ::-1])
-        shape = (0, grid, grid)
-        share = np.stack(shares).astype(np.float32) if shares else np.zeros(shape, np.float32)
-        weight = np.stack(weights).astype(np.float32) if weights else np.zeros(shape, np.float32)
-        return texts, share, weight
-
     def tokenize(self, texts: list[str]) -> dict:
         batch = self.tokenizer(
             texts, padding="max_length", max_length=self.max_tokens, truncation=True, return_tensors="pt"
@@ -263,16 +221,12 @@ class RefSegDataset:
             **self.tokenize([self.text_of(self.items[i]) for i in item_indices]),
         }
 
-    def group(self, epoch: int, record_index: int, k: int, extra: int = 0) -> dict:
+    def group(self, epoch: int, record_index: int, k: int) -> dict:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
         when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
-        one from its negative pool; augmented together. Pure function of (seed, epoch, record_index).
-        ``image (3, S, S)``, ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``.
-        ``regions (S, S)`` uint8: the union of the image's true regions (augmented with it). With
-        ``extra`` > 0 also ``extra`` presence-only sentences (``presence_input_ids``,
-        ``presence_attention_mask``, ``presence_label`` (extra,): does its target have pixels),
-        half of them true (its own sentences with a target), half absent (its own
-        without one and its negative pool) where it has both kinds."""
+        one from its negative pool (empty target); augmented together. Pure function of (seed,
+        epoch, record_index). ``image (3, S, S)``, ``target (k, S, S)`` long,
+        ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
         import torch
 
@@ -294,7 +248,6 @@ class RefSegDataset:
             [cv2.resize(self.target(it), (s, s), interpolation=cv2.INTER_NEAREST) for it in items]
         )
         texts = [self.text_of(it) for it in items]
-        flip = False
         if self.augment:
             flip = self.hflip and rng.random() < 0.5
             if flip:
@@ -305,30 +258,11 @@ class RefSegDataset:
                 contrast = 1 + rng.uniform(-self.color_jitter, self.color_jitter)
                 mean = image.mean()
                 image = np.clip(((image - mean) * contrast + mean) * gain, 0, 1)
-        regions = cv2.resize(self.union(record_index), (s, s), interpolation=cv2.INTER_NEAREST)
-        unit = {
+        return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(targets)).long(),
-            "regions": torch.from_numpy(np.ascontiguousarray(regions[:, ::-1] if flip else regions)),
             **self.tokenize(texts),
         }
-        if extra > 0:
-            own = [self.items[i] for i in mine]
-            sides = [
-                [it for it in own if self.has_target(it)],
-                [it for it in own if not self.has_target(it)] + pool,
-            ]
-            sides = [side for side in sides if side]  # half true, half absent: no prior to learn from wording
-            sizes = [extra // len(sides) + (j < extra % len(sides)) for j in range(len(sides))]
-            chosen = [
-                side[j] for side, n in zip(sides, sizes, strict=True) for j in rng.integers(len(side), size=n)
-            ]
-            words = [self.text_of(it) for it in chosen]
-            tokens = self.tokenize([mirror_text(t) for t in words] if flip else words)
-            unit["presence_input_ids"] = tokens["input_ids"]
-            unit["presence_attention_mask"] = tokens["attention_mask"]
-            unit["presence_label"] = torch.tensor([float(self.has_target(it)) for it in chosen])
-        return unit
 
     def texts(self) -> list[str]:
         """Every sentence this split can feed the model, sorted: each item's, its negative pool's,
@@ -343,6 +277,18 @@ class RefSegDataset:
         return item.ref >= 0 and bool(self.records[item.record]["refs"][item.ref]["region_ids"])
 
 
+def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool = False) -> RefSegDataset:
+    """The one way the baseline opens a split: sizes, text and seed from ``config``
+    (a ``DQFormerConfig``); ``training`` adds the augmentation and the extra negatives."""
+    options = {}
+    if training:
+        options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
+                       negative_share=config.negative_share)  # fmt: skip
+    return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
+                         max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
+                         **options)  # fmt: skip
+
+
 class TrainGroups:
     """Map-style view for the DataLoader: key ``(epoch, j)`` -> ``dataset.group(epoch, r, k)`` with
     r the j-th image of that epoch: every defect image plus ``good_per_epoch`` of the defect-free
@@ -353,11 +299,14 @@ class TrainGroups:
         dataset: RefSegDataset,
         sentences_per_image: int,
         good_per_epoch: float = 1.0,
-        presence_sentences: int = 0,
+        composite_share: float = 0.0,
     ) -> None:
+        from baselines.dqformer.composite import Composites
+
         self.dataset = dataset
+        # with this chance a unit is a composite (composite.py): another image's defect pasted in
+        self.composites = Composites(dataset, composite_share) if composite_share > 0 else None
         self.k = sentences_per_image
-        self.extra = presence_sentences
         records = [r for r, items in enumerate(dataset.by_record) if items]
         self.defect = [r for r in records if not dataset.is_good[r]]
         self.good = [r for r in records if dataset.is_good[r]]
@@ -375,7 +324,11 @@ class TrainGroups:
         return self._epoch[1]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        return self.dataset.group(key[0], self.epoch_records(key[0])[key[1]], self.k, self.extra)
+        epoch, r = key[0], self.epoch_records(key[0])[key[1]]
+        view = self.composites.view(epoch, r) if self.composites is not None else None
+        if view is not None:
+            return view.group(epoch, 0, self.k)
+        return self.dataset.group(epoch, r, self.k)
 
 
 def collate_groups(groups: list[dict]) -> dict:
@@ -390,16 +343,6 @@ def collate_groups(groups: list[dict]) -> dict:
         "attention_mask": torch.cat([g["attention_mask"] for g in groups]),
         "image_index": torch.cat([torch.full((len(g["target"]),), n) for n, g in enumerate(groups)]),
     }
-    batch["presence"] = {"regions": torch.stack([g["regions"] for g in groups])}
-    if "presence_label" in groups[0]:
-        batch["presence"] |= {
-            "input_ids": torch.cat([g["presence_input_ids"] for g in groups]),
-            "attention_mask": torch.cat([g["presence_attention_mask"] for g in groups]),
-            "label": torch.cat([g["presence_label"] for g in groups]),
-            "image_index": torch.cat(
-                [torch.full((len(g["presence_label"]),), n) for n, g in enumerate(groups)]
-            ),
-        }
     return batch
 
 

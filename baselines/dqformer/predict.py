@@ -58,12 +58,11 @@ def predict_dataset(
 ) -> int:  # fmt: skip
     """Write ``<sent_id>.png`` (0/255, original size) for every sentence of ``split``, and with
     ``probes`` (a contrast set of that split) ``<probe_id>.png`` for each probe."""
-    from baselines.dqformer.data import RefSegDataset
+    from baselines.dqformer.data import open_split
     from baselines.dqformer.infer import iter_masks, load_run
 
     model, config, tokenizer = load_run(run, checkpoint=checkpoint, device=device)
-    data = RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
-                         max_tokens=config.max_tokens, no_language=config.no_language)  # fmt: skip
+    data = open_split(dataset, split, config, tokenizer)
     names = [str(item.sent_id) for item in data.items]
     if probes is not None:
         names += add_probe_items(data, probes)

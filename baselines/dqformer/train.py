@@ -1,4 +1,7 @@
-"""``train(config, dataset, out)``: the training loop, readable top to bottom.
+"""``train(config, dataset, out)``: the training loop, readable top to bottom, in five parts:
+data (``load_data``), model (``build_trainer``), step (``train_step``), evaluation
+(``evaluate_epoch``, on ``config.eval_split``, never test) and checkpoint (``save_state`` /
+``load_state``).
 
 Run folder ``out``:
   config.json      the frozen config (DQFormerConfig.as_record())
@@ -20,7 +23,7 @@ import math
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +76,8 @@ def lr_factor(step: int, total: int, config: DQFormerConfig) -> float:
 
 
 def param_groups(model, config: DQFormerConfig) -> list[dict]:
-    """Backbone and text encoder at reduced lr, the presence head at ``presence_lr`` (the same
-    warm-up and decay); no weight decay on norms, biases and embeddings."""
+    """Backbone and text encoder at reduced lr (the same warm-up and decay); no weight decay on
+    norms, biases and embeddings."""
     import torch
 
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -83,26 +86,11 @@ def param_groups(model, config: DQFormerConfig) -> list[dict]:
         if p.requires_grad:
             decay = p.ndim > 1 and id(p) not in embeddings
             groups.setdefault((name.split(".")[0], decay), []).append(p)
-    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult,
-            "presence": config.presence_lr / config.lr}  # fmt: skip
+    mult = {"backbone": config.backbone_lr_mult, "text_encoder": config.text_lr_mult}
     return [
         {"params": ps, "lr_mult": mult.get(part, 1.0), "weight_decay": config.weight_decay * decay}
         for (part, decay), ps in sorted(groups.items())
     ]
-
-
-def fit_prior(model, data, config: DQFormerConfig) -> None:
-    """Fit ``model.prior`` to the training split's sentences (``RefSegDataset.where``)."""
-    import torch
-
-    texts, share, weight = data.where(config.prior_grid)
-    if not texts:
-        return  # no defect to choose among: the prior stays near a no-op
-    tokens = data.tokenize(texts)
-    model.prior.fit(
-        tokens["input_ids"], tokens["attention_mask"], torch.from_numpy(share), torch.from_numpy(weight),
-        steps=config.prior_steps, lr=config.prior_lr, l2=config.prior_l2, seed=config.seed,
-    )  # fmt: skip
 
 
 def _rng_state() -> dict:
@@ -142,6 +130,11 @@ def check_config(config: DQFormerConfig) -> None:
     """Refuse settings that cannot train, before any data or weights are loaded."""
     if config.epochs < 1:
         raise TrainingError(f"--epochs {config.epochs}: train for at least 1 epoch")
+    if config.eval_split == "test":
+        raise TrainingError(
+            "--eval-split test: the test split is read once, after training; choose the best "
+            "checkpoint on val (or another split the dataset holds)"
+        )
     if config.image_size < 32 or config.image_size % 32:
         raise TrainingError(
             f"--image-size {config.image_size}: must be a positive multiple of 32 (the backbone "
@@ -196,6 +189,186 @@ def load_resume_config(out: Path, overrides: dict | None = None) -> DQFormerConf
     return config.replace(**changed)
 
 
+@dataclass
+class TrainData:
+    """The data part: training units, the model-selection split (rank 0 only), the schedule."""
+
+    tokenizer: object
+    units: object  # data.TrainGroups
+    val: object  # data.RefSegDataset of config.eval_split, or None off rank 0
+    steps_per_epoch: int
+    total_steps: int
+
+
+def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import TrainGroups, open_split
+
+    tokenizer = load_tokenizer(config.text_encoder, pretrained=config.text_pretrained)
+    units = TrainGroups(open_split(dataset, "train", config, tokenizer, training=True),
+                        config.sentences_per_image, config.good_per_epoch,
+                        composite_share=config.composite_share)  # fmt: skip
+    val = open_split(dataset, config.eval_split, config, tokenizer) if dist.main else None
+    steps_per_epoch = len(units) // (config.batch_size * dist.world)
+    if steps_per_epoch == 0:
+        raise TrainingError(
+            f"{dataset}: {len(units)} training images fill no batch of "
+            f"{config.batch_size} x {dist.world} processes; lower --batch-size"
+        )
+    return TrainData(tokenizer, units, val, steps_per_epoch, steps_per_epoch * config.epochs)
+
+
+@dataclass
+class Trainer:
+    """The model part: what a step changes and a checkpoint saves."""
+
+    model: object  # DQFormer
+    net: object  # the model, or its DDP wrapper
+    optimizer: object
+    scaler: object
+    trained: list  # the parameters the optimizer steps (clipped together)
+    device: object
+    amp: bool
+
+
+def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist) -> Trainer:
+    import torch
+
+    from baselines.dqformer.model import build_dqformer
+
+    model = build_dqformer(config).to(device)
+    for split in (data.units.dataset, data.val):  # a frozen text encoder reads every sentence once, here
+        if split is not None:
+            model.text_encoder.prefill(**split.tokenize(split.texts()))
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
+    # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return Trainer(model, net, optimizer, scaler, trained, device, amp)
+
+
+@dataclass
+class RunState:
+    """Where the run is; saved in every checkpoint, so --resume continues exactly."""
+
+    step: int = 0
+    history: list = field(default_factory=list)  # one metrics line per finished epoch
+    best: float = -math.inf  # best BEST_METRIC on the eval split so far
+    running: list = field(default_factory=lambda: [0.0, 0])  # loss sum and steps this epoch
+
+
+def train_step(trainer: Trainer, batch: dict, config: DQFormerConfig, factor: float, dist: Dist):
+    """One optimisation step on a collated batch at lr ``config.lr * factor``. Returns
+    ``(loss, stepped)``: stepped is False, and nothing changed, when the loss is not finite on
+    some process."""
+    import torch
+    import torch.distributed as tdist
+
+    from baselines.dqformer.infer import autocast_for
+
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = config.lr * group["lr_mult"] * factor
+    device = trainer.device
+    images = batch["image"].to(device, non_blocking=True)
+    targets = batch["target"].to(device, non_blocking=True)
+    text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+    with autocast_for(device, enabled=trainer.amp):
+        _, losses = trainer.net(images, text, targets, batch["image_index"].to(device))
+    loss = losses["loss"]
+    finite = torch.isfinite(loss.detach()).float()
+    if dist.world > 1:
+        tdist.all_reduce(finite, op=tdist.ReduceOp.MIN)
+    if finite.item() == 0:
+        return loss.item(), False
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.scaler.scale(loss).backward()
+    trainer.scaler.unscale_(trainer.optimizer)
+    torch.nn.utils.clip_grad_norm_(trainer.trained, config.grad_clip)
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    return loss.item(), True
+
+
+def epoch_loader(config: DQFormerConfig, data: TrainData, epoch: int, step: int, dist: Dist, device):
+    """The DataLoader of this process's batches of ``epoch``, from global ``step`` on."""
+    import torch
+
+    from baselines.dqformer.data import collate_groups, epoch_batches
+
+    batches = epoch_batches(
+        len(data.units), config.batch_size, seed=config.seed, epoch=epoch, rank=dist.rank, world=dist.world
+    )[step - epoch * data.steps_per_epoch :]
+    return torch.utils.data.DataLoader(
+        data.units, batch_sampler=batches, num_workers=config.workers, collate_fn=collate_groups,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed + epoch),  # keeps the global RNG untouched
+    )  # fmt: skip
+
+
+def evaluate_epoch(trainer: Trainer, data: TrainData, config: DQFormerConfig, state: RunState, epoch: int):
+    """Score the eval split (rank 0), append the metrics line; True when it is the best so far."""
+    from baselines.dqformer.infer import evaluate_model
+
+    scores = evaluate_model(trainer.model, data.val, device=trainer.device, limit=config.max_eval_sentences)
+    state.history.append({
+        "epoch": epoch + 1, "step": state.step, "train_loss": state.running[0] / max(1, state.running[1]),
+        "lr": config.lr * lr_factor(state.step - 1, data.total_steps, config), "split": config.eval_split,
+        **scores,
+    })  # fmt: skip
+    score = scores["overall"][BEST_METRIC]
+    if score is None or score <= state.best:
+        return False
+    state.best = score
+    return True
+
+
+def save_state(path: Path, trainer: Trainer, config: DQFormerConfig, state: RunState, epoch_done: int,
+               dist: Dist) -> None:  # fmt: skip
+    """Checkpoint: weights, optimizer, scaler, run state and every process's RNG state."""
+    import torch.distributed as tdist
+
+    from baselines.dqformer.model import hf_configs_of
+
+    rng = [None] * dist.world
+    if dist.world > 1:
+        tdist.all_gather_object(rng, _rng_state())
+    else:
+        rng = [_rng_state()]
+    if dist.main:
+        save_checkpoint(path, {
+            "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scaler": trainer.scaler.state_dict(), "config": config.as_record(),
+            "hf_configs": hf_configs_of(trainer.model), "step": state.step, "epoch": epoch_done,
+            "history": state.history, "best": state.best, "rng": rng, "running": state.running,
+        })  # fmt: skip
+
+
+def load_state(out: Path, trainer: Trainer, dist: Dist) -> RunState:
+    """Restore ``out/last.pt`` into the trainer and this process's RNGs."""
+    import torch
+
+    saved = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    trainer.model.load_state_dict(saved["model"])
+    trainer.optimizer.load_state_dict(saved["optimizer"])
+    trainer.scaler.load_state_dict(saved["scaler"])
+    _set_rng_state(saved["rng"][dist.rank] if dist.rank < len(saved["rng"]) else saved["rng"][0])
+    return RunState(saved["step"], saved["history"], saved["best"], saved["running"])
+
+
+def start_run(out: Path, config: DQFormerConfig, tokenizer, dist: Dist) -> RunState:
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.json", dumps_json(config.as_record()))
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+    return RunState()
+
+
 def train(
     config: DQFormerConfig,
     dataset: Path,
@@ -207,7 +380,8 @@ def train(
     stop_after: int = 0,
     test_split: str | None = "test",
 ) -> dict:
-    """Train, evaluate each epoch, keep best/last; returns the last metrics line.
+    """Train, evaluate each epoch on ``config.eval_split``, keep best/last; score the best
+    checkpoint on ``test_split`` once at the end; returns the last metrics line.
 
     ``checkpoint_every``: also write last.pt every N steps (exact mid-epoch resume).
     ``stop_after``: stop after N steps in total as if killed (after any checkpoint of that step).
@@ -215,11 +389,6 @@ def train(
     import torch
     import torch.distributed as tdist
     from tqdm import tqdm
-
-    from baselines.dqformer.backbone import load_tokenizer
-    from baselines.dqformer.data import RefSegDataset, TrainGroups, collate_groups, epoch_batches
-    from baselines.dqformer.infer import autocast_for, evaluate_model
-    from baselines.dqformer.model import build_dqformer, hf_configs_of
 
     out = Path(out)
     check_config(config)
@@ -230,164 +399,62 @@ def train(
     np.random.seed(config.seed + dist.rank)
     random.seed(config.seed + dist.rank)
 
-    tokenizer = load_tokenizer(config.text_encoder, pretrained=config.text_pretrained)
-    common = dict(tokenizer=tokenizer, image_size=config.image_size, max_tokens=config.max_tokens,
-                  no_language=config.no_language, seed=config.seed)  # fmt: skip
-    train_data = RefSegDataset(dataset, "train", augment=True, hflip=config.hflip,
-                               color_jitter=config.color_jitter, negative_share=config.negative_share,
-                               **common)  # fmt: skip
-    units = TrainGroups(
-        train_data, config.sentences_per_image, config.good_per_epoch, config.presence_sentences
-    )
-    val_data = RefSegDataset(dataset, config.eval_split, **common) if dist.main else None
-    steps_per_epoch = len(units) // (config.batch_size * dist.world)
-    if steps_per_epoch == 0:
-        raise TrainingError(
-            f"{dataset}: {len(units)} training images fill no batch of "
-            f"{config.batch_size} x {dist.world} processes; lower --batch-size"
-        )
-    total_steps = steps_per_epoch * config.epochs
-
-    model = build_dqformer(config)
-    if model.prior is not None:
-        if not resume:  # on CPU, before anything else draws from a generator: same data => same maps
-            fit_prior(model, train_data, config)
-        model.prior.requires_grad_(False)  # fitted, then fixed: the masks learn with it
-    model = model.to(device)
-    for data in (train_data, val_data):  # a frozen text encoder reads every sentence once, here
-        if data is not None:
-            model.text_encoder.prefill(**data.tokenize(data.texts()))
-    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
-    # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
-    use_amp = config.amp and device.type == "cuda"
-    fp16 = use_amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    step, history, best = 0, [], -math.inf
-    running = [0.0, 0]  # loss sum and steps in the current epoch (checkpointed: resume keeps the mean)
-    if resume:
-        state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, history, best, running = state["step"], state["history"], state["best"], state["running"]
-        _set_rng_state(state["rng"][dist.rank] if dist.rank < len(state["rng"]) else state["rng"][0])
-    elif dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.json", dumps_json(config.as_record()))
-        tokenizer.save_pretrained(str(out / "tokenizer"))
-    net = model
-    if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    def checkpoint(path: Path, epoch_done: int) -> None:
-        rng = [None] * dist.world
-        if dist.world > 1:
-            tdist.all_gather_object(rng, _rng_state())
-        else:
-            rng = [_rng_state()]
-        if dist.main:
-            save_checkpoint(path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "config": config.as_record(),
-                "hf_configs": hf_configs_of(model), "step": step, "epoch": epoch_done,
-                "history": history, "best": best, "rng": rng, "running": running,
-            })  # fmt: skip
-
-    show = dist.main and (progress if progress is not None else None)
-    last_line = history[-1] if history else {}
-    net.train()
-    for epoch in range(step // steps_per_epoch, config.epochs):
-        batches = epoch_batches(
-            len(units), config.batch_size, seed=config.seed, epoch=epoch, rank=dist.rank, world=dist.world
-        )[step - epoch * steps_per_epoch :]
-        loader = torch.utils.data.DataLoader(
-            units, batch_sampler=batches, num_workers=config.workers, collate_fn=collate_groups,
-            pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(config.seed + epoch),  # keeps the global RNG untouched
-        )  # fmt: skip
-        bar = tqdm(loader, total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
-                   disable=None if show is None else not show) if dist.main else loader  # fmt: skip
+    data = load_data(config, dataset, dist)
+    trainer = build_trainer(config, data, device, dist)
+    state = load_state(out, trainer, dist) if resume else start_run(out, config, data.tokenizer, dist)
+    show = dist.main and progress
+    trainer.net.train()
+    for epoch in range(state.step // data.steps_per_epoch, config.epochs):
+        loader = epoch_loader(config, data, epoch, state.step, dist, device)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
+                   disable=None if progress is None else not show) if dist.main else loader  # fmt: skip
         for batch in bar:
-            factor = lr_factor(step, total_steps, config)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * group["lr_mult"] * factor
-            images = batch["image"].to(device, non_blocking=True)
-            targets = batch["target"].to(device, non_blocking=True)
-            text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-            extra = {k: v.to(device) for k, v in batch["presence"].items()} if "presence" in batch else None
-            with autocast_for(device, enabled=use_amp):
-                _, losses = net(images, text, targets, batch["image_index"].to(device), extra)
-            loss = losses["loss"]
-            finite = torch.isfinite(loss.detach()).float()
-            if dist.world > 1:
-                tdist.all_reduce(finite, op=tdist.ReduceOp.MIN)
-            if finite.item() == 0:
+            factor = lr_factor(state.step, data.total_steps, config)
+            loss, stepped = train_step(trainer, batch, config, factor, dist)
+            if not stepped:
                 kept = f"the last good checkpoint {out / 'last.pt'} is kept" if (out / "last.pt").exists() \
                     else "no checkpoint was written yet"  # fmt: skip
                 raise TrainingError(
-                    f"{out}: loss is {loss.item()} at step {step + 1} (epoch {epoch + 1}); stopped, {kept}. "
+                    f"{out}: loss is {loss} at step {state.step + 1} (epoch {epoch + 1}); stopped, {kept}. "
                     "Lower --lr or raise --warmup-steps, then --resume"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(trained, config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            running[0] += loss.item()
-            running[1] += 1
+            state.step += 1
+            state.running[0] += loss
+            state.running[1] += 1
             if dist.main and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{config.lr * factor:.2e}")
-            if checkpoint_every and step % checkpoint_every == 0 and step % steps_per_epoch:
-                checkpoint(out / "last.pt", epoch)
-            if stop_after and step >= stop_after:
-                return {"stopped_at_step": step}
-        if dist.main:
-            scores = evaluate_model(model, val_data, device=device, limit=config.max_eval_sentences)
-            last_line = {
-                "epoch": epoch + 1, "step": step, "train_loss": running[0] / max(1, running[1]),
-                "lr": config.lr * lr_factor(step - 1, total_steps, config), "split": config.eval_split,
-                **scores,
-            }  # fmt: skip
-            history.append(last_line)
-            score = scores["overall"][BEST_METRIC]
-            is_best = score is not None and score > best
-            if is_best:
-                best = score
-        else:
-            is_best = False
-        running = [0.0, 0]
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{config.lr * factor:.2e}")
+            if checkpoint_every and state.step % checkpoint_every == 0 and state.step % data.steps_per_epoch:
+                save_state(out / "last.pt", trainer, config, state, epoch, dist)
+            if stop_after and state.step >= stop_after:
+                return {"stopped_at_step": state.step}
+        is_best = evaluate_epoch(trainer, data, config, state, epoch) if dist.main else False
+        state.running = [0.0, 0]
         if dist.world > 1:
             flag = [is_best]
             tdist.broadcast_object_list(flag, src=0)
             is_best = flag[0]
-        checkpoint(out / "last.pt", epoch + 1)
+        save_state(out / "last.pt", trainer, config, state, epoch + 1, dist)
         if is_best:
-            checkpoint(out / "best.pt", epoch + 1)
+            save_state(out / "best.pt", trainer, config, state, epoch + 1, dist)
         if dist.main:
-            lines = "".join(dumps_json(h, indent=None) + "\n" for h in history)
+            lines = "".join(dumps_json(h, indent=None) + "\n" for h in state.history)
             write_text_atomic(out / "metrics.jsonl", lines)
     if dist.main and test_split:
         _score_best(out, dataset, test_split, device, progress=show)
     if dist.world > 1:
         tdist.barrier()
         tdist.destroy_process_group()
-    return last_line
+    return state.history[-1] if state.history else {}
 
 
 def _score_best(out: Path, dataset: Path, split: str, device, progress) -> None:
-    from baselines.dqformer.data import RefSegDataset
+    from baselines.dqformer.data import open_split
     from baselines.dqformer.infer import evaluate_model, load_run
     from mvtec_ref.schema import schema_errors
 
     model, config, tokenizer = load_run(out, checkpoint="best" if (out / "best.pt").exists() else "last",
                                         device=device)  # fmt: skip
-    data = RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
-                         max_tokens=config.max_tokens, no_language=config.no_language)  # fmt: skip
+    data = open_split(dataset, split, config, tokenizer)
     result = {
         "dataset": data.manifest["name"], "split": split, "predictions": str(out / "best.pt"),
         "missing_scored_as_empty": 0, "resolution": "original mask resolution",

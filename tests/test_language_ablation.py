@@ -1,0 +1,96 @@
+"""``make ablation`` (benchmarks/language_ablation.py): its one test read scores what predict +
+evaluate would, and its table holds each figure to its target."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+def small_config(**changes):
+    from baselines.dqformer.config import PRESETS, DQFormerConfig
+
+    small = dict(image_size=64, batch_size=2, sentences_per_image=2, epochs=1, workers=0, warmup_steps=2,
+                 max_eval_sentences=12, prior_steps=50)  # fmt: skip
+    known = {f.name for f in dataclasses.fields(DQFormerConfig)}
+    return PRESETS["tiny"]().replace(**{k: v for k, v in {**small, **changes}.items() if k in known})
+
+
+def flat(table: dict) -> dict:
+    """Nested dict -> {"a/b/c": number}; None kept as NaN so approx compares it."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out |= {f"{key}/{k}": v for k, v in flat(value).items()}
+        else:
+            out[key] = float("nan") if value is None else value
+    return out
+
+
+def test_score_run_matches_predict_then_evaluate(tmp_path):
+    from baselines.dqformer.predict import predict_dataset
+    from baselines.dqformer.train import train
+    from benchmarks.language_ablation import prepare, score_run
+    from mvtec_ref.evaluate import evaluate_predictions
+    from mvtec_ref.probes import evaluate_probes
+
+    dataset, probes = prepare(tmp_path, "carpet,hazelnut", 2)
+    run = tmp_path / "run"
+    train(small_config(), dataset, run, progress=False, test_split=None)
+    got = score_run(run, dataset, probes)
+    pred = tmp_path / "pred"
+    predict_dataset(run, dataset, "test", pred, probes=probes)
+    want_test = evaluate_predictions(dataset, pred, split="test")
+    want_probes = evaluate_probes(dataset, probes, pred)
+    for part, want in (("test", want_test), ("probes", want_probes)):
+        keys = ("overall", "by") if part == "test" else ("overall", "by_edit")
+        mine = flat({k: got[part][k] for k in keys})
+        assert mine == pytest.approx(flat({k: want[k] for k in keys}), nan_ok=True), part
+    assert got["probes"]["overall"]["probes"] > 0
+
+
+def scores(part, type_empty, location_empty, universal, moved):
+    return {
+        "test": {"overall": {"gIoU": 0.5, "N-acc": 1.0}, "by": {"scope": {"part": {"mIoU": part}},
+                 "expression": {"universal": {"mIoU": universal}}, "kind": {}}},
+        "probes": {"overall": {"sensitivity_moved": moved, "sensitivity_same": 0.0},
+                   "by_edit": {"type": {"empty_answered_empty": type_empty},
+                               "location": {"empty_answered_empty": location_empty}}},
+    }  # fmt: skip
+
+
+def test_table_gives_mean_and_spread_and_holds_each_target():
+    from benchmarks.language_ablation import table
+
+    ablation = {s: scores(0.30, 0.0, 0.0, 0.80, 0.05) for s in range(3)}
+    good = {0: scores(0.44, 0.9, 0.7, 0.79, 0.4), 1: scores(0.46, 0.8, 0.6, 0.79, 0.5),
+            2: scores(0.48, 0.85, 0.65, 0.79, 0.6)}  # fmt: skip
+    rows = {
+        line[:38].strip(): line for line in table({"lang": good, "nolang": ablation}, "tiny").splitlines()
+    }
+    assert "0.460 +- 0.020" in rows["part-scope mIoU"] and "0.300 +- 0.000" in rows["part-scope mIoU"]
+    assert all(
+        " met (" in rows[name]
+        for name in (
+            "part-scope mIoU",
+            "type swap: empty answered empty",
+            "location swap: empty answered empty",
+            "universal-prompt mIoU",
+            "probe sensitivity (moved)",
+        )
+    )
+    bad = {s: scores(0.40, 0.7, 0.5, 0.75, 0.08) for s in range(3)}
+    rows = {line[:38].strip(): line for line in table({"lang": bad, "nolang": ablation}, "tiny").splitlines()}
+    assert all(
+        "NOT met" in rows[name]
+        for name in (
+            "part-scope mIoU",
+            "type swap: empty answered empty",
+            "location swap: empty answered empty",
+            "universal-prompt mIoU",
+            "probe sensitivity (moved)",
+        )
+    )
