@@ -231,12 +231,14 @@ class Trainer:
     amp: bool
 
 
-def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist) -> Trainer:
+def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist, hf_configs=None) -> Trainer:
+    """``hf_configs``: transformers configs for the backbone and text encoder (random init; see
+    ``build_dqformer``), else the config's named parts."""
     import torch
 
     from baselines.dqformer.model import build_dqformer
 
-    model = build_dqformer(config).to(device)
+    model = build_dqformer(config, hf_configs=hf_configs).to(device)
     for split in (data.units.dataset, data.val):  # a frozen text encoder reads every sentence once, here
         if split is not None:
             model.text_encoder.prefill(**split.tokenize(split.texts()))
