@@ -25,14 +25,18 @@ from mvtec_ref.fileio import staged_directory, write_text_atomic
 
 MARKER = "index.html"
 THUMB = 256
+POOL_MIN = 500  # samples from which the default report draws thumbnails in a pool
 # Region colours (RGB), distinct on both dark and light backgrounds.
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
 
 
-def build_report(dataset: Path, out: Path, *, progress: bool | None = None, workers: int = 1) -> dict:
+def build_report(
+    dataset: Path, out: Path, *, progress: bool | None = None, workers: int | None = None
+) -> dict:
     """Write the report folder (replaced atomically); returns counts. ``workers`` processes draw
-    the thumbnails (decoding every image is most of the time); the output is the same for any."""
+    the thumbnails (decoding every image is most of the time); the output is the same for any.
+    ``None``: ``default_workers(number of samples)``."""
     from tqdm import tqdm
 
     from mvtec_ref.plots import draw_plots
@@ -51,6 +55,7 @@ def build_report(dataset: Path, out: Path, *, progress: bool | None = None, work
             total=len(records), desc="report", unit="img", disable=None if progress is None else not progress
         )
         entries = []
+        workers = default_workers(len(records)) if workers is None else workers
         with bar:
             for entry in _thumbnails(records, root, stage / "thumbs", workers):
                 entries.append(entry)
@@ -60,6 +65,16 @@ def build_report(dataset: Path, out: Path, *, progress: bool | None = None, work
         write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
         write_text_atomic(stage / "index.html", _page(manifest, summary, plots))
     return {"samples": len(entries), "plots": len(plots)}
+
+
+def default_workers(samples: int) -> int:
+    """One process per CPU core this process may use (at most 8), or 1 below POOL_MIN samples,
+    where starting processes (about a second each to import numpy and OpenCV) costs more than
+    it saves (thumbnails take about 10 ms each)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if samples < POOL_MIN else max(1, min(8, cores))
 
 
 def _thumbnails(records: list[dict], root: Path, folder: Path, workers: int):
@@ -86,13 +101,10 @@ def _thumbnail(record: dict, root: Path, folder: Path) -> dict:
     from mvtec_ref.regions.mask import decode_rle
 
     path = root / record["image_path"]
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot read the source image (moved? rebuild the dataset)")
-    h, w = image.shape[:2]
+    w, h = record["width"], record["height"]
     scale = THUMB / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    thumb = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    thumb = shrink_image(path, (w, h), size)
     boxes = []
     for k, region in enumerate(record["regions"]):
         colour = PALETTE[k % len(PALETTE)][::-1]  # BGR for OpenCV
@@ -117,6 +129,33 @@ def _thumbnail(record: dict, root: Path, folder: Path) -> dict:
     ]
     return {"id": record["id"], "c": record["category"], "d": record["defect_type"], "s": record["split"],
             "t": f"thumbs/{name}", "w": size[0], "h": size[1], "b": boxes, "r": refs}  # fmt: skip
+
+
+def shrink_image(path: Path, full: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """The image at ``path`` (``full`` = (W, H) as the dataset records it) as
+    ``(size[1], size[0], 3)`` uint8 BGR, area-averaged.
+
+    JPEGs are decoded at 1/8, 1/4 or 1/2 of their size (libjpeg's DCT scaling skips most of the
+    decoding and is itself an area average), the largest factor that still leaves at least
+    ``size``; other formats are decoded whole (a PNG row depends on the row above it, and
+    OpenCV's reduced modes for PNG only swap the area average for a coarser resize).
+    """
+    import cv2
+
+    flag = cv2.IMREAD_COLOR
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        for factor, reduced in (
+            (8, cv2.IMREAD_REDUCED_COLOR_8),
+            (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2),
+        ):
+            if full[0] // factor >= size[0] and full[1] // factor >= size[1]:
+                flag = reduced
+                break
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise DatasetError(f"{path}: cannot read the source image (moved? rebuild the dataset)")
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _table(rows: dict, columns: list[tuple[str, callable]]) -> str:
