@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,8 @@ def build_report(
     dataset: Path, out: Path, *, progress: bool | None = None, workers: int | None = None
 ) -> dict:
     """Write the report folder (replaced atomically); returns counts. ``workers`` processes draw
-    the thumbnails (decoding every image is most of the time); the output is the same for any.
-    ``None``: ``default_workers(number of samples)``."""
+    the thumbnails (decoding every image is most of the time) while this one computes the
+    tables and figures; the output is the same for any number. ``None``: ``default_workers``."""
     from tqdm import tqdm
 
     from mvtec_ref.plots import draw_plots
@@ -48,19 +49,25 @@ def build_report(
     records = sorted(
         (r for _, r in iter_samples(dataset)), key=lambda r: (r["category"], -r["label_index"], r["id"])
     )
-    summary = summarize(dataset, with_raw=True)
-    with staged_directory(out, marker=MARKER) as stage:
+    workers = default_workers(len(records)) if workers is None else workers
+    with staged_directory(out, marker=MARKER) as stage, _pool(workers) as pool:
         (stage / "thumbs").mkdir()
+        jobs = ((r, root, stage / "thumbs") for r in records)
+        if pool is None:
+            thumbnails = map(_thumbnail_job, jobs)
+        else:  # the pool starts on them now; the tables and figures are computed meanwhile
+            chunk = max(1, min(32, len(records) // (workers * 8)))
+            thumbnails = pool.imap(_thumbnail_job, jobs, chunksize=chunk)
+        summary = summarize(dataset, with_raw=True)
+        plots = [p.name for p in draw_plots(summary, stage / "plots")]
         bar = tqdm(
             total=len(records), desc="report", unit="img", disable=None if progress is None else not progress
         )
-        entries = []
-        workers = default_workers(len(records)) if workers is None else workers
         with bar:
-            for entry in _thumbnails(records, root, stage / "thumbs", workers):
+            entries = []
+            for entry in thumbnails:
                 entries.append(entry)
                 bar.update()
-        plots = [p.name for p in draw_plots(summary, stage / "plots")]
         data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
         write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
         write_text_atomic(stage / "index.html", _page(manifest, summary, plots))
@@ -77,18 +84,18 @@ def default_workers(samples: int) -> int:
     return 1 if samples < POOL_MIN else max(1, min(8, cores))
 
 
-def _thumbnails(records: list[dict], root: Path, folder: Path, workers: int):
-    """``_thumbnail`` of each record, in order; in a pool of ``workers`` processes when > 1."""
+@contextmanager
+def _pool(workers: int):
+    """A spawn pool of ``workers`` processes, or None for 1 (everything in this process)."""
     if workers <= 1:
-        yield from (_thumbnail(r, root, folder) for r in records)
+        yield None
         return
     import multiprocessing
 
     from mvtec_ref.build import _init_worker
 
-    chunk = max(1, min(32, len(records) // (workers * 8)))
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap(_thumbnail_job, ((r, root, folder) for r in records), chunksize=chunk)
+        yield pool
 
 
 def _thumbnail_job(job: tuple[dict, Path, Path]) -> dict:
