@@ -250,7 +250,7 @@ def _timed_cpu(fn, *args, **kwargs) -> tuple[float, float]:
 
 
 def _cpu_note(cpu: float, floor_cpu: float) -> str:
-    return f"CPU {cpu:.0f} s = {cpu / floor_cpu:.2f}x the floor's {floor_cpu:.0f} s"
+    return f"CPU {cpu:.1f} s = {cpu / floor_cpu:.2f}x the floor's {floor_cpu:.1f} s"
 
 
 def _dataset(root: Path, work: Path) -> Path:
