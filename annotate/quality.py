@@ -16,6 +16,15 @@ def _distinct(texts: list[str]) -> float:
     return round(len(set(texts)) / len(texts), 4) if texts else 0.0
 
 
+def sentence_verdicts(record: dict, vocab: Vocabulary) -> list[str]:
+    """The judge's verdict on each sentence of ``record``, in ref then sentence order."""
+    return [
+        check_sentence(s["text"], ref["region_ids"], record, vocab).verdict
+        for ref in record["refs"]
+        for s in ref["sentences"]
+    ]
+
+
 class ExpressionQuality:
     """Accumulates sentences of one group (split, category, or everything)."""
 
@@ -27,16 +36,18 @@ class ExpressionQuality:
         self.verdicts: dict[str, Counter] = defaultdict(Counter)  # origin -> verdict counts
         self.defect_images = 0
 
-    def update(self, record: dict, vocab: Vocabulary) -> None:
+    def update(self, record: dict, vocab: Vocabulary, verdicts: list[str] | None = None) -> None:
+        """Add one record; ``verdicts``: its ``sentence_verdicts``, when the caller adds the
+        record to several groups (parsing every sentence is most of the cost)."""
         self.defect_images += record["label_index"]
+        verdicts = iter(sentence_verdicts(record, vocab) if verdicts is None else verdicts)
         for ref in record["refs"]:
             for s in ref["sentences"]:
                 self.texts.append(s["text"])
                 self.lengths.append(len(s["tokens"]))
                 self.kinds[ref["kind"]] += 1
                 self.origins[s["origin"]] += 1
-                verdict = check_sentence(s["text"], ref["region_ids"], record, vocab).verdict
-                self.verdicts[s["origin"]][verdict] += 1
+                self.verdicts[s["origin"]][next(verdicts)] += 1
 
     def compute(self) -> dict:
         n = len(self.texts)

@@ -372,11 +372,10 @@ def export(
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes drawing thumbnails; the output is identical for any number.",
+    help="Processes drawing thumbnails [default: one per CPU core, 1 below 500 samples]; "
+    "the output is identical for any number.",
 )
-def report(dataset: Path, out: Path, quiet: bool, workers: int) -> None:
+def report(dataset: Path, out: Path, quiet: bool, workers: int | None) -> None:
     """Write a static HTML report: tables, figures, and a filterable gallery with overlays."""
     from mvtec_ref.fileio import check_apart
     from mvtec_ref.report import build_report

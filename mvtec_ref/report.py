@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +26,18 @@ from mvtec_ref.fileio import staged_directory, write_text_atomic
 
 MARKER = "index.html"
 THUMB = 256
+POOL_MIN = 500  # samples from which the default report draws thumbnails in a pool
 # Region colours (RGB), distinct on both dark and light backgrounds.
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
 
 
-def build_report(dataset: Path, out: Path, *, progress: bool | None = None, workers: int = 1) -> dict:
+def build_report(
+    dataset: Path, out: Path, *, progress: bool | None = None, workers: int | None = None
+) -> dict:
     """Write the report folder (replaced atomically); returns counts. ``workers`` processes draw
-    the thumbnails (decoding every image is most of the time); the output is the same for any."""
+    the thumbnails (decoding every image is most of the time) while this one computes the
+    tables and figures; the output is the same for any number. ``None``: ``default_workers``."""
     from tqdm import tqdm
 
     from mvtec_ref.plots import draw_plots
@@ -44,36 +49,53 @@ def build_report(dataset: Path, out: Path, *, progress: bool | None = None, work
     records = sorted(
         (r for _, r in iter_samples(dataset)), key=lambda r: (r["category"], -r["label_index"], r["id"])
     )
-    summary = summarize(dataset, with_raw=True)
-    with staged_directory(out, marker=MARKER) as stage:
+    workers = default_workers(len(records)) if workers is None else workers
+    with staged_directory(out, marker=MARKER) as stage, _pool(workers) as pool:
         (stage / "thumbs").mkdir()
+        jobs = ((r, root, stage / "thumbs") for r in records)
+        if pool is None:
+            thumbnails = map(_thumbnail_job, jobs)
+        else:  # the pool starts on them now; the tables and figures are computed meanwhile
+            chunk = max(1, min(32, len(records) // (workers * 8)))
+            thumbnails = pool.imap(_thumbnail_job, jobs, chunksize=chunk)
+        summary = summarize(dataset, with_raw=True)
+        plots = [p.name for p in draw_plots(summary, stage / "plots")]
         bar = tqdm(
             total=len(records), desc="report", unit="img", disable=None if progress is None else not progress
         )
-        entries = []
         with bar:
-            for entry in _thumbnails(records, root, stage / "thumbs", workers):
+            entries = []
+            for entry in thumbnails:
                 entries.append(entry)
                 bar.update()
-        plots = [p.name for p in draw_plots(summary, stage / "plots")]
         data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
         write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
         write_text_atomic(stage / "index.html", _page(manifest, summary, plots))
     return {"samples": len(entries), "plots": len(plots)}
 
 
-def _thumbnails(records: list[dict], root: Path, folder: Path, workers: int):
-    """``_thumbnail`` of each record, in order; in a pool of ``workers`` processes when > 1."""
+def default_workers(samples: int) -> int:
+    """One process per CPU core this process may use (at most 8), or 1 below POOL_MIN samples,
+    where starting processes (about a second each to import numpy and OpenCV) costs more than
+    it saves (thumbnails take about 10 ms each)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if samples < POOL_MIN else max(1, min(8, cores))
+
+
+@contextmanager
+def _pool(workers: int):
+    """A spawn pool of ``workers`` processes, or None for 1 (everything in this process)."""
     if workers <= 1:
-        yield from (_thumbnail(r, root, folder) for r in records)
+        yield None
         return
     import multiprocessing
 
     from mvtec_ref.build import _init_worker
 
-    chunk = max(1, min(32, len(records) // (workers * 8)))
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap(_thumbnail_job, ((r, root, folder) for r in records), chunksize=chunk)
+        yield pool
 
 
 def _thumbnail_job(job: tuple[dict, Path, Path]) -> dict:
@@ -86,13 +108,10 @@ def _thumbnail(record: dict, root: Path, folder: Path) -> dict:
     from mvtec_ref.regions.mask import decode_rle
 
     path = root / record["image_path"]
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot read the source image (moved? rebuild the dataset)")
-    h, w = image.shape[:2]
+    w, h = record["width"], record["height"]
     scale = THUMB / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    thumb = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    thumb = shrink_image(path, (w, h), size)
     boxes = []
     for k, region in enumerate(record["regions"]):
         colour = PALETTE[k % len(PALETTE)][::-1]  # BGR for OpenCV
@@ -117,6 +136,33 @@ def _thumbnail(record: dict, root: Path, folder: Path) -> dict:
     ]
     return {"id": record["id"], "c": record["category"], "d": record["defect_type"], "s": record["split"],
             "t": f"thumbs/{name}", "w": size[0], "h": size[1], "b": boxes, "r": refs}  # fmt: skip
+
+
+def shrink_image(path: Path, full: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """The image at ``path`` (``full`` = (W, H) as the dataset records it) as
+    ``(size[1], size[0], 3)`` uint8 BGR, area-averaged.
+
+    JPEGs are decoded at 1/8, 1/4 or 1/2 of their size (libjpeg's DCT scaling skips most of the
+    decoding and is itself an area average), the largest factor that still leaves at least
+    ``size``; other formats are decoded whole (a PNG row depends on the row above it, and
+    OpenCV's reduced modes for PNG only swap the area average for a coarser resize).
+    """
+    import cv2
+
+    flag = cv2.IMREAD_COLOR
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        for factor, reduced in (
+            (8, cv2.IMREAD_REDUCED_COLOR_8),
+            (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2),
+        ):
+            if full[0] // factor >= size[0] and full[1] // factor >= size[1]:
+                flag = reduced
+                break
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise DatasetError(f"{path}: cannot read the source image (moved? rebuild the dataset)")
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _table(rows: dict, columns: list[tuple[str, callable]]) -> str:

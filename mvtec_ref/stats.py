@@ -57,7 +57,7 @@ def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
     With ``with_raw`` the result also holds the raw lists the plots need (not in the JSON).
     """
     from annotate import load_vocabulary
-    from annotate.quality import ExpressionQuality
+    from annotate.quality import ExpressionQuality, sentence_verdicts
 
     manifest = load_manifest(dataset)
     vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
@@ -69,9 +69,10 @@ def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
         for by, table in regions.items():
             for key in (keys[by], "ALL"):
                 table[key].update(record)
+        verdicts = sentence_verdicts(record, vocab)  # once, not once per group
         for by, table in quality.items():
             for key in (keys[by], "ALL"):
-                table[key].update(record, vocab)
+                table[key].update(record, vocab, verdicts)
     summary = {
         "name": manifest["name"],
         "size_cuts": manifest["config"]["regions"]["size_cuts"],

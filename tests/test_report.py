@@ -60,3 +60,44 @@ def test_report_in_headless_chromium(report, tmp_path):
         assert errors == []
     finally:
         driver.quit()
+
+
+def test_jpeg_thumbnails_decode_at_reduced_size_and_match_a_full_decode(tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from mvtec_ref import report as report_module
+    from mvtec_ref.synth.draw import draw_good
+
+    picture, _ = draw_good("hazelnut", 1024, False, np.random.default_rng(0))
+    picture = np.ascontiguousarray(picture[:768])  # 1024 x 768: not square
+    for name in ("a.jpg", "a.png"):
+        assert cv2.imwrite(str(tmp_path / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    flags = []
+    imread = cv2.imread
+    monkeypatch.setattr(cv2, "imread", lambda path, flag: flags.append(flag) or imread(path, flag))
+    thumb = report_module.shrink_image(tmp_path / "a.jpg", (1024, 768), (256, 192))
+    full = cv2.resize(
+        imread(str(tmp_path / "a.jpg"), cv2.IMREAD_COLOR), (256, 192), interpolation=cv2.INTER_AREA
+    )
+    assert flags == [cv2.IMREAD_REDUCED_COLOR_4]  # 1024 / 4 = 256: one decode at a quarter size
+    assert thumb.shape == full.shape == (192, 256, 3)
+    diff = np.abs(thumb.astype(int) - full)
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4
+    # 1/8 would leave 128 < 200 px: a quarter; a PNG is decoded whole.
+    flags.clear()
+    report_module.shrink_image(tmp_path / "a.jpg", (1024, 768), (200, 150))
+    report_module.shrink_image(tmp_path / "a.png", (1024, 768), (200, 150))
+    assert flags == [cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_COLOR]
+
+
+def test_default_workers_use_the_cores_only_for_large_datasets(monkeypatch):
+    import os
+
+    from mvtec_ref.report import POOL_MIN, default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert default_workers(POOL_MIN - 1) == 1
+    assert default_workers(5354) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_workers(5354) == 8
