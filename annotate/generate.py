@@ -29,6 +29,8 @@ SIZE_WORDS = {"small": ("small",), "medium": ("medium-sized",), "large": ("large
 TONE_WORDS = {"darker": ("dark",), "brighter": ("bright",)}
 SHAPE_WORDS = {"elongated": ("elongated", "thin", "long", "narrow"), "round": ("round", "circular"),
                "irregular": ("irregular", "ragged")}  # fmt: skip
+# Of exactly two regions people compare: "the smaller of the two", "the larger scratch".
+COMPARATIVE_SIZE_WORDS = {"largest": ("larger", "bigger"), "smallest": ("smaller",)}
 EXTREME_WORDS = {
     "largest": ("largest", "biggest"),
     "smallest": ("smallest",),
@@ -452,7 +454,8 @@ class _Writer:
                 continue
             target = [first["region_id"]]
             claims = self.base().with_(extreme=extreme)
-            word = str(self.rng.choice(EXTREME_WORDS[extreme]))
+            words = COMPARATIVE_SIZE_WORDS if len(self.regions) == 2 else EXTREME_WORDS
+            word = str(self.rng.choice(words[extreme]))
             refs.append(
                 _ref("size", target, [(self.sentence(target, claims, f"the {word}"), f"size/{extreme}")])
             )

@@ -25,7 +25,9 @@ CENTRE = {"center", "centre", "middle", "central"}
 EXTREME_WORDS = {"leftmost": "leftmost", "rightmost": "rightmost", "topmost": "topmost",
                  "uppermost": "topmost", "highest": "topmost", "lowest": "lowest",
                  "lowermost": "lowest", "bottommost": "lowest", "largest": "largest",
-                 "biggest": "largest", "smallest": "smallest"}  # fmt: skip
+                 "biggest": "largest", "smallest": "smallest",
+                 # of two regions the comparative is the extreme ("the smaller scratch")
+                 "larger": "largest", "bigger": "largest", "smaller": "smallest"}  # fmt: skip
 FARTHEST = {"farthest", "furthest", "closest", "nearest"}
 SIZES = {
     "small": "small",

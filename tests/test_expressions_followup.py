@@ -228,6 +228,30 @@ def test_superlatives_people_say(n):
         assert any(w in t for t in relative for w in SUPERLATIVES)
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_of_two_regions_size_is_compared_not_superlative(n):
+    regions = _two_regions()
+    regions[1] = {**regions[1], "area": 3000}
+    if n == 3:
+        regions.append({**regions[0], "region_id": 2, "centroid": [50, 50], "rel_position": [0.5, 0.5]})
+    record = {"category": "carpet", "defect_type": "color", "regions": regions,
+              "frame": {"source": "image", "kind": "texture", "bbox": [0, 0, 100, 100]}}  # fmt: skip
+    sized = []
+    for seed in range(40):
+        for ref in refs_for(record, AD, np.random.default_rng(seed)):
+            if ref["kind"] != "size":
+                continue
+            for s in ref["sentences"]:
+                assert check_sentence(s["text"], ref["region_ids"], record, AD).verdict == OK, s["text"]
+                sized.append(set(tokenize(s["text"])))
+    assert sized
+    comparative, superlative = {"larger", "bigger", "smaller"}, {"largest", "biggest", "smallest"}
+    if n == 2:  # "the larger stain", not "the largest stain" of two
+        assert all(words & comparative and not words & superlative for words in sized)
+    else:
+        assert all(words & superlative and not words & comparative for words in sized)
+
+
 # -- colour words the judge accepts ----------------------------------------------------------------
 def test_generation_offers_only_colour_words_the_judge_accepts():
     """Over a grid of mean colours: every word ``describe.colour_name`` offers is one the pixel
