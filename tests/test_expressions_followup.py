@@ -203,13 +203,19 @@ def _two_regions():
     return regions
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_superlatives_people_say(n):
+def _carpet_record(n: int, second_area: int = 900) -> dict:
+    """A carpet colour record of ``n`` (2 or 3) regions; the second one has ``second_area``."""
     regions = _two_regions()
+    regions[1] = {**regions[1], "area": second_area}
     if n == 3:
         regions.append({**regions[0], "region_id": 2, "centroid": [50, 50], "rel_position": [0.5, 0.5]})
-    record = {"category": "carpet", "defect_type": "color", "regions": regions,
-              "frame": {"source": "image", "kind": "texture", "bbox": [0, 0, 100, 100]}}  # fmt: skip
+    return {"category": "carpet", "defect_type": "color", "regions": regions,
+            "frame": {"source": "image", "kind": "texture", "bbox": [0, 0, 100, 100]}}  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_superlatives_people_say(n):
+    record = _carpet_record(n)
     relative = []
     for seed in range(40):
         for ref in refs_for(record, AD, np.random.default_rng(seed)):
@@ -230,12 +236,7 @@ def test_superlatives_people_say(n):
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_of_two_regions_size_is_compared_not_superlative(n):
-    regions = _two_regions()
-    regions[1] = {**regions[1], "area": 3000}
-    if n == 3:
-        regions.append({**regions[0], "region_id": 2, "centroid": [50, 50], "rel_position": [0.5, 0.5]})
-    record = {"category": "carpet", "defect_type": "color", "regions": regions,
-              "frame": {"source": "image", "kind": "texture", "bbox": [0, 0, 100, 100]}}  # fmt: skip
+    record = _carpet_record(n, second_area=3000)
     sized = []
     for seed in range(40):
         for ref in refs_for(record, AD, np.random.default_rng(seed)):
