@@ -402,6 +402,21 @@ def test_model_selection_on_the_test_split_is_refused(tiny_dataset, tmp_path):
     assert not out.exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [("--composite-share", "1.5", "a share, must lie between 0 and 1"),
+     ("--negative-share", "-0.1", "a share, must lie between 0 and 1"),
+     ("--lr", "nan", "must be a finite number"), ("--lr", "0", "must be positive")],
+)  # fmt: skip
+def test_nonsense_training_options_are_refused_before_any_work(tiny_dataset, tmp_path, option, value, says):
+    out = tmp_path / "run"
+    args = ["train-baseline", str(tiny_dataset), "--preset", "tiny", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, option, value])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"Error: {option} ") and says in result.output
+    assert not out.exists()
+
+
 def test_predict_image_and_dataset_then_evaluate(trained_run, tiny_dataset, tmp_path):
     record = json.loads((tiny_dataset / "samples.jsonl").read_text().splitlines()[-1])
     root = Path(json.loads((tiny_dataset / "manifest.json").read_text())["source"]["root"])

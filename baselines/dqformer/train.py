@@ -126,8 +126,22 @@ def save_checkpoint(path: Path, state: dict) -> None:
 _BEFORE_FIRST_CHECKPOINT = {"config.json", "tokenizer", "metrics.jsonl"}
 
 
+# Fields that are a share or a probability: each must lie in [0, 1].
+SHARES = ("dropout", "drop_path", "color_jitter", "negative_share", "good_per_epoch", "composite_share")
+
+
 def check_config(config: DQFormerConfig) -> None:
     """Refuse settings that cannot train, before any data or weights are loaded."""
+    import math
+
+    for name, value in config.as_record().items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise TrainingError(f"--{name.replace('_', '-')} {value}: must be a finite number")
+        if name in SHARES and not 0.0 <= value <= 1.0:
+            raise TrainingError(f"--{name.replace('_', '-')} {value}: a share, must lie between 0 and 1")
+    if config.lr <= 0:
+        raise TrainingError(f"--lr {config.lr}: must be positive")
     if config.epochs < 1:
         raise TrainingError(f"--epochs {config.epochs}: train for at least 1 epoch")
     if config.eval_split == "test":
