@@ -220,7 +220,7 @@ def _config_from_record(record: dict):
 
     try:
         fields = _tuples(record, BuildConfig)
-        fields["regions"] = RegionConfig(**_tuples(record["regions"], RegionConfig))
+        fields["regions"] = RegionConfig.from_record(record["regions"])
         fields["splits"] = SplitConfig(**_tuples(record["splits"], SplitConfig))
         return BuildConfig(**fields)
     except (KeyError, TypeError) as error:

@@ -242,10 +242,7 @@ class Composites:
         self.dataset = dataset
         self.share = share
         self.seed = dataset.seed
-        manifest_regions = dict(dataset.manifest.get("config", {}).get("regions", {}))
-        if "size_cuts" in manifest_regions:
-            manifest_regions["size_cuts"] = tuple(manifest_regions["size_cuts"])
-        self.region_config = RegionConfig(**manifest_regions)
+        self.region_config = RegionConfig.from_record(dataset.manifest.get("config", {}).get("regions", {}))
         self.vocabulary = dataset.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
         self.donors: dict[str, list[int]] = {}
         for r, record in enumerate(dataset.records):

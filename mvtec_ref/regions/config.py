@@ -40,5 +40,13 @@ class RegionConfig:
         record["size_cuts"] = list(self.size_cuts)
         return record
 
+    @classmethod
+    def from_record(cls, record: dict) -> RegionConfig:
+        """Undo ``as_record`` (a manifest's ``config.regions``); absent fields keep their default."""
+        record = dict(record)
+        if "size_cuts" in record:
+            record["size_cuts"] = tuple(record["size_cuts"])
+        return cls(**record)
+
 
 SIZE_BUCKETS = ("small", "medium", "large")
