@@ -13,7 +13,7 @@ it is kept.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -130,11 +130,11 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=N
     w = _Writer(record, vocab.words(category, record["defect_type"]), noun, frame, rng, accept)
     everything = [r["region_id"] for r in regions]
     options = (UNIVERSAL_ONE if len(regions) == 1 else UNIVERSAL_MANY) + UNIVERSAL_ANY
-    universal = [str(rng.choice(options)).format(n=noun)]
+    universal = [_draw(rng, options).format(n=noun)]
     for _ in range(RETRIES if accept else 0):
         if accept(universal[0], everything):
             break
-        universal = [str(rng.choice(options)).format(n=noun)]
+        universal = [_draw(rng, options).format(n=noun)]
     refs = [
         _ref("universal", everything, [("anomaly", "universal/anomaly"), (universal[0], "universal/other")])
     ]
@@ -269,7 +269,7 @@ class _Writer:
                     and getattr(claims, field) is None
                     and self.rng.random() < DECORATE_P / 2
                 ):
-                    slots[field] = str(self.rng.choice(options))
+                    slots[field] = _draw(self.rng, options)
                     claims = claims.with_(**{field: value})
             if (
                 decorate == "words+place"
@@ -283,7 +283,7 @@ class _Writer:
                 if shared and self.rng.random() < DECORATE_P / 2:
                     changes, texts = shared[0]
                     texts = _no_echo(texts, self.heads)
-                    place, claims = str(self.rng.choice(texts)), claims.with_(**changes)
+                    place, claims = _draw(self.rng, texts), claims.with_(**changes)
         if denotation(claims, self.regions, self.type) != set(target):
             return None
         singular, many = self.words.phrases[self.order[synonym % len(self.order)]]
@@ -362,7 +362,7 @@ class _Writer:
         seen = {s["text"] for r in refs for s in r["sentences"]}
         dets = ["the", "all the"] if len(everything) > 1 else ["the"]
         for attempt in range(TOP_UP_TRIES):
-            text = self.sentence(everything, self.base(), str(self.rng.choice(dets)), synonym=attempt)
+            text = self.sentence(everything, self.base(), _draw(self.rng, dets), synonym=attempt)
             if text and text not in seen:
                 seen.add(text)
                 ref["sentences"].append(
@@ -380,7 +380,7 @@ class _Writer:
     def type_ref(self, target) -> dict | None:
         dets = ["the", "all the"] if len(target) > 1 else ["the"]
         return self.two("type", target, lambda k: (
-            self.sentence(target, self.base(), str(self.rng.choice(dets)), synonym=k, decorate="words"),
+            self.sentence(target, self.base(), _draw(self.rng, dets), synonym=k, decorate="words"),
             "type/the-TYPE"))  # fmt: skip
 
     def count_ref(self, target) -> dict | None:
@@ -419,7 +419,7 @@ class _Writer:
 
             def build(k, terms=terms, target=target, det=det):
                 changes, texts = terms[k % len(terms)]
-                place = str(self.rng.choice(texts))
+                place = _draw(self.rng, texts)
                 text = self.sentence(
                     list(target), self.base().with_(**changes), det, synonym=k, place=place, places=texts
                 )
@@ -438,7 +438,7 @@ class _Writer:
             claims = self.base().with_(size=r["size"])
 
             def build(k):
-                word = str(self.rng.choice(SIZE_WORDS[r["size"]]))
+                word = _draw(self.rng, SIZE_WORDS[r["size"]])
                 return self.sentence(
                     [r["region_id"]], claims, "the", own=("size", word), synonym=k
                 ), f"size/{r['size']}"
@@ -455,7 +455,7 @@ class _Writer:
             target = [first["region_id"]]
             claims = self.base().with_(extreme=extreme)
             words = COMPARATIVE_SIZE_WORDS if len(self.regions) == 2 else EXTREME_WORDS
-            word = str(self.rng.choice(words[extreme]))
+            word = _draw(self.rng, words[extreme])
             refs.append(
                 _ref("size", target, [(self.sentence(target, claims, f"the {word}"), f"size/{extreme}")])
             )
@@ -476,7 +476,7 @@ class _Writer:
                 continue
             target = [ranked[0]["region_id"]]
             claims = self.base().with_(extreme=extreme)
-            word = str(self.rng.choice(EXTREME_WORDS[extreme]))
+            word = _draw(self.rng, EXTREME_WORDS[extreme])
             far, other = (str(f) for f in self.rng.permutation(FARTHEST[extreme])[:2])
             first = (self.sentence(target, claims, f"the {word}"), f"relative/{extreme}")
             if len(self.regions) == 2:  # of two, "the crack nearest the bottom", not "the lowest crack"
@@ -498,7 +498,7 @@ class _Writer:
                     continue
                 claims = self.base().with_(**{field: value})
                 if self.denotes(claims, target):
-                    own = (field, str(self.rng.choice(options)))
+                    own = (field, _draw(self.rng, options))
                     text = self.sentence(target, claims, "the", own=own, synonym=len(sentences))
                     sentences.append((text, f"attribute/{field}"))
             if sentences:
@@ -559,9 +559,11 @@ def _heads(words: DefectWords) -> frozenset:
     return frozenset(tokenize(form)[-1] for pair in words.phrases for form in pair if form)
 
 
+@lru_cache(maxsize=4096)
 def _no_echo(texts: tuple[str, ...], heads: frozenset) -> tuple[str, ...]:
     """Place phrasings that do not repeat the defect's head noun ("the bent edge near the outer
-    edge of the metal nut", "the squeezed part in the upper part of the capsule")."""
+    edge of the metal nut", "the squeezed part in the upper part of the capsule"). Kept: the
+    same few place tuples and heads come back for every image."""
     return tuple(t for t in texts if not heads & set(tokenize(t)))
 
 
@@ -619,6 +621,12 @@ def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
     ]
     refs.append(_ref("no_target", [], sentences))
     return refs
+
+
+def _draw(rng: np.random.Generator, options) -> str:
+    """``str(rng.choice(options))`` of a sequence of strings: the same draw from the same stream
+    (``choice`` takes one ``integers(len)``), without turning the options into an array each time."""
+    return str(options[int(rng.integers(len(options)))])
 
 
 def _pick(rng: np.random.Generator, options: list, k: int) -> list:
@@ -699,15 +707,15 @@ def _absent_phrase(
     where they would be implausible)."""
     words = vocab.words(record["category"], defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
-    size = "" if words.sized or "size" not in words.looks else str(rng.choice(ABSENT_SIZE))
+    size = "" if words.sized or "size" not in words.looks else _draw(rng, ABSENT_SIZE)
     looks = [""]
     for field in ("tone", "shape", "colour"):
         if field in words.looks and (field != "colour" or record.get("channels", 3) == 3):
             looks += [w for w in ABSENT_LOOK[field] if not (size and w in ("thin", "long"))]
-    look = str(rng.choice(looks))
+    look = _draw(rng, looks)
     if words.whole_object:
         size = ""  # "the big upside-down nut": the object's own size is not the defect's
-    article = str(rng.choice(ABSENT_ARTICLES))
+    article = _draw(rng, ABSENT_ARTICLES)
     first = next(w for w in (size, look, head) if w)
     if article == "a" and first[0] in "aeiou":
         article = "an"
@@ -716,15 +724,15 @@ def _absent_phrase(
         return f"{det} {head}"
     if words.placed:  # the phrase names a part of the object: "a damaged tip of the screw"
         part = not set(tokenize(head)) & PREPOSITIONS or " on the " in f" {head} "
-        return f"{det} {head}" + str(rng.choice(("", f" of the {noun}" if part else "")))
+        return f"{det} {head}" + _draw(rng, ("", f" of the {noun}" if part else ""))
     if words.nature == "logical":  # a fault of count or arrangement ("a missing nectarine"): no place
         tail = "" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
-        return f"{det} {head}" + str(rng.choice(("", tail)))
+        return f"{det} {head}" + _draw(rng, ("", tail))
     if places is None:  # a good image: any place phrase of the frame, each equally likely
         places = _all_places(frame["kind"], tuple(frame["ends"]), frame["rim"], noun)
     places = _no_echo(places, _heads(words))
     prep = "in" if frame["kind"] == "texture" else "on"
-    return f"{det} {head} {rng.choice(places)}" if places else f"{det} {head} {prep} the {noun}"
+    return f"{det} {head} {_draw(rng, places)}" if places else f"{det} {head} {prep} the {noun}"
 
 
 @cache

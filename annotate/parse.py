@@ -48,9 +48,12 @@ COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eig
           "nine": 9, "ten": 10, "both": 2, "single": 1, "sole": 1}  # fmt: skip
 
 
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case word tokens; hyphenated words stay whole ("medium-sized")."""
-    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+    return _TOKEN.findall(text.lower())
 
 
 @lru_cache(maxsize=8192)

@@ -325,16 +325,21 @@ class Scene:
     frame: dict = None  # the record's frame: kind, bbox and, for axis/round kinds, axis or center+radius
 
 
-def measure_record(record: dict, image: np.ndarray) -> Scene:
-    """Decode each region's RLE once; ``image`` is ``(H, W)`` or ``(H, W, 3)`` RGB uint8."""
+def measure_record(record: dict, image: np.ndarray, masks: dict | None = None) -> Scene:
+    """Decode each region's RLE once; ``image`` is ``(H, W)`` or ``(H, W, 3)`` RGB uint8.
+    ``masks``: region_id -> ``(H, W)`` bool, the decoded RLEs where the caller has them already
+    (the build, which has just encoded them)."""
     from pycocotools import mask as mask_utils
 
-    masks, boxes = {}, {}
+    given, masks, boxes = masks, {}, {}
     for region in record["regions"]:
         counts = region["segmentation"]["counts"]
         rle = {"size": list(region["segmentation"]["size"]),
                "counts": counts.encode() if isinstance(counts, str) else counts}  # fmt: skip
-        masks[region["region_id"]] = mask_utils.decode(rle).view(bool)
+        if given is None:
+            masks[region["region_id"]] = mask_utils.decode(rle).view(bool)
+        else:
+            masks[region["region_id"]] = given[region["region_id"]]
         boxes[region["region_id"]] = [int(v) for v in mask_utils.toBbox(rle)]  # from the pixels
     frame = record.get("frame", {}).get("bbox") or [0, 0, record["width"], record["height"]]
     looks = {rid: Look(rid, masks, boxes[rid], image, frame) for rid in masks}
@@ -974,9 +979,9 @@ class Vetter:
     rule. Counts each rejected candidate by the first rule it breaks (``rejected``); verdicts
     are remembered, so asking again about the same sentence costs nothing."""
 
-    def __init__(self, record: dict, image: np.ndarray, vocab):
+    def __init__(self, record: dict, image: np.ndarray, vocab, masks: dict | None = None):
         self.record, self.vocab = record, vocab
-        self.scene = measure_record(record, image)
+        self.scene = measure_record(record, image, masks)
         self.checked = 0
         self.rejected: Counter = Counter()
         self._seen: dict = {}

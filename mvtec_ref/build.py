@@ -293,7 +293,9 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
 
         rng = np.random.default_rng([config.seed, zlib.crc32(src.sample_id.encode())])
         vocab = load_vocabulary(config.vocabulary or config.source)
-        vetter = Vetter(record, image, vocab) if regions else None  # the pixel judge, asked per candidate
+        # the pixel judge, asked per candidate; it gets the regions' pixels, not their RLE to decode
+        masks = {r.region_id: r.full_mask((height, width)) for r in regions}
+        vetter = Vetter(record, image, vocab, masks) if regions else None
         refs = refs_for(record, vocab, rng, accept=vetter)
         if vetter is not None:
             judged.update(

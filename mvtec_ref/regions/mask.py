@@ -81,7 +81,7 @@ def decode_mask(
         raise MaskSizeError(path, f"mask is {mw}x{mh} but its image is {w}x{h}")
     if labels:
         return (mask > 0).view(np.uint8), note
-    counts = np.bincount(mask.ravel(), minlength=256)
+    counts = _value_counts(mask)
     other = int(counts[1:255].sum())
     warning = None
     if other:
@@ -96,6 +96,17 @@ def decode_mask(
         if note:
             warning = f"{note}; {warning}"
     return (mask > threshold).view(np.uint8), warning or note
+
+
+def _value_counts(mask: np.ndarray) -> np.ndarray:
+    """``np.bincount`` of a ``(H, W)`` uint8 plane's values (256 counts) but for value 0, which is
+    left out (reported as 0): only the box around the non-zero pixels is counted, and defects are small."""
+    import cv2
+
+    x, y, w, h = cv2.boundingRect(mask)
+    counts = np.bincount(mask[y : y + h, x : x + w].ravel(), minlength=256)
+    counts[0] = 0
+    return counts
 
 
 def read_mask_plane(data: bytes, path: str) -> tuple[np.ndarray, bool, str | None]:
@@ -123,7 +134,7 @@ def read_mask_plane(data: bytes, path: str) -> tuple[np.ndarray, bool, str | Non
     if array.dtype == np.uint16:
         notes.append("16-bit mask: every non-zero value read as defect")
         return array, True, "; ".join(notes)
-    if array.any() and array.max() == 1:
+    if array.max() == 1:  # (an all-zero plane's maximum is 0)
         notes.append("mask holds only 0/1: 1 read as defect")
         return array, True, "; ".join(notes)
     return array, False, "; ".join(notes) or None
@@ -166,6 +177,32 @@ def encode_rle(binary: np.ndarray) -> dict:
 
     rle = mask_utils.encode(np.asfortranarray(binary, dtype=np.uint8))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
+
+
+def encode_rle_window(window: np.ndarray, x0: int, y0: int, shape: tuple[int, int]) -> dict:
+    """``encode_rle`` of the ``shape`` (H, W) mask that is zero but for ``window`` ((h, w) {0,1}
+    or bool) at column ``x0``, row ``y0``: the same string, from the window's columns alone
+    (a region spans a few columns; encoding the whole image for each cost ~0.3 ms)."""
+    from pycocotools import mask as mask_utils
+
+    H, W = shape
+    h, w = window.shape
+    strip = np.zeros((w, H), np.uint8)  # row c = image column x0 + c, top to bottom
+    strip[:, y0 : y0 + h] = window.T
+    flat = strip.ravel()
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], starts, [flat.size]))).tolist()
+    if flat[0]:
+        runs.insert(0, 0)  # the first run counts zeros
+    runs[0] += x0 * H
+    after = (W - x0 - w) * H
+    if after:
+        if flat[-1]:
+            runs.append(after)
+        else:
+            runs[-1] += after
+    rle = mask_utils.frPyObjects({"size": [H, W], "counts": runs}, H, W)
+    return {"size": [H, W], "counts": rle["counts"].decode()}
 
 
 def decode_rle(rle: dict) -> np.ndarray:

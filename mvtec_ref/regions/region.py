@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mvtec_ref.regions import describe
 from mvtec_ref.regions.components import find_components
 from mvtec_ref.regions.config import RegionConfig
-from mvtec_ref.regions.mask import encode_rle
+from mvtec_ref.regions.mask import encode_rle_window
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,16 @@ class Region:
     merged_specks: int
     segmentation: dict  # COCO RLE
     place: dict | None = None  # where it lies in the frame's own terms (regions.frame.place)
+    # (x0, y0, (h, w) bool window): the pixels ``segmentation`` encodes, for a caller that
+    # needs them again (the build's pixel judge); not part of the record.
+    pixels: tuple | None = field(default=None, compare=False, repr=False)
+
+    def full_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """``(H, W)`` bool: the decoded ``segmentation`` (made from ``pixels``, no RLE decoding)."""
+        x0, y0, window = self.pixels
+        full = np.zeros(shape, bool)
+        full[y0 : y0 + window.shape[0], x0 : x0 + window.shape[1]] = window
+        return full
 
     def to_record(self) -> dict:
         record = {
@@ -71,7 +81,6 @@ def regions_from_mask(
         frame = tuple(frame_record["bbox"])
     H, W = binary.shape
     labels, components = find_components(binary, config)
-    defect = labels > 0
     pad = config.ring_width
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pad + 1, 2 * pad + 1))
     regions = []
@@ -80,12 +89,10 @@ def regions_from_mask(
         x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
         inside = labels[y0:y1, x0:x1] == comp.label
         grown = cv2.dilate(inside.view(np.uint8), kernel).astype(bool)
-        ring = grown & ~defect[y0:y1, x0:x1]
+        ring = grown & (labels[y0:y1, x0:x1] == 0)  # (the window's defect pixels: no full-size pass)
         ys, xs = np.nonzero(inside)
         centroid = (round(float(xs.mean()) + x0, 2), round(float(ys.mean()) + y0, 2))
         ratio = comp.area / (H * W)
-        full = np.zeros((H, W), np.uint8, order="F")
-        full[y0:y1, x0:x1] = inside
         word, rel = describe.location(centroid, frame)
         regions.append(
             Region(
@@ -100,8 +107,9 @@ def regions_from_mask(
                 shape=describe.shape(inside[y - y0 : y - y0 + h, x - x0 : x - x0 + w], config),
                 appearance=describe.appearance(image[y0:y1, x0:x1], inside, ring, config),
                 merged_specks=comp.merged_specks,
-                segmentation=encode_rle(full),
+                segmentation=encode_rle_window(inside, x0, y0, (H, W)),
                 place=place(centroid, frame_record) if frame_record is not None else None,
+                pixels=(x0, y0, inside),
             )
         )
     return regions
