@@ -349,7 +349,7 @@ def _read_masks(root, src: SourceImage, shape, config: BuildConfig, hashes, warn
     from mvtec_ref.errors import MaskSizeError
     from mvtec_ref.regions.mask import decode_image, decode_mask
 
-    binary, labels = np.zeros(shape, np.uint8), None
+    binary, labels = None, None  # the first mask's own array, then the union with the others
     for path in (src.mask_path, *src.extra_masks):
         data = _read(root, path, hashes)
         if src.mask_values == "ids":
@@ -360,13 +360,13 @@ def _read_masks(root, src: SourceImage, shape, config: BuildConfig, hashes, warn
                 raise MaskSizeError(path, f"mask is {values.shape[1]}x{values.shape[0]} but its image is "
                                           f"{shape[1]}x{shape[0]}")  # fmt: skip
             labels = values if labels is None else np.maximum(labels, values)
-            binary |= (values > 0).view(np.uint8)
+            part = (values > 0).view(np.uint8)
         else:
             part, warning = decode_mask(data, path, shape, threshold=config.regions.threshold,
                                         strict=config.strict)  # fmt: skip
             if warning:
                 warnings.append((path, warning))
-            binary |= part
+        binary = part if binary is None else binary | part
     return binary, labels
 
 

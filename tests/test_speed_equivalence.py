@@ -129,3 +129,25 @@ def test_draw_takes_the_same_choice_from_the_same_stream():
             options = tuple(f"word {i}" for i in range(k % 7 + 1))
             assert _draw(a, options) == str(b.choice(options))
         assert a.random() == b.random()
+
+
+def test_kept_parses_equal_fresh_ones_and_errors_repeat():
+    import pytest
+
+    from annotate.parse import _PARSED, ParseError, _parse
+
+    vocab = load_vocabulary("mvtec_ad")
+    texts = ["the small crack near the top edge of the bottle", "a small large defect", "any defect"]
+    refused = 0
+    for text in texts * 2:
+        try:
+            fresh = _parse(text, "bottle", vocab, ("broken_large",))
+        except ParseError as error:
+            refused += 1
+            with pytest.raises(ParseError) as again:
+                parse(text, "bottle", vocab, ("broken_large",))
+            assert str(again.value) == str(error)
+        else:
+            assert parse(text, "bottle", vocab, ("broken_large",)) == fresh
+    assert refused == 2  # "says two different sizes", the second time from what was kept
+    assert any(key[1] == texts[0] for key in _PARSED)
