@@ -10,8 +10,8 @@ Stages and floors:
 - ``build``: ``build --workers 1`` and ``--workers 2`` (peak RSS of the main process and of
   the largest worker); floor: ``cv2.imread`` of every image and mask the build reads.
   Targets: <= 1.1x with 1 worker, <= 0.6x with 2, peak RSS < 300 MB.
-- ``validate``: ``validate --deep``; floor: ``cv2.imread`` of every mask and of every image
-  the pixel judge reads (records with a sentence that has a target).
+- ``validate``: ``validate --deep`` with ``--workers 1`` and ``2``; floor: ``cv2.imread`` of
+  every mask and of every image the pixel judge reads (records with a sentence that has a target).
 - ``export``: each format, ``--images none``; floor: reading the dataset's records, writing
   its output bytes plus the RLE work it cannot avoid (decoding the regions of each distinct
   multi-region target of an image and encoding their union, for refcoco and jsonl).
@@ -138,10 +138,14 @@ def stage_validate(root: Path, work: Path) -> list[tuple]:
     # The pixel judge reads the image of every record with a sentence that has a target.
     images = [root / r["image_path"] for r in records if any(ref["region_ids"] for ref in r["refs"])]
     floor = _timed(_imread_all, masks + images)
-    problems: list = []
-    wall = _timed(lambda: problems.extend(validate_dataset(dataset, deep=True)))
-    note = f"{len(masks)} masks + {len(images)} judged images, {len(problems)} problems"
-    return [("validate --deep", wall, floor, note)]
+    rows = []
+    for workers in (1, 2):
+        start = time.perf_counter()
+        problems = validate_dataset(dataset, deep=True, workers=workers)
+        wall = time.perf_counter() - start
+        note = f"{len(masks)} masks + {len(images)} judged images, {len(problems)} problems"
+        rows.append((f"validate --deep --workers {workers}", wall, floor, note))
+    return rows
 
 
 def stage_export(root: Path, work: Path) -> list[tuple]:

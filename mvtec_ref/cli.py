@@ -303,11 +303,18 @@ def paraphrase(dataset, base_url, model, temperature, timeout_s, retries, max_se
 @click.option("--no-files", is_flag=True, help="Do not look for the source image and mask files.")
 @click.option("--deep", is_flag=True, help="Re-read every mask and compare it with its regions.")
 @click.option("--max-lines", type=int, default=50, show_default=True, help="Problems to print.")
-def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes reading the files of --deep; the lines are identical for any number.",
+)
+def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers: int) -> None:
     """Check a dataset directory: schemas, ids, RLE/area/bbox, refs, files."""
     from mvtec_ref.validate import validate_dataset
 
-    problems = validate_dataset(dataset, check_files=not no_files, deep=deep)
+    problems = validate_dataset(dataset, check_files=not no_files, deep=deep, workers=workers)
     if problems:
         for line in problems[:max_lines]:
             click.echo(line, err=True)

@@ -10,7 +10,9 @@ from mvtec_ref.errors import DatasetError, MvtecRefError
 from mvtec_ref.schema import schema_errors
 
 
-def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = False) -> list[str]:
+def validate_dataset(
+    dataset: Path, *, check_files: bool = True, deep: bool = False, workers: int = 1
+) -> list[str]:
     """Every problem found, as ``"<where>: <problem>"`` lines; empty when the dataset is sound.
 
     Checks: both files parse and match their schemas; ids are unique; every sentence
@@ -21,6 +23,8 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
     exist under the recorded source root; with ``deep`` each mask is read again and
     must equal the union of its regions pixel for pixel, and every sentence (template,
     paraphrase or hand-written) must pass the pixel judge (``annotate.pixel_judge``).
+    ``workers`` > 1 reads the files of ``deep`` in that many processes; the lines are the same,
+    in the same order.
     """
     dataset = Path(dataset)
     problems: list[str] = []
@@ -45,46 +49,106 @@ def validate_dataset(dataset: Path, *, check_files: bool = True, deep: bool = Fa
     from annotate import load_vocabulary
 
     vocab_name = _dig(manifest, "config", "refs", "vocabulary", default="mvtec_ad")
+    vocab_used = vocab_name if isinstance(vocab_name, str) else "mvtec_ad"
     try:
-        vocab = load_vocabulary(vocab_name if isinstance(vocab_name, str) else "mvtec_ad")
+        vocab = load_vocabulary(vocab_used)
     except (MvtecRefError, OSError, ValueError) as error:
         problems.append(f"{MANIFEST}: config.refs.vocabulary {vocab_name!r} cannot be loaded ({error})")
-        vocab = load_vocabulary("mvtec_ad")
+        vocab_used = "mvtec_ad"
+        vocab = load_vocabulary(vocab_used)
     seen = {key: set() for key in ("image_id", "id", "ann_id", "ref_id", "sent_id")}
     totals = Counter()
-    try:
-        for n, record in iter_samples(dataset):
-            if not isinstance(record, dict):
-                problems.append(f"{SAMPLES} line {n}: is a JSON {_json_type(record)}, not a sample object")
-                continue
-            where = f"{SAMPLES} line {n} ({record.get('id', '?')})"
-            errors = schema_errors("sample", record)
-            if errors:
-                problems += [f"{where}: {e}" for e in errors[:3]]
-                continue
-            try:
-                pixels: dict = {}  # the union of the regions' masks, decoded once for every check
-                found = _check_record(record, where, seen, totals, pixels)
-                problems += found
-                if any(fault in line for line in found for fault in _RLE_FAULTS):
-                    continue  # sentences and pixels are checked only against masks that decode
-                problems += _check_sentences(record, where, vocab)
-                if check_files:
-                    found = _check_files(record, root, where, deep, region_config, pixels.get("union"))
-                    problems += found
-                    if deep and not found:
-                        problems += _judge_pixels(record, root, where, vocab)
-            except Exception as error:  # a shape no check foresaw: report it, never a traceback
-                problems.append(f"{where}: cannot be checked ({type(error).__name__}: {error})")
-    except DatasetError as error:
-        problems.append(str(error))
-        return problems
+    heads: dict[int, list[str]] = {}  # record number -> its lines from the checks made here
+    stop: list[str] = []  # the line of a samples file that cannot be read on
+
+    def records():
+        """``(record number, file checks to make or None)``, after the checks that read no file
+        (they keep the ids seen so far, so they run here, in file order)."""
+        try:
+            for i, (n, record) in enumerate(iter_samples(dataset)):
+                heads[i], files = _check_without_files(n, record, seen, totals, vocab, check_files, deep)
+                yield i, files
+        except DatasetError as error:
+            stop.append(str(error))
+
+    context = (root, deep, region_config)
+    if workers > 1 and check_files and deep:  # only reading and judging the pixels is worth a process
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_init_worker, initargs=(context, vocab_used)
+        ) as pool:
+            for i, lines in pool.imap(_file_job, records(), chunksize=4):
+                problems += heads.pop(i) + lines
+    else:
+        for i, files in records():
+            problems += heads.pop(i) + _check_with_files(files, context, vocab)
+    if stop:
+        return problems + stop
     counts = manifest.get("counts", {})
     counts = counts if isinstance(counts, dict) else {}
     for key in ("images", "regions", "refs", "sentences"):
         if key in counts and counts[key] != totals[key]:
             problems.append(f"{MANIFEST}: counts.{key} is {counts[key]} but {SAMPLES} has {totals[key]}")
     return problems
+
+
+def _check_without_files(n, record, seen, totals, vocab, check_files, deep) -> tuple[list[str], tuple | None]:
+    """A record's lines from its schema, ids, RLEs and sentences, and ``(where, record, union)``
+    when its files are to be checked next (None when not)."""
+    if not isinstance(record, dict):
+        return [f"{SAMPLES} line {n}: is a JSON {_json_type(record)}, not a sample object"], None
+    where = f"{SAMPLES} line {n} ({record.get('id', '?')})"
+    errors = schema_errors("sample", record)
+    if errors:
+        return [f"{where}: {e}" for e in errors[:3]], None
+    problems: list[str] = []
+    try:
+        pixels: dict = {}  # the union of the regions' masks, decoded once for every check
+        found = _check_record(record, where, seen, totals, pixels)
+        problems += found
+        if any(fault in line for line in found for fault in _RLE_FAULTS):
+            return problems, None  # sentences and pixels are checked only against masks that decode
+        problems += _check_sentences(record, where, vocab)
+    except Exception as error:  # a shape no check foresaw: report it, never a traceback
+        problems.append(f"{where}: cannot be checked ({type(error).__name__}: {error})")
+        return problems, None
+    return problems, (where, record, pixels.get("union")) if check_files else None
+
+
+def _check_with_files(files: tuple | None, context: tuple, vocab) -> list[str]:
+    """The lines of a record's file checks (``_check_without_files``'s second answer)."""
+    if files is None:
+        return []
+    (where, record, union), (root, deep, region_config) = files, context
+    try:
+        found = _check_files(record, root, where, deep, region_config, union)
+        if deep and not found:
+            found += _judge_pixels(record, root, where, vocab)
+        return found
+    except Exception as error:  # a shape no check foresaw: report it, never a traceback
+        return [f"{where}: cannot be checked ({type(error).__name__}: {error})"]
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(context: tuple, vocab_name: str) -> None:
+    import cv2
+
+    from annotate import load_vocabulary
+
+    cv2.setNumThreads(1)  # the pool is the parallelism
+    _WORKER.update(context=context, vocab=load_vocabulary(vocab_name))
+
+
+def _file_job(job: tuple) -> tuple[int, list[str]]:
+    """In a worker: ``(record number, lines)``. The union is decoded again here rather than sent
+    (a full-size array per record through the pipe)."""
+    i, files = job
+    if files is not None:
+        files = (files[0], files[1], None)
+    return i, _check_with_files(files, _WORKER["context"], _WORKER["vocab"])
 
 
 # Words of the RLE problem lines after which a record's masks cannot be used by later checks.

@@ -80,3 +80,51 @@ def test_malformed_files(dataset):
     (dataset / "manifest.json").write_text("{")
     assert "malformed JSON" in validate_dataset(dataset)[0]
     assert "not found" in validate_dataset(dataset / "missing")[0]
+
+
+def test_deep_check_with_workers_gives_the_same_lines_in_the_same_order(synth_dataset, tmp_path):
+    """Problems of every kind (schema, RLE, sentence and pixel judge, missing file, changed mask,
+    a malformed last line) come out identical with 2 worker processes."""
+    import cv2
+
+    manifest = json.loads((synth_dataset / "manifest.json").read_text())
+    source = tmp_path / "src"
+    shutil.copytree(manifest["source"]["root"], source)
+    out = tmp_path / "ds"
+    assert (
+        CliRunner().invoke(main, ["build", "--root", str(source), "--out", str(out), "--quiet"]).exit_code
+        == 0
+    )
+    path = out / "samples.jsonl"
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    defects = [n for n, r in enumerate(records) if r["regions"]]
+    edits = [
+        lambda r: r.update(colour="red"),  # schema
+        lambda r: r["regions"][0].update(area=r["regions"][0]["area"] + 1),  # RLE area
+        lambda r: r["refs"][0]["sentences"][0].update(text="the two large scratches everywhere"),
+        lambda r: r.update(image_path=r["image_path"] + ".gone"),  # missing file
+    ]
+    for n, edit in zip(defects, edits, strict=False):
+        edit(records[n])
+        lines[n] = json.dumps(records[n])
+    # and a changed mask (deep)
+    changed = records[defects[-1]]
+    mask = cv2.imread(str(source / changed["mask_path"]), cv2.IMREAD_UNCHANGED)
+    mask[:2, :2] = 255
+    cv2.imwrite(str(source / changed["mask_path"]), mask)
+    path.write_text("\n".join(lines) + "\n{not json\n")
+    one = validate_dataset(out, deep=True)
+    two = validate_dataset(out, deep=True, workers=2)
+    assert len(one) >= 6 and one == two
+    assert "malformed JSON" in one[-1] and any("regions differ" in p for p in one)
+    assert any("pixel judge" in p for p in one)  # the rewritten sentence, judged in a worker
+    result = CliRunner().invoke(
+        main, ["validate", str(out), "--deep", "--workers", "2", "--max-lines", "999"]
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == len(one) + 1
+
+
+def test_validate_workers_is_checked_before_any_work(tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "nowhere"), "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
