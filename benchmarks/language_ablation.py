@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 CATEGORIES = "carpet,hazelnut"
-PER_TYPE = 12
+PER_TYPE = 24
 
 # (row, where the figure lives, what it must meet: (kind, number))
 ROWS = (
@@ -84,8 +84,9 @@ def prepare(out: Path, categories: str, per_type: int) -> tuple[Path, Path]:
     return dataset, probes
 
 
-def score_run(run: Path, dataset: Path, probes_path: Path) -> dict:
-    """The selected checkpoint on the test split, read once: sentences and probes together."""
+def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") -> dict:
+    """The selected checkpoint on ``split``, read once: sentences and probes together. The
+    protocol reads test; design choices are compared with ``split="val"`` and val's probes."""
     import copy
 
     import torch
@@ -97,7 +98,7 @@ def score_run(run: Path, dataset: Path, probes_path: Path) -> dict:
     from mvtec_ref.probes import check_matches, load_probes
 
     model, config, tokenizer = load_run(run, checkpoint="best", device="cpu")
-    data = open_split(dataset, "test", config, tokenizer)
+    data = open_split(dataset, split, config, tokenizer)
     header, probes = load_probes(probes_path)
     check_matches(header, dataset, probes_path)
     index = {record["id"]: r for r, record in enumerate(data.records)}

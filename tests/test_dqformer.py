@@ -296,6 +296,49 @@ def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset
     assert TrainGroups(data, 2, good_per_epoch=0.5).epoch_records(1) == second  # seeded
 
 
+def test_contrast_pools_hold_edited_sentences_with_their_judged_targets(tiny_dataset):
+    from annotate import load_vocabulary
+    from annotate.contrast import Evidence, confirmed
+    from annotate.parse import parse
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import RefSegDataset
+
+    def open_train(**options):
+        return RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
+                             augment=True, **options)  # fmt: skip
+
+    data = open_train(contrast_share=1.0)
+    vocab = load_vocabulary("mvtec_ad")
+    defect = [r for r, rec in enumerate(data.records) if rec["regions"]]
+    assert not any(data.contrast[r] for r, rec in enumerate(data.records) if not rec["regions"])
+    pooled = [item for r in defect for item in data.contrast[r]]
+    assert pooled and any(not item.region_ids for item in pooled) and any(item.region_ids for item in pooled)
+    own = {(item.record, item.text) for item in data.items}
+    for item in pooled:
+        record = data.records[item.record]
+        assert (item.record, item.text) not in own  # an edit, not the sentence itself
+        parse(item.text, record["category"], vocab)  # the words say something the parser reads
+        assert confirmed(item.text, set(item.region_ids), Evidence(record, vocab, data.root))
+        assert data.has_target(item) == bool(item.region_ids)
+        assert np.array_equal(data.target(item), data.union(item.record, list(item.region_ids)))
+    assert [list(p) for p in open_train(contrast_share=1.0).contrast] == [list(p) for p in data.contrast]
+    # every slot of a defect image with a pool is an edited sentence, its target the judged one
+    r = next(r for r in defect if data.contrast[r])
+    texts = sorted({mirror_text(i.text) for i in data.contrast[r]} | {i.text for i in data.contrast[r]})
+    allowed = {tuple(row.tolist()) for row in data.tokenize(texts)["input_ids"]}
+    unit = data.group(0, r, 4)
+    assert {tuple(row.tolist()) for row in unit["input_ids"]} <= allowed
+    # a unit that takes no edited sentence draws nothing more from its generator: its flip,
+    # jitter and sentences are those of a run without contrast_share
+    plain, unused = open_train(), open_train(contrast_share=1.0)
+    unused.contrast[r] = []
+    a, b = plain.group(1, r, 4), unused.group(1, r, 4)
+    assert all(torch.equal(a[key], b[key]) for key in ("image", "target", "input_ids"))
+    # the ablation reads no text: an edited sentence would be "anomaly" with another answer
+    blind = open_train(contrast_share=1.0, no_language=True)
+    assert blind.contrast_share == 0 and not any(blind.contrast)
+
+
 def test_masks_are_the_argmax_at_the_original_size():
     from baselines.dqformer.infer import masks_at
 

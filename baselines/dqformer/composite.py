@@ -288,6 +288,7 @@ class Composites:
         ]
         view.by_record = [list(range(len(view.items)))]
         view.negatives = [[]]
+        view.contrast = [[]]
         view.is_good = [False]
         view.image = lambda record, image=made.image: image
         # its own draws (sentences, flip, jitter), not those of dataset record 0

@@ -44,6 +44,7 @@ class DQFormerConfig:
     color_jitter: float = 0.1  # brightness/contrast +-10%: tone words are relative, they stay true
     no_language: bool = False  # ablation: every sentence replaced by the universal prompt "anomaly"
     negative_share: float = 0.25  # chance a defect image's sentence slot names nothing there (empty target)
+    contrast_share: float = 0.0  # chance a defect image's slot is one of its sentences with one claim edited
     good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
     composite_share: float = 0.5  # units given another image's defect (composite.py); half keep the test look
     # --- optimisation -----------------------------------------------------------------------
@@ -82,12 +83,17 @@ class DQFormerConfig:
 
 
 def tiny() -> DQFormerConfig:
-    """Trains on 2 CPU cores in minutes: narrow decoder, frozen text encoder and stem, 4 images x
-    4 sentences, loading in the training process (2 loader processes slowed a 2-core step 12%)."""
+    """Trains on one CPU core in about half an hour: narrow decoder, frozen text encoder and stem,
+    4 images x 4 sentences, loading in the training process (2 loader processes slowed a 2-core
+    step 12%). Schedule and shares chosen on val probes (synthetic carpet + hazelnut, 24 per
+    type, one seed): type swaps answered empty went from 0.36 after 10 epochs to 0.49 after 24,
+    location swaps from 0.15 to 0.25; more negatives and composites (0.5, 0.8) gave 0.52 and 0.27.
+    Edited sentences (``contrast_share``) are the minimal pairs those probes score."""
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
-        epochs=8, batch_size=4, sentences_per_image=4, lr=8e-4, backbone_lr_mult=0.25, warmup_steps=20,
-        good_per_epoch=0.3, freeze_stem=True, workers=0,
+        epochs=24, batch_size=4, sentences_per_image=4, lr=8e-4, backbone_lr_mult=0.25, warmup_steps=20,
+        good_per_epoch=0.3, freeze_stem=True, workers=0, negative_share=0.5, composite_share=0.8,
+        contrast_share=0.25,
     )  # fmt: skip
 
 

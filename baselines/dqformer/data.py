@@ -65,9 +65,10 @@ def mirror_text(text: str) -> str:
 @dataclass(frozen=True)
 class Item:
     record: int  # index into RefSegDataset.records
-    ref: int  # index into the record's refs; -1: a borrowed sentence with an empty target
+    ref: int  # index into the record's refs; -1: a borrowed or edited sentence (target below)
     sent_id: int
     text: str
+    region_ids: tuple[int, ...] = ()  # the target when ref is -1 (empty: a sentence naming nothing)
 
 
 BORROWED_PER_IMAGE = 24  # candidates checked per defect image when building its negative pool
@@ -107,6 +108,35 @@ def negative_pools(records: list[dict], items: list[Item], vocabulary: str, seed
     return pools
 
 
+CONTRAST_SEED = 31
+
+
+def contrast_pools(
+    records: list[dict], items: list[Item], root: Path, vocabulary: str, seed: int
+) -> list[list[Item]]:
+    """Per defect record: its own sentences with one claim edited (``annotate.contrast``, the
+    edits of the contrast sets), each with the target every judge confirms: a place, type, size
+    or count that no region has (empty), or another region ("the leftmost" -> "the rightmost").
+    These are the minimal pairs that make the words matter: the image is the same, one word
+    changes, and the answer changes with it. Seeded per sentence; the image is read once."""
+    from annotate import load_vocabulary
+    from annotate.contrast import Evidence, probes_for_sentence
+
+    vocab = load_vocabulary(vocabulary)
+    pools: list[list[Item]] = [[] for _ in records]
+    evidence = None
+    for item in items:
+        record = records[item.record]
+        if not record["regions"] or item.ref < 0:
+            continue
+        if evidence is None or evidence.record is not record:
+            evidence = Evidence(record, vocab, root)  # one image's pixels in memory at a time
+        rng = np.random.default_rng([seed, item.sent_id, CONTRAST_SEED])
+        for edit in probes_for_sentence(item.text, evidence, rng):
+            pools[item.record].append(Item(item.record, -1, -1, edit["text"], tuple(edit["region_ids"])))
+    return pools
+
+
 def load_split(dataset: Path, split: str) -> tuple[dict, list[dict]]:
     """(manifest, records of one split in file order)."""
     manifest = load_manifest(dataset)
@@ -132,6 +162,7 @@ class RefSegDataset:
         color_jitter: float = 0.0,
         no_language: bool = False,
         negative_share: float = 0.0,
+        contrast_share: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.dataset = Path(dataset)
@@ -160,6 +191,11 @@ class RefSegDataset:
         if self.negative_share > 0:
             vocabulary = self.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
             self.negatives = negative_pools(self.records, self.items, vocabulary, seed)
+        self.contrast_share = 0.0 if no_language or not augment else contrast_share
+        self.contrast: list[list[Item]] = [[] for _ in self.records]
+        if self.contrast_share > 0:
+            vocabulary = self.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
+            self.contrast = contrast_pools(self.records, self.items, self.root, vocabulary, seed)
         self.is_good = [not r["regions"] for r in self.records]
 
     def __len__(self) -> int:
@@ -182,8 +218,14 @@ class RefSegDataset:
 
     def target(self, item: Item) -> np.ndarray:
         """``(H, W)`` uint8 {0, 1}: the union of the sentence's target regions (original size)."""
-        ids = [] if item.ref < 0 else self.records[item.record]["refs"][item.ref]["region_ids"]
-        return self.union(item.record, ids)
+        return self.union(item.record, self.region_ids(item))
+
+    def region_ids(self, item: Item) -> list[int]:
+        return (
+            list(item.region_ids)
+            if item.ref < 0
+            else self.records[item.record]["refs"][item.ref]["region_ids"]
+        )
 
     def union(self, record_index: int, region_ids=None) -> np.ndarray:
         """``(H, W)`` uint8 {0, 1}: the union of some regions of an image (None: all of them)."""
@@ -242,6 +284,11 @@ class RefSegDataset:
             swap = rng.random(k) < self.negative_share
             picks = rng.integers(len(pool), size=k)
             items = [pool[p] if s else it for it, s, p in zip(items, swap, picks, strict=True)]
+        edited = self.contrast[record_index]
+        if edited and self.contrast_share > 0:
+            swap = rng.random(k) < self.contrast_share
+            picks = rng.integers(len(edited), size=k)
+            items = [edited[p] if s else it for it, s, p in zip(items, swap, picks, strict=True)]
         s = self.image_size
         image = self.resized_image(record_index)
         targets = np.stack(
@@ -267,14 +314,16 @@ class RefSegDataset:
     def texts(self) -> list[str]:
         """Every sentence this split can feed the model, sorted: each item's, its negative pool's,
         and with flips their mirror images."""
-        items = self.items + [it for pool in self.negatives for it in pool]
+        items = self.items + [
+            it for pools in (self.negatives, self.contrast) for pool in pools for it in pool
+        ]
         texts = {self.text_of(it) for it in items}
         if self.augment and self.hflip:
             texts |= {mirror_text(t) for t in texts}
         return sorted(texts)
 
     def has_target(self, item: Item) -> bool:
-        return item.ref >= 0 and bool(self.records[item.record]["refs"][item.ref]["region_ids"])
+        return bool(self.region_ids(item))
 
 
 def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool = False) -> RefSegDataset:
@@ -283,7 +332,8 @@ def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool =
     options = {}
     if training:
         options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
-                       negative_share=config.negative_share)  # fmt: skip
+                       negative_share=config.negative_share,
+                       contrast_share=config.contrast_share)  # fmt: skip
     return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
                          **options)  # fmt: skip

@@ -127,7 +127,15 @@ _BEFORE_FIRST_CHECKPOINT = {"config.json", "tokenizer", "metrics.jsonl"}
 
 
 # Fields that are a share or a probability: each must lie in [0, 1].
-SHARES = ("dropout", "drop_path", "color_jitter", "negative_share", "good_per_epoch", "composite_share")
+SHARES = (
+    "dropout",
+    "drop_path",
+    "color_jitter",
+    "negative_share",
+    "contrast_share",
+    "good_per_epoch",
+    "composite_share",
+)
 
 
 def check_config(config: DQFormerConfig) -> None:
