@@ -127,7 +127,7 @@ def contrast_pools(
     evidence = None
     for item in items:
         record = records[item.record]
-        if not record["regions"] or item.ref < 0:
+        if not record["regions"]:
             continue
         if evidence is None or evidence.record is not record:
             evidence = Evidence(record, vocab, root)  # one image's pixels in memory at a time
@@ -188,13 +188,12 @@ class RefSegDataset:
         # Without text there is nothing for a negative to contradict: the ablation gets none.
         self.negative_share = 0.0 if no_language or not augment else negative_share
         self.negatives: list[list[Item]] = [[] for _ in self.records]
+        vocabulary = self.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
         if self.negative_share > 0:
-            vocabulary = self.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
             self.negatives = negative_pools(self.records, self.items, vocabulary, seed)
         self.contrast_share = 0.0 if no_language or not augment else contrast_share
         self.contrast: list[list[Item]] = [[] for _ in self.records]
         if self.contrast_share > 0:
-            vocabulary = self.manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad")
             self.contrast = contrast_pools(self.records, self.items, self.root, vocabulary, seed)
         self.is_good = [not r["regions"] for r in self.records]
 
@@ -279,16 +278,8 @@ class RefSegDataset:
             # would teach the ablation two answers to the same input.
             mine = [i for i in mine if self.has_target(self.items[i])]
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
-        pool = self.negatives[record_index]
-        if pool and self.negative_share > 0:
-            swap = rng.random(k) < self.negative_share
-            picks = rng.integers(len(pool), size=k)
-            items = [pool[p] if s else it for it, s, p in zip(items, swap, picks, strict=True)]
-        edited = self.contrast[record_index]
-        if edited and self.contrast_share > 0:
-            swap = rng.random(k) < self.contrast_share
-            picks = rng.integers(len(edited), size=k)
-            items = [edited[p] if s else it for it, s, p in zip(items, swap, picks, strict=True)]
+        items = _swap_in(items, self.negatives[record_index], self.negative_share, rng)
+        items = _swap_in(items, self.contrast[record_index], self.contrast_share, rng)
         s = self.image_size
         image = self.resized_image(record_index)
         targets = np.stack(
@@ -324,6 +315,16 @@ class RefSegDataset:
 
     def has_target(self, item: Item) -> bool:
         return bool(self.region_ids(item))
+
+
+def _swap_in(items: list[Item], pool: list[Item], share: float, rng: np.random.Generator) -> list[Item]:
+    """Each slot replaced, with chance ``share``, by a random item of ``pool``; nothing is drawn
+    when the pool is empty or the share 0 (the unit's other draws stay those of a run without)."""
+    if not pool or share <= 0:
+        return items
+    swap = rng.random(len(items)) < share
+    picks = rng.integers(len(pool), size=len(items))
+    return [pool[p] if s else it for it, s, p in zip(items, swap, picks, strict=True)]
 
 
 def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool = False) -> RefSegDataset:
