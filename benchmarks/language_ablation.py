@@ -101,6 +101,8 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
     data = open_split(dataset, split, config, tokenizer)
     header, probes = load_probes(probes_path)
     check_matches(header, dataset, probes_path)
+    if header.get("split") != split:
+        raise SystemExit(f"{probes_path}: probes of split {header.get('split')!r}, not {split!r}")
     index = {record["id"]: r for r, record in enumerate(data.records)}
     view = copy.copy(data)  # the test sentences, then each image's probes (sent_id -1 - probe number)
     view.items = list(data.items)

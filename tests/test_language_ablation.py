@@ -59,6 +59,9 @@ def test_score_run_matches_predict_then_evaluate(tmp_path):
         mine = flat({k: got[part][k] for k in keys})
         assert mine == pytest.approx(flat({k: want[k] for k in keys}), nan_ok=True), part
     assert got["probes"]["overall"]["probes"] > 0
+    # val read with test's probes: refused in one line, not a KeyError on a test image's id
+    with pytest.raises(SystemExit, match="probes of split 'test', not 'val'"):
+        score_run(run, dataset, probes, split="val")
 
 
 def scores(part, type_empty, location_empty, universal, moved):
