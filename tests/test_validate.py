@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -53,17 +54,22 @@ def test_tampered_record_is_reported(dataset, edit, expected):
     assert result.exit_code == 1 and "problems found" in result.output
 
 
-def test_deep_check_catches_changed_mask(synth_dataset, tmp_path):
-    import cv2
-
+def _rebuilt_from_a_copy(synth_dataset: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(source tree, dataset): the synthetic tree copied under tmp_path and built from there, so a
+    test may change its files."""
     manifest = json.loads((synth_dataset / "manifest.json").read_text())
     source = tmp_path / "src"
     shutil.copytree(manifest["source"]["root"], source)
     out = tmp_path / "ds"
-    assert (
-        CliRunner().invoke(main, ["build", "--root", str(source), "--out", str(out), "--quiet"]).exit_code
-        == 0
-    )
+    result = CliRunner().invoke(main, ["build", "--root", str(source), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return source, out
+
+
+def test_deep_check_catches_changed_mask(synth_dataset, tmp_path):
+    import cv2
+
+    source, out = _rebuilt_from_a_copy(synth_dataset, tmp_path)
     mask_path = source / "bottle/ground_truth/broken_large/000_mask.png"
     mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
     mask[:3, :3] = 255
@@ -87,14 +93,7 @@ def test_deep_check_with_workers_gives_the_same_lines_in_the_same_order(synth_da
     a malformed last line) come out identical with 2 worker processes."""
     import cv2
 
-    manifest = json.loads((synth_dataset / "manifest.json").read_text())
-    source = tmp_path / "src"
-    shutil.copytree(manifest["source"]["root"], source)
-    out = tmp_path / "ds"
-    assert (
-        CliRunner().invoke(main, ["build", "--root", str(source), "--out", str(out), "--quiet"]).exit_code
-        == 0
-    )
+    source, out = _rebuilt_from_a_copy(synth_dataset, tmp_path)
     path = out / "samples.jsonl"
     lines = path.read_text().splitlines()
     records = [json.loads(line) for line in lines]
