@@ -26,8 +26,9 @@ Stages and floors:
 Every floor runs in this process with glibc told to keep freed memory (``mallopt``, see
 ``_keep_freed_memory``): a plain ``cv2.imread`` loop gets fresh pages from the kernel for every
 image (3.9 M minor page faults, 7-9 s of system time on the full tree, and a floor that moved
-between 47 and 60 s), which is the allocator's cost, not decoding's. The stages run as users
-run them.
+between 47 and 60 s), which is the allocator's cost, not decoding's. The stages that run in
+this process (validate, export, report, synth; not their pool workers) share the setting; the
+build runs in its own process as a user runs it (it faults 79 K pages, not millions).
 
 Rows of the in-process stages (report, synth) also give CPU seconds of all processes against
 the floor's, which vary much less than wall times when the machine is shared.
