@@ -16,6 +16,10 @@
    - probe sensitivity (mean 1 - IoU between a probe's mask and its source's, over probes whose
      target moved): "well above the ablation's", read here as at least twice it and 0.10 more.
 
+   Beside them, unjudged: part-scope sentences' mask IoU with every region of the image (near 1
+   when the model segments every defect whatever the sentence says), location-scope mIoU,
+   gIoU and N-acc.
+
    Targets compare means; the spread is printed beside them, and each seed's figures are in
    ``ablation.json``.
 
@@ -49,6 +53,7 @@ ROWS = (
     ("universal-prompt mIoU", ("test", "expression", "universal", "mIoU"), ("below_by_at_most", 0.02)),
     ("probe sensitivity (moved)", ("probes", "overall", "sensitivity_moved"), ("well_above", (2.0, 0.10))),
     ("probe sensitivity (same)", ("probes", "overall", "sensitivity_same"), None),
+    ("part-scope: mask IoU with every region", ("part_scope", "overall", "iou_every_region"), None),
     ("location-scope mIoU", ("test", "kind", "location", "mIoU"), None),
     ("overall gIoU", ("test", "overall", None, "gIoU"), None),
     ("no-target N-acc", ("test", "overall", None, "N-acc"), None),
@@ -93,7 +98,7 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
 
     from baselines.dqformer.data import Item, open_split
     from baselines.dqformer.infer import iter_masks, load_run
-    from mvtec_ref.evaluate import ref_groups
+    from mvtec_ref.evaluate import ref_groups, target_scope
     from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics
     from mvtec_ref.probes import check_matches, load_probes
 
@@ -113,6 +118,7 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
         view.items.append(Item(r, -1, -1 - j, probe["text"]))
     cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
     sentences, contrast = RefSegMetrics(), ContrastMetrics()
+    every_region: list[float] = []  # part-scope sentences: IoU of the mask with all the image's regions
     current, masks, waiting = None, {}, []
 
     def flush():
@@ -134,12 +140,28 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
         gt = data.target(item)
         sentences.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
         masks[item.sent_id] = pred
+        if target_scope(record, record["refs"][item.ref]) == "part":
+            every_region.append(_iou(pred, data.union(item.record)))
     flush()
-    return {"test": sentences.compute(), "probes": contrast.compute()}
+    mean = sum(every_region) / len(every_region) if every_region else None
+    part_scope = {"sentences": len(every_region), "iou_every_region": mean}
+    return {"test": sentences.compute(), "probes": contrast.compute(), "part_scope": {"overall": part_scope}}
+
+
+def _iou(pred, gt) -> float:
+    """IoU of two masks (either non-zero = in); 1.0 when both are empty."""
+    import numpy as np
+
+    pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
+    union = np.count_nonzero(pred | gt)
+    return np.count_nonzero(pred & gt) / union if union else 1.0
 
 
 def figure(scores: dict, where: tuple) -> float | None:
-    part = scores[where[0]]
+    """One figure of a run's scores; None where the run was scored before that figure existed."""
+    part = scores.get(where[0])
+    if part is None:
+        return None
     if where[0] == "test":
         table = part["overall"] if where[1] == "overall" else part["by"].get(where[1], {}).get(where[2], {})
         return table.get(where[3])

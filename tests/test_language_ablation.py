@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -39,12 +40,14 @@ def flat(table: dict) -> dict:
     return out
 
 
-def test_score_run_matches_predict_then_evaluate(tmp_path):
+def test_score_run_matches_predict_then_evaluate(tmp_path, monkeypatch):
     from baselines.dqformer.predict import predict_dataset
     from baselines.dqformer.train import train
     from benchmarks.language_ablation import prepare, score_run
-    from mvtec_ref.evaluate import evaluate_predictions
+    from mvtec_ref.build import iter_samples
+    from mvtec_ref.evaluate import NO_TARGET, evaluate_predictions, load_predictions, target_scope
     from mvtec_ref.probes import evaluate_probes
+    from mvtec_ref.regions.mask import decode_rle
 
     dataset, probes = prepare(tmp_path, "carpet,hazelnut", 2)
     run = tmp_path / "run"
@@ -59,6 +62,35 @@ def test_score_run_matches_predict_then_evaluate(tmp_path):
         mine = flat({k: got[part][k] for k in keys})
         assert mine == pytest.approx(flat({k: want[k] for k in keys}), nan_ok=True), part
     assert got["probes"]["overall"]["probes"] > 0
+    # part-scope sentences: the mask's IoU with every region, from the PNGs predict wrote
+    ious = []
+    get = load_predictions(pred)
+    for _, record in iter_samples(dataset):
+        if record["split"] != "test" or not record["regions"]:
+            continue
+        every = np.zeros((record["height"], record["width"]), bool)
+        for region in record["regions"]:
+            every |= decode_rle(region["segmentation"]) > 0
+        for ref in record["refs"]:
+            if target_scope(record, ref) == "part":
+                for sentence in ref["sentences"]:
+                    mask = get(sentence["sent_id"])
+                    mask = np.zeros_like(every) if mask is None or mask is NO_TARGET else mask > 0
+                    ious.append((mask & every).sum() / (mask | every).sum())
+    assert got["part_scope"]["overall"]["sentences"] == len(ious) > 0
+    assert got["part_scope"]["overall"]["iou_every_region"] == pytest.approx(np.mean(ious))
+    # a model that segments every defect whatever the sentence says: IoU 1 with every region
+    import baselines.dqformer.infer as infer
+
+    def every_defect(model, data, device):
+        for mine in data.by_record:
+            for i in mine:
+                yield data.items[i], data.union(data.items[i].record)
+
+    monkeypatch.setattr(infer, "iter_masks", every_defect)
+    union_model = score_run(run, dataset, probes)
+    assert union_model["part_scope"]["overall"]["iou_every_region"] == 1.0
+    assert union_model["test"]["by"]["scope"]["part"]["mIoU"] < 0.9
     # val read with test's probes: refused in one line, not a KeyError on a test image's id
     with pytest.raises(SystemExit, match="probes of split 'test', not 'val'"):
         score_run(run, dataset, probes, split="val")
