@@ -99,7 +99,7 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
     from baselines.dqformer.data import Item, open_split
     from baselines.dqformer.infer import iter_masks, load_run
     from mvtec_ref.evaluate import ref_groups, target_scope
-    from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics
+    from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics, mask_iou
     from mvtec_ref.probes import check_matches, load_probes
 
     model, config, tokenizer = load_run(run, checkpoint="best", device="cpu")
@@ -141,20 +141,11 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
         sentences.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
         masks[item.sent_id] = pred
         if target_scope(record, record["refs"][item.ref]) == "part":
-            every_region.append(_iou(pred, data.union(item.record)))
+            every_region.append(mask_iou(pred > 0, data.union(item.record) > 0))  # masks at the image's size
     flush()
     mean = sum(every_region) / len(every_region) if every_region else None
     part_scope = {"sentences": len(every_region), "iou_every_region": mean}
     return {"test": sentences.compute(), "probes": contrast.compute(), "part_scope": {"overall": part_scope}}
-
-
-def _iou(pred, gt) -> float:
-    """IoU of two masks (either non-zero = in); 1.0 when both are empty."""
-    import numpy as np
-
-    pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
-    union = np.count_nonzero(pred | gt)
-    return np.count_nonzero(pred & gt) / union if union else 1.0
 
 
 def figure(scores: dict, where: tuple) -> float | None:

@@ -151,12 +151,12 @@ class ContrastMetrics:
         gt, gt_source = np.asarray(gt) > 0, np.asarray(gt_source) > 0
         pred, pred_source = _fit(pred, gt.shape), _fit(pred_source, gt.shape)
         scores = (
-            _iou(pred, gt),
+            mask_iou(pred, gt),
             not gt.any(),
             not pred.any(),
             not np.array_equal(gt, gt_source),
-            1.0 - _iou(pred, pred_source),
-            1.0 - _iou(gt, gt_source),
+            1.0 - mask_iou(pred, pred_source),
+            1.0 - mask_iou(gt, gt_source),
         )
         self.total.add(*scores)
         self.by_edit[edit].add(*scores)
@@ -220,7 +220,7 @@ def _fit(mask, shape) -> np.ndarray:
     return mask > 0
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool masks; 1.0 when both are empty (GRES)."""
     union = np.count_nonzero(a | b)
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
