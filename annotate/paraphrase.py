@@ -226,7 +226,7 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
     New sentences get ``sent_id`` values after the largest in ``records``, in record order.
     ``pixel_judge(record, text, target) -> rule name or None`` vets them from the pixels too.
     """
-    from tqdm import tqdm
+    from mvtec_ref.progress import progress_bar
 
     next_id = 1 + max(
         (s["sent_id"] for r in records for ref in r["refs"] for s in ref["sentences"]), default=0
@@ -241,9 +241,7 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
     if max_sentences:
         todo = todo[:max_sentences]
     outcome: Counter = Counter()
-    for record, ref, sentence in tqdm(
-        todo, desc="paraphrase", unit="sent", disable=None if progress is None else not progress
-    ):
+    for record, ref, sentence in progress_bar(todo, desc="paraphrase", unit="sent", progress=progress):
         text = paraphraser.ask(vocab.noun(record["category"]), sentence["text"])
         if text is None:
             outcome["failed"] += 1

@@ -119,8 +119,10 @@ def ref_groups(record: dict, ref: dict, gt: np.ndarray, cuts: tuple[float, float
 
 
 def evaluate_predictions(
-    dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False
-) -> dict:
+    dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False,
+    progress: bool | None = False,
+) -> dict:  # fmt: skip
+    from mvtec_ref.progress import progress_bar
     from mvtec_ref.regions.mask import decode_rle
 
     manifest = load_manifest(dataset)
@@ -130,7 +132,9 @@ def evaluate_predictions(
     resized = []
     metrics = RefSegMetrics()
     missing, scored = [], 0
-    for _, record in iter_samples(dataset):
+    records = progress_bar(iter_samples(dataset), desc="evaluate", unit="img",
+                           total=manifest["counts"]["images"], progress=progress)  # fmt: skip
+    for _, record in records:
         if split != "all" and record["split"] != split:
             continue
         masks = {g["region_id"]: g for g in record["regions"]}

@@ -161,7 +161,10 @@ def test_build_applies_reviews_across_seeds(synth_tree, synth_dataset, tmp_path)
             str(reviews),
         ]
     )
-    assert "1 problems" in result.output
+    assert "1 problem," in result.output
+    # build says what it applied, in the line stats prints, and the app counts the same
+    said = [line for line in result.output.splitlines() if line.startswith("human review")]
+    assert len(said) == 1 and "3 of 4 decisions applied, 1 match nothing" in said[0]
     samples = {r["image_path"]: r for r in _records(out)}
 
     def sentences(record, ref):
