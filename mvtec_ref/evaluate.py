@@ -24,6 +24,7 @@ import numpy as np
 from mvtec_ref.build import iter_samples, load_manifest
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import RefSegMetrics, target_size
+from mvtec_ref.wording import percent
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def format_metrics(result: dict) -> str:
     keys = ["samples", "mIoU", "oIoU", "gIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9", "N-acc", "T-acc"]
 
     def cell(v):
-        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+        return "-" if v is None else (str(v) if isinstance(v, int) else percent(v, 2))
 
     rows = [("overall", result["overall"])]
     for name in ("expression", "scope", "kind", "size"):

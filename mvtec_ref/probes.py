@@ -30,6 +30,7 @@ import numpy as np
 from mvtec_ref import __version__
 from mvtec_ref.build import SAMPLES, iter_samples, load_manifest
 from mvtec_ref.errors import DatasetError, OutputError
+from mvtec_ref.wording import percent
 
 FORMAT = "mvtec-ref-probes"
 EDIT_KINDS = ("location", "type", "size", "extreme", "count", "attribute", "universal")
@@ -246,7 +247,7 @@ def format_contrast(result: dict) -> str:
             ("truth_shift_moved", "truth-moved")]  # fmt: skip
 
     def cell(v):
-        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+        return "-" if v is None else (str(v) if isinstance(v, int) else percent(v, 2))
 
     rows = [("overall", result["overall"]), *result["by_edit"].items()]
     width = max(len(name) for name, _ in rows)
