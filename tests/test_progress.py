@@ -136,3 +136,24 @@ def test_model_scoring_shows_its_bar_on_a_terminal_and_a_slow_step_ticks(tmp_pat
     assert epoch.count("\r") >= 5  # redrawn while no step ended (about every 0.1 s for 1 s)
     rc, piped = _run([str(script)], terminal=False, cwd=repo)
     assert rc == 0 and BAR not in piped, piped
+
+
+def test_training_shows_every_long_step_on_a_terminal(tmp_path):
+    """train-baseline: the frozen text encoder's features, each epoch, its validation and the final
+    test scoring each draw a bar on a terminal (the same helper stays silent when piped, above)."""
+    tree, dataset = tmp_path / "tree", tmp_path / "dataset"
+    for args in (
+        ["synth", "--out", str(tree), "--category", "carpet", "--per-type", "2", "--quiet"],
+        ["build", "--root", str(tree), "--out", str(dataset), "--quiet"],
+    ):
+        assert _run(["-m", "mvtec_ref", *args], terminal=False)[0] == 0
+    small = ["--preset", "tiny", "--image-size", "64", "--batch-size", "2", "--sentences-per-image", "2",
+             "--epochs", "1", "--workers", "0", "--warmup-steps", "2",
+             "--max-eval-sentences", "12"]  # fmt: skip
+    rc, on_terminal = _run(
+        ["-m", "mvtec_ref", "train-baseline", str(dataset), "--out", str(tmp_path / "run"), *small],
+        terminal=True,
+    )
+    assert rc == 0, on_terminal[-3000:]
+    for bar in ("text features: 100%|", "epoch 1/1: 100%|", "val 1/1: 100%|", "test: 100%|"):
+        assert bar in on_terminal, (bar, on_terminal[-3000:])

@@ -253,9 +253,13 @@ class Trainer:
     amp: bool
 
 
-def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist, hf_configs=None) -> Trainer:
+def build_trainer(
+    config: DQFormerConfig, data: TrainData, device, dist: Dist, hf_configs=None,
+    progress: bool | None = False,
+) -> Trainer:  # fmt: skip
     """``hf_configs``: transformers configs for the backbone and text encoder (random init; see
-    ``build_dqformer``), else the config's named parts."""
+    ``build_dqformer``), else the config's named parts. ``progress``: a bar while a frozen text
+    encoder reads every sentence."""
     import torch
 
     from baselines.dqformer.model import build_dqformer
@@ -263,7 +267,7 @@ def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist, h
     model = build_dqformer(config, hf_configs=hf_configs).to(device)
     for split in (data.units.dataset, data.val):  # a frozen text encoder reads every sentence once, here
         if split is not None:
-            model.text_encoder.prefill(**split.tokenize(split.texts()))
+            model.text_encoder.prefill(**split.tokenize(split.texts()), progress=progress)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
     trained = [p for group in optimizer.param_groups for p in group["params"]]
@@ -429,7 +433,7 @@ def train(
     random.seed(config.seed + dist.rank)
 
     data = load_data(config, dataset, dist)
-    trainer = build_trainer(config, data, device, dist)
+    trainer = build_trainer(config, data, device, dist, progress=progress if dist.main else False)
     state = load_state(out, trainer, dist) if resume else start_run(out, config, data.tokenizer, dist)
     show = progress if dist.main else False  # None: a bar on a terminal (rank 0 only)
     trainer.net.train()
