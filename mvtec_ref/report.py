@@ -222,7 +222,7 @@ def _facts(manifest: dict, dataset: Path) -> str:
     splits = config.get("splits", {})
     ratios = "/".join(f"{r:g}" for r in splits.get("ratios", []))
     rows = [
-        ("dataset", f"{manifest['name']} ({Path(dataset).resolve()})"),
+        ("dataset", str(Path(dataset).resolve())),
         ("source", f"{source['kind']} at {source['root']}"),
         ("files read", count(source.get("files", 0), "file")),
         ("fingerprint", f"SHA-256 {source.get('fingerprint', '-')}"),
@@ -254,7 +254,8 @@ def _page(manifest: dict, summary: dict, plots: list[tuple[str, tuple[int, int]]
     from mvtec_ref.wording import count
 
     counts = manifest["counts"]
-    title = html.escape(f"{manifest['name']}: {count(counts['images'], 'image')}, "
+    # the folder names the dataset (every manifest says "mvtec-ref")
+    title = html.escape(f"{Path(dataset).resolve().name}: {count(counts['images'], 'image')}, "
                         f"{count(counts['regions'], 'region')}, "
                         f"{count(counts['sentences'], 'sentence')}")  # fmt: skip
     sections, toc = (
