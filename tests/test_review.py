@@ -612,6 +612,12 @@ def test_batch_accept_undo_and_layout_at_1366x768(synth_tree, tmp_path):
         driver.find_element(By.ID, "rewrite").send_keys(Keys.ESCAPE)
         driver.find_element(By.ID, "toggle-progress").click()
         assert in_view("progress-panel")
+        # below the header: the progress bar and its button stay visible and clickable
+        assert driver.execute_script(
+            "const h = document.querySelector('header').getBoundingClientRect().bottom;"
+            "return document.getElementById('progress-panel').getBoundingClientRect().top >= h"
+            " && document.querySelector('.panel').getBoundingClientRect().top >= h"
+        )
         shot = os.environ.get("MVTEC_REF_REVIEW_SCREENSHOT_1366", str(tmp_path / "review-1366.png"))
         assert driver.save_screenshot(shot)
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []

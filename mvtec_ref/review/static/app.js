@@ -457,7 +457,7 @@ $("accept-ref").addEventListener("click", () => acceptAll("ref"));
 $("accept-image").addEventListener("click", () => acceptAll("image"));
 // the panel and the progress details sit below the header, whose height depends on the width
 const fitHeader = () => document.documentElement.style.setProperty("--header", `${document.querySelector("header").offsetHeight}px`);
-window.addEventListener("resize", fitHeader);
+new ResizeObserver(fitHeader).observe(document.querySelector("header")); // it wraps as its texts fill in
 fitHeader();
 
 function onFilter() {
