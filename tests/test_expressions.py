@@ -149,7 +149,10 @@ def test_edges_and_corners_only_near_the_frame_sides():
         check_sentence("the glue spot in the top left corner of the image", [0], corner, VOCAB).verdict == OK
     )
     # a texture has no corner of its own: only the image has (issue 31)
-    assert "frame_edges" in check_sentence("the glue spot in the top left corner of the grid", [0], corner, VOCAB).reason
+    assert (
+        "frame_edges"
+        in check_sentence("the glue spot in the top left corner of the grid", [0], corner, VOCAB).reason
+    )
 
 
 # -- 4. frames per object kind ---------------------------------------------------------------
