@@ -231,6 +231,8 @@ class _Writer:
             most = self.part.count
         else:
             most = None
+        if vocab and _pluralizes_one_of(words, vocab.parts.get(category, {})):
+            most = 1  # "cables of the wrong colour" where the object has one cable
         self.nameable = most is None or len(record["regions"]) <= most
         self.one_of = most == 1  # no counts, comparisons or plurals of it
         self.regions = record["regions"]
@@ -590,6 +592,18 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
         texts = PART_PLACES[_term_kind(term)]
         terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
     return terms
+
+
+def _pluralizes_one_of(words: DefectWords, parts: dict[str, Part]) -> bool:
+    """Do the type's plural forms make several of a part the object has one of?"""
+    plurals = [f" {' '.join(tokenize(plural))} " for _, plural in words.phrases]
+    return any(
+        f" {name} " in form
+        for part in parts.values()
+        if part.count == 1
+        for _, name in part.names
+        for form in plurals
+    )
 
 
 def _edge_noun(kind: str, noun: str) -> str:

@@ -62,7 +62,7 @@ RULES: tuple[Rule, ...] = (
     Rule("colour_name", "colour", 6.0,
          "the mean colour lies inside the word's hue/lightness band with this many degrees to spare"),
     Rule("colour_surround", "colour", 15.0,
-         "the surround's colour fails the word even with its band this much wider ('brown' on brown leather)"),
+         "the surround fails the word even with its band this much wider: no 'brown' on brown leather"),
     Rule("size_tiny", "size", 0.002,
          "'tiny': area under this share of the image"),
     Rule("size_small", "size", 0.008,
