@@ -732,9 +732,34 @@ def _free_places(frame: dict, noun: str, regions: list[dict], defect_type: str) 
     free = []
     for text, changes in _place_claims(_place_rule(frame), noun):
         claims = Claims(universal=True, **changes)
-        if not any(matches(claims, r, defect_type) for r in regions):
+        if not any(matches(claims, r, defect_type) or _reaches(changes, r, frame) for r in regions):
             free.append(text)
     return tuple(free)
+
+
+def _reaches(changes: dict, region: dict, frame: dict) -> bool:
+    """Does any part of a region (its box, not only its centroid) lie in the cells or at the edges a
+    place phrase names? A long thread that starts in the bottom right corner is there too."""
+    if frame["kind"] not in ("box", "texture") or not frame.get("bbox"):
+        return False
+    fx, fy, fw, fh = frame["bbox"]
+    x, y, w, h = region["bbox"]
+    x0, x1 = (x - fx) / max(fw, 1), (x + w - fx) / max(fw, 1)
+    y0, y1 = (y - fy) / max(fh, 1), (y + h - fy) / max(fh, 1)
+    if changes.get("edges"):
+        from mvtec_ref.regions.frame import EDGE_BAND
+
+        near = {"top": y0 <= EDGE_BAND, "bottom": y1 >= 1 - EDGE_BAND, "left": x0 <= EDGE_BAND,
+                "right": x1 >= 1 - EDGE_BAND}  # fmt: skip
+        return all(near[side] for side in changes["edges"])
+    if changes.get("cells"):
+
+        def span(a, b):
+            return range(min(max(int(a * 3), 0), 2), min(max(int(min(b, 0.999) * 3), 0), 2) + 1)
+
+        touched = {(r, c) for r in span(y0, y1) for c in span(x0, x1)}
+        return bool(touched & changes["cells"])
+    return False
 
 
 def _places_for(part: Part | None, frame: dict, noun: str, places: tuple[str, ...] | None) -> tuple[str, ...]:
