@@ -199,12 +199,20 @@ def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
     kind = record["frame"].get("kind")
     if kind is None:  # a record written before frames had kinds
         kind = "texture" if record["frame"]["source"] == "image" else "box"
-    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox")}
+    # several objects on a background (VisA's candles): places are the image's, not one candle's
+    scene = kind == "texture" and vocab.object_count(record["category"]) != 1
+    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox"), "scene": scene}
 
 
 def _place_rule(frame: dict) -> tuple:
     """The hashable part of a frame rule that place phrases depend on."""
-    return (frame["kind"], tuple(frame["ends"]), frame["rim"], frame.get("edges", True))
+    return (
+        frame["kind"],
+        tuple(frame["ends"]),
+        frame["rim"],
+        frame.get("edges", True),
+        frame.get("scene", False),
+    )
 
 
 class _Writer:
@@ -240,6 +248,7 @@ class _Writer:
         self.type = record["defect_type"]
         self.words, self.noun, self.frame, self.rng = words, noun, frame, rng
         self.prep = words.prep or ("in" if record["frame"]["source"] == "image" else "on")
+        self.on_noun = f"on one of the {noun}" if frame.get("scene") else f"{self.prep} the {noun}"
         self.phrase_words = set(tokenize(" ".join(p for pair in words.phrases for p in pair)))
         self.heads = _heads(words)
         # No place words when the name already says where ("scratch on the head") or names the
@@ -333,7 +342,7 @@ class _Writer:
                 if not own_prep or " on the " in f" {head} ":  # "the scratch on the head of the screw"
                     words.append(f"of the {self.noun}")
             elif not own_prep:
-                words.append(f"{self.prep} the {self.noun}")
+                words.append(self.on_noun)
         if tail:
             words.append(tail)
         return " ".join(w for w in words if w)
@@ -590,7 +599,10 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
             continue
         part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
         texts = PART_PLACES[_term_kind(term)]
-        terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
+        where = "image" if frame.get("scene") else noun
+        terms.append(
+            ({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=where) for t in texts))
+        )
     return terms
 
 
@@ -777,7 +789,7 @@ def _place_claims(rule_key: tuple, noun: str) -> tuple[tuple[str, dict], ...]:
     """(place phrase, claim changes) of every place phrase of a frame."""
     from annotate.parse import _take_frame_places, _take_places
 
-    kind, ends, rim, _ = rule_key
+    kind, ends, rim, _, _ = rule_key
     out = []
     rule = {"kind": kind, "ends": ends, "rim": rim}
     for text in _all_places(rule_key, noun):
@@ -841,7 +853,7 @@ def _absent_phrase(
 
 @cache
 def _all_places(rule_key: tuple, noun: str) -> tuple[str, ...]:
-    kind, ends, rim, edges = rule_key
+    kind, ends, rim, edges, scene = rule_key
     if kind == "axis":
         out = [t.format(e=e, n=noun) for e in ends for t in AXIS_PLACES["end"]]
         return tuple(out + [t.format(n=noun) for t in AXIS_PLACES["middle"]])
@@ -859,7 +871,9 @@ def _all_places(rule_key: tuple, noun: str) -> tuple[str, ...]:
         elif term != "center":
             out += [t.format(t=term, n=side) for t in EDGE_PLACES]
         part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
-        out += [t.format(t=term, part=part, n=noun) for t in PART_PLACES[_term_kind(term)]]
+        out += [
+            t.format(t=term, part=part, n="image" if scene else noun) for t in PART_PLACES[_term_kind(term)]
+        ]
     return tuple(out)
 
 

@@ -52,6 +52,7 @@ RULES: tuple[RoleRule, ...] = (
 RULE = {rule.name: rule for rule in RULES}
 
 SIZE_EXTREMES = ("largest", "smallest")
+MIDDLE_COLUMN = frozenset((row, 1) for row in range(3))  # a box part's "middle": top to bottom
 MOVED = {"shifted", "moved", "displaced", "rotated", "turned", "tilted", "misaligned", "present", "visible"}
 NOUN_PREPOSITIONS = {"on", "of", "in", "inside"}
 
@@ -187,7 +188,7 @@ def _wrong_place(claims: Claims, where: tuple[str, ...], frame: dict) -> str | N
         if claims.ring is not None and claims.ring not in where:
             return f"said to be at the {claims.ring}"
         return None
-    cells = frozenset().union(*(TERM_CELLS[w] for w in where if w in TERM_CELLS))
+    cells = frozenset().union(*(MIDDLE_COLUMN if w == "middle" else TERM_CELLS[w] for w in where))
     claimed = claims.cells
     if claims.edges:
         edge_cells = frozenset.intersection(*(TERM_CELLS[side] for side in claims.edges))

@@ -294,4 +294,4 @@ def frame_places(frame: dict) -> tuple[str, ...]:
         return ("center", "rim")
     from annotate.claims import TERM_CELLS
 
-    return tuple(TERM_CELLS)
+    return (*TERM_CELLS, "middle")  # "middle": the middle column, top to bottom (a zipper's teeth)
