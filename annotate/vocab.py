@@ -1,9 +1,15 @@
-"""Vocabulary per source dataset: object nouns and defect-type phrases, stored as data.
+"""Vocabulary per source dataset: what each defect type's region IS, and its words, stored as data.
 
-A new dataset adds ``annotate/vocab/<source>.json`` (checked against
-``schemas/vocabulary.schema.json``); no code changes. A defect type missing from the
-file gets a readable phrase made from its name (``glue_strip`` -> "glue strip") and is
-flagged ``fallback=True`` so that the build can report it.
+Per category: the object's noun, its parts (how many, where in the frame they can be), its own
+colours and the facts the entry was checked against; per defect type: its role (``ROLES``: a
+thing on the object, damage to a named part, a part in a wrong state, a missing part or object,
+a state of the whole object, a logical fault, an unnamed anomaly), the part it concerns and its
+phrases. The generator (``annotate.generate``), the parser-based checker (``annotate.roles``) and
+the pixel judge read the same entry. A new dataset adds ``annotate/vocab/<source>.json``
+(checked against ``schemas/vocabulary.schema.json`` and ``entry_problem``); no code changes. A
+defect type missing from the file gets a readable phrase made from its name (``glue_strip`` ->
+"glue strip"), is taken as ``unnamed`` and flagged ``fallback=True`` so that the build can
+report it.
 """
 
 from __future__ import annotations
