@@ -841,7 +841,14 @@ def _absent_phrase(
     if words.placed:  # the phrase names a part of the object: "a damaged tip of the screw"
         part = not set(tokenize(head)) & PREPOSITIONS or " on the " in f" {head} "
         return f"{det} {head}" + _draw(rng, ("", f" of the {noun}" if part else ""))
-    if words.role in ("logical", "missing", "unnamed"):  # "a missing nectarine", "an extra washer": no place
+    # "an extra washer", "a missing nectarine" (logical: where it is is what is wrong), an absent
+    # object: no place; a missing part of an object that is there has one ("a missing lead on the
+    # left side of the transistor"), where the part can be
+    if (
+        words.role in ("logical", "unnamed")
+        or words.absent
+        or (words.role == "missing" and words.nature == "logical")
+    ):
         own = set(tokenize(head)) & PREPOSITIONS or words.absent
         return f"{det} {head}" + _draw(rng, ("", "" if own else f" on the {noun}"))
     # a good image: any place phrase of the frame, each equally likely; only where its part can be
