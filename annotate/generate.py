@@ -102,6 +102,9 @@ RETRIES = 5  # redraws of a sentence the pixel judge rejects (build's ``accept``
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
+# Counts people say at a glance; beyond, a count of mask pieces (a thread cut by a mesh into 17)
+# is no count of things a reader sees.
+MAX_COUNTED = 6
 FILL_SHARE = 0.6  # a region this wide and tall within its frame gets no place words
 PART_MARGIN = 0.03  # a part word ("upper", "left") needs the centroid this far inside its third
 NO_TARGET_TYPES = 3  # absent types named on a good image
@@ -146,7 +149,7 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=N
     ]
     if w.nameable:
         refs.append(w.type_ref(everything))
-        if len(regions) > 1:
+        if 1 < len(regions) <= MAX_COUNTED:
             refs.append(w.count_ref(everything))
         refs += w.location_refs()
         refs += w.size_refs()
