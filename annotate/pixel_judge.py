@@ -706,23 +706,7 @@ def _colour_surround(rule, colour, target, scene):
 def fits_loosely(colour: str, hsv: tuple[float, float, float], slack_deg: float) -> bool:
     """Could ``colour`` be said of a mean colour ``(h, s, v)`` at all: its hue band widened by
     ``slack_deg``, paler and duskier tints included (the test for a surround's own colour)."""
-    h, s, v = hsv
-    hue = h * 360.0
-    if colour == "black":
-        return v < 0.25
-    if colour == "white":
-        return s < 0.2 and v > 0.7
-    if colour == "gray":
-        return s < 0.2 and 0.2 < v < 0.85
-    if colour == "brown":
-        hue = hue - 360 if hue > 300 else hue
-        return s > 0.2 and 0.08 < v < 0.65 and -10 - slack_deg < hue < 45 + slack_deg
-    if colour not in HUE_BANDS or s < 0.2 or v < 0.2:
-        return False
-    lo, hi = HUE_BANDS[colour]
-    if colour == "red":
-        hue = hue - 360 if hue > 180 else hue
-    return lo - slack_deg <= hue < hi + slack_deg
+    return colour_fits(colour, hsv, -slack_deg, LOOSE)
 
 
 def _colour_name(rule, colour, target, scene):
@@ -742,27 +726,40 @@ HUE_BANDS = {"red": (-15, 15), "orange": (15, 45), "yellow": (45, 70), "green": 
              "blue": (165, 260), "purple": (260, 345)}  # fmt: skip
 
 
-def colour_fits(colour: str, hsv: tuple[float, float, float], margin_deg: float) -> bool:
-    """Does a mean colour ``(h, s, v)`` in [0, 1] clearly deserve ``colour``?"""
+# Saturation and value limits of colour words: STRICT for a word said of a region, LOOSE for
+# whether a word could be said of a surround at all. Keys: chromatic s/v minimum, red and orange
+# value minimum, black v maximum, white/gray s maximum, white v minimum, gray v range, brown s
+# minimum and v range.
+STRICT = {"s": 0.3, "v": 0.3, "red_v": 0.55, "orange_v": 0.65, "black_v": 0.15, "pale_s": 0.12,
+          "white_v": 0.85, "gray_v": (0.25, 0.8), "brown_s": 0.3, "brown_v": (0.12, 0.5)}  # fmt: skip
+LOOSE = {"s": 0.2, "v": 0.2, "red_v": 0.0, "orange_v": 0.0, "black_v": 0.25, "pale_s": 0.2,
+         "white_v": 0.7, "gray_v": (0.2, 0.85), "brown_s": 0.2, "brown_v": (0.08, 0.65)}  # fmt: skip
+
+
+def colour_fits(colour: str, hsv: tuple[float, float, float], margin_deg: float, limits=STRICT) -> bool:
+    """Does a mean colour ``(h, s, v)`` in [0, 1] clearly deserve ``colour``? ``margin_deg``: how far
+    inside its hue band (negative: how far outside is still allowed)."""
     h, s, v = hsv
     hue = h * 360.0
     if colour == "black":
-        return v < 0.15
+        return v < limits["black_v"]
     if colour == "white":
-        return s < 0.12 and v > 0.85
+        return s < limits["pale_s"] and v > limits["white_v"]
     if colour == "gray":
-        return s < 0.12 and 0.25 < v < 0.8
+        low, high = limits["gray_v"]
+        return s < limits["pale_s"] and low < v < high
     if colour == "brown":
         hue = hue - 360 if hue > 300 else hue
-        return s > 0.3 and 0.12 < v < 0.5 and -10 + margin_deg < hue < 45 - margin_deg
-    if colour not in HUE_BANDS or s < 0.3 or v < 0.3:
+        low, high = limits["brown_v"]
+        return s > limits["brown_s"] and low < v < high and -10 + margin_deg < hue < 45 - margin_deg
+    if colour not in HUE_BANDS or s < limits["s"] or v < limits["v"]:
         return False
     lo, hi = HUE_BANDS[colour]
     if colour == "red":
         hue = hue - 360 if hue > 180 else hue
-        if v < 0.55:
+        if v < limits["red_v"]:
             return False
-    if colour == "orange" and v < 0.65:
+    if colour == "orange" and v < limits["orange_v"]:
         return False
     return lo + margin_deg <= hue < hi - margin_deg
 
