@@ -853,7 +853,7 @@ def _absent_phrase(
         or (words.role == "missing" and words.nature == "logical")
     ):
         own = set(tokenize(head)) & PREPOSITIONS or words.absent
-        return f"{det} {head}" + _draw(rng, ("", "" if own else f" on the {noun}"))
+        return f"{det} {head}" + _draw(rng, ("", "" if own else f" {words.prep or 'on'} the {noun}"))
     # a good image: any place phrase of the frame, each equally likely; only where its part can be
     places = _places_for(vocab.part(record["category"], defect_type), frame, noun, places)
     places = _no_echo(places, _heads(words))
