@@ -253,7 +253,8 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
         if verdict.verdict != OK:
             outcome[f"rejected_{verdict.verdict}"] += 1
             continue
-        rule = pixel_judge(record, text, ref["region_ids"]) if pixel_judge and ref["region_ids"] else None
+        # no-target paraphrases too: a colour or tone there has nothing to be measured on
+        rule = pixel_judge(record, text, ref["region_ids"]) if pixel_judge else None
         if rule is not None:
             outcome[f"rejected_pixel_judge_{rule}"] += 1
             continue
