@@ -21,8 +21,9 @@ from annotate.claims import TERM_CELLS, Claims, denotation, matches, region_plac
 from annotate.parse import tokenize
 from annotate.roles import _wrong_place
 from annotate.vocab import DefectWords, Part, Vocabulary
+from mvtec_ref.regions.frame import CORNERS
 
-TEMPLATES_VERSION = "templates-4"
+TEMPLATES_VERSION = "templates-5"
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 SIZE_WORDS = {"small": ("small",), "medium": ("medium-sized",), "large": ("large", "big")}
 # Tone words are positive forms that compare a region with its own surround ("a dark spot"): the
@@ -127,12 +128,13 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=N
 
     ``accept(text, target_ids) -> bool`` (the build passes the pixel judge) vets every
     sentence with a target; a rejected one is drawn again with other optional words, then
-    plain, and dropped if even that fails."""
+    plain, and dropped if even that fails. A sentence with no target is vetted too: its place is
+    drawn again where the judge refuses it (a corner the object does not have)."""
     category, regions = record["category"], record["regions"]
     noun = vocab.noun(category)
     frame = _frame_rule(record, vocab)
     if not regions:
-        return _no_target_refs(record, vocab, noun, frame, rng)
+        return _no_target_refs(record, vocab, noun, frame, rng, accept)
     words = vocab.words(category, record["defect_type"])
     w = _Writer(record, words, noun, frame, rng, accept, vocab)
     everything = [r["region_id"] for r in regions]
@@ -155,7 +157,7 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=N
         refs += w.size_refs()
         refs += w.relative_refs()
         refs += w.attribute_refs()
-    refs.append(_other_type_ref(record, vocab, noun, frame, rng))
+    refs.append(_other_type_ref(record, vocab, noun, frame, rng, accept))
     refs = _unique([ref for ref in refs if ref is not None])
     if w.nameable:
         w.top_up(refs, everything)
@@ -204,7 +206,20 @@ def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
         kind = "texture" if record["frame"]["source"] == "image" else "box"
     # several objects on a background (VisA's candles): places are the image's, not one candle's
     scene = kind == "texture" and vocab.object_count(record["category"]) != 1
-    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox"), "scene": scene}
+    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox"), "scene": scene,
+            "corners": _corners(record["frame"], kind, rule)}  # fmt: skip
+
+
+def _corners(frame: dict, kind: str, rule: dict) -> tuple[str, ...]:
+    """The corners place words may name: a texture's are the image's (all four); a box's are those
+    its object's outline has (the frame's ``corners``: none on an oval pill or a capsule's round
+    ends; all four in a record written before frames measured them), none where the box is no
+    outline of its own (``edges: false``); axis and round frames have none."""
+    if kind == "texture":
+        return CORNERS
+    if kind != "box" or not rule.get("edges", True):
+        return ()
+    return tuple(c for c in CORNERS if c in frame.get("corners", CORNERS))
 
 
 def _place_rule(frame: dict) -> tuple:
@@ -215,6 +230,7 @@ def _place_rule(frame: dict) -> tuple:
         frame["rim"],
         frame.get("edges", True),
         frame.get("scene", False),
+        frame.get("corners", CORNERS),
     )
 
 
@@ -591,8 +607,8 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
     edges = place.get("edges") or [] if frame.get("edges", True) else []
     terms = []
     side = _edge_noun(kind, noun)
-    if len(edges) == 2:
-        corner = " ".join(edges)
+    corner = " ".join(edges)
+    if len(edges) == 2 and corner in frame.get("corners", CORNERS):  # a pill's box corner is no pill's
         terms.append(({"edges": frozenset(edges)}, tuple(t.format(t=corner, n=side) for t in CORNER_PLACES)))
     for edge in edges:
         texts = _along_only_long(region, tuple(t.format(t=edge, n=side) for t in EDGE_PLACES))
@@ -691,7 +707,7 @@ def _template_kind(changes: dict) -> str:
     return "round"
 
 
-def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng) -> list[dict]:
+def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng, accept=None) -> list[dict]:
     """Good image: the universal prompt, and two plausible defects of the category, placed at random."""
     refs = [_ref("no_target", [], [("anomaly", "no_target/anomaly")])]
     # "combined", folder names, "other": no kind a reader could look for
@@ -701,7 +717,7 @@ def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
         if vocab.words(record["category"], t).role != "unnamed"
     ]
     sentences = [
-        (_absent_phrase(vocab, record, t, noun, frame, rng), "no_target/type")
+        (_absent_phrase(vocab, record, t, noun, frame, rng, accept=accept), "no_target/type")
         for t in _pick(rng, types, NO_TARGET_TYPES)
     ]
     refs.append(_ref("no_target", [], sentences))
@@ -721,7 +737,7 @@ def _pick(rng: np.random.Generator, options: list, k: int) -> list:
     return [options[i] for i in sorted(rng.choice(len(options), size=k, replace=False))]
 
 
-def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng) -> dict | None:
+def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng, accept=None) -> dict | None:
     """A phrase of another defect type of the category: it refers to nothing here."""
     category, own = record["category"], record["defect_type"]
     if vocab.words(category, own).role == "unnamed":
@@ -737,7 +753,9 @@ def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
     # ... and so does an absent type placed where the present defect is
     places = _free_places(frame, noun, record["regions"], own)  # each type drops its echoes below
     picked = _pick(rng, types, 2)
-    sentences = [(_absent_phrase(vocab, record, t, noun, frame, rng, places), "other_type") for t in picked]
+    sentences = [
+        (_absent_phrase(vocab, record, t, noun, frame, rng, places, accept), "other_type") for t in picked
+    ]
     return _ref("other_type", [], sentences)
 
 
@@ -792,7 +810,7 @@ def _place_claims(rule_key: tuple, noun: str) -> tuple[tuple[str, dict], ...]:
     """(place phrase, claim changes) of every place phrase of a frame."""
     from annotate.parse import _take_frame_places, _take_places
 
-    kind, ends, rim, _, _ = rule_key
+    kind, ends, rim = rule_key[:3]
     out = []
     rule = {"kind": kind, "ends": ends, "rim": rim}
     for text in _all_places(rule_key, noun):
@@ -822,10 +840,11 @@ ABSENT_LOOK = {"shape": ("thin", "long", "round")}
 
 
 def _absent_phrase(
-    vocab: Vocabulary, record: dict, defect_type: str, noun: str, frame: dict, rng, places=None
+    vocab: Vocabulary, record: dict, defect_type: str, noun: str, frame: dict, rng, places=None, accept=None
 ) -> str:
     """A plausible but absent defect of the category: size and shape words its role allows and a
-    place of the frame where its part can be (one of ``places`` when given), at random."""
+    place of the frame where its part can be (one of ``places`` when given), at random; a place
+    that ``accept(text, [])`` refuses is drawn again (up to RETRIES), then none."""
     words = vocab.words(record["category"], defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
     size = "" if words.sized or "size" not in words.looks else _draw(rng, ABSENT_SIZE)
@@ -858,12 +877,21 @@ def _absent_phrase(
     places = _places_for(vocab.part(record["category"], defect_type), frame, noun, places)
     places = _no_echo(places, _heads(words))
     prep = words.prep or ("in" if frame["kind"] == "texture" else "on")
-    return f"{det} {head} {_draw(rng, places)}" if places else f"{det} {head} {prep} the {noun}"
+    plain = f"{det} {head} {prep} the {noun}"
+    for _ in range(1 + (RETRIES if accept else 0)):
+        if not places:
+            return plain
+        place = _draw(rng, places)
+        text = f"{det} {head} {place}"
+        if accept is None or accept(text, []):
+            return text
+        places = tuple(p for p in places if p != place)
+    return plain
 
 
 @cache
 def _all_places(rule_key: tuple, noun: str) -> tuple[str, ...]:
-    kind, ends, rim, edges, scene = rule_key
+    kind, ends, rim, edges, scene, corners = rule_key
     if kind == "axis":
         out = [t.format(e=e, n=noun) for e in ends for t in AXIS_PLACES["end"]]
         return tuple(out + [t.format(n=noun) for t in AXIS_PLACES["middle"]])
@@ -877,7 +905,7 @@ def _all_places(rule_key: tuple, noun: str) -> tuple[str, ...]:
         if not edges:
             pass  # a box that is no outline of its own has no edges or corners to name
         elif " " in term:
-            out += [t.format(t=term, n=side) for t in CORNER_PLACES]
+            out += [t.format(t=term, n=side) for t in CORNER_PLACES if term in corners]
         elif term != "center":
             out += [t.format(t=term, n=side) for t in EDGE_PLACES]
         part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())

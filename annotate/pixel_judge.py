@@ -30,7 +30,7 @@ from functools import cached_property
 
 import numpy as np
 
-JUDGE_VERSION = "pixel-judge-3"
+JUDGE_VERSION = "pixel-judge-4"
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ RULES: tuple[Rule, ...] = (
          "a place word only when this share of the pixels lie in those cells of the frame's 3x3 grid"),
     Rule("edge", "edge", 0.15,
          "'edge': two thirds of the pixels within this share of the frame's size from that edge"),
+    Rule("corner_outline", "corner", 0.6,
+         "'corner' of a box: the object fills this share of the square there (generation: 0.5); ovals: 0"),
     Rule("corner", "corner", 0.2,
          "'corner': two thirds of the pixels within this share of the frame's size from both its edges"),
     Rule("axis_end", "axis_end", 0.2,
@@ -109,6 +111,14 @@ RULES: tuple[Rule, ...] = (
 # fmt: on
 RULE = {rule.name: rule for rule in RULES}
 PLACE_SHARE_FOR_EDGES = 2 / 3  # the share used by the edge and corner rows
+# The corner_outline row's square: a fifth of the box's shorter side, so that a long capsule's round
+# end and a round pill's are alike; the material outside the box beside it, half as wide, is the
+# background, and a pixel is the object's when its largest channel differs from that material's
+# median by OUTLINE_CONTRAST gray levels and OUTLINE_SPREAD times the material's own spread.
+OUTLINE_SQUARE = 0.2
+OUTLINE_CONTRAST = 20.0
+OUTLINE_SPREAD = 4.5
+CORNER_NAMES = ("top left", "top right", "bottom left", "bottom right")
 
 
 # -- measuring -------------------------------------------------------------------------
@@ -334,6 +344,48 @@ class Scene:
     grayscale: bool
     missing_part: bool
     frame: dict = None  # the record's frame: kind, bbox and, for axis/round kinds, axis or center+radius
+    image: np.ndarray | None = None  # (H, W) or (H, W, 3) uint8: what the object's outline is read from
+
+    @cached_property
+    def outline_corners(self) -> dict[str, float]:
+        """ "top left"... -> share of the square at that corner of the frame's box that the object
+        fills (``outline_corners``); measured the first time a corner is claimed."""
+        return outline_corners(self.image, self.frame["bbox"])
+
+
+def outline_corners(image: np.ndarray, bbox) -> dict[str, float]:
+    """Share of the square at each corner of the box ``[x, y, w, h]`` (side OUTLINE_SQUARE of its
+    shorter side) whose pixels differ from the material just outside the box beside that corner.
+
+    The box is the object's own, so what lies outside it is background: a band of half the
+    square's width left or right of the square, above or below it, and diagonally out, clipped to
+    the image. A pixel is the object's when its largest channel difference from that band's median
+    is over OUTLINE_CONTRAST and OUTLINE_SPREAD times the band's median difference. A corner with no
+    band (the box's corner is the image's) is filled: the object runs off the picture there."""
+    pixels = image if image.ndim == 3 else image[:, :, None]
+    H, W = pixels.shape[:2]
+    x, y, w, h = (int(v) for v in bbox)
+    side = max(1, int(round(OUTLINE_SQUARE * min(w, h))))
+    reach = max(2, side // 2)
+    fills = {}
+    for name in CORNER_NAMES:
+        row, col = name.split()
+        x0 = x if col == "left" else x + w - side
+        y0 = y if row == "top" else y + h - side
+        out_x = (max(0, x - reach), x) if col == "left" else (x + w, min(W, x + w + reach))
+        out_y = (max(0, y - reach), y) if row == "top" else (y + h, min(H, y + h + reach))
+        bands = (pixels[y0 : y0 + side, out_x[0] : out_x[1]], pixels[out_y[0] : out_y[1], x0 : x0 + side],
+                 pixels[out_y[0] : out_y[1], out_x[0] : out_x[1]])  # fmt: skip
+        outside = np.concatenate([b.reshape(-1, pixels.shape[2]) for b in bands]).astype(np.int16)
+        if len(outside) == 0:
+            fills[name] = 1.0
+            continue
+        background = np.median(outside, axis=0)
+        spread = float(np.median(np.abs(outside - background).max(axis=1)))
+        square = pixels[max(0, y0) : y0 + side, max(0, x0) : x0 + side].astype(np.int16)
+        far = np.abs(square - background).max(axis=2) > max(OUTLINE_CONTRAST, OUTLINE_SPREAD * spread)
+        fills[name] = float(far.mean()) if far.size else 1.0
+    return fills
 
 
 def measure_record(record: dict, image: np.ndarray, masks: dict | None = None, vocab=None) -> Scene:
@@ -359,7 +411,7 @@ def measure_record(record: dict, image: np.ndarray, masks: dict | None = None, v
     if vocab is not None:
         words = vocab.words(record["category"], record["defect_type"])
         gap = gap or words.role == "missing" or words.absent
-    return Scene(looks, image.ndim == 2, gap, record.get("frame") or {})
+    return Scene(looks, image.ndim == 2, gap, record.get("frame") or {}, image)
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -593,7 +645,11 @@ def judge_sentence(
         looks = sorted({c.kind for c in claims if c.kind in ("tone", "colour", "comparative")})
         if looks:
             return [Failure("look_unmeasured", f"{'/'.join(looks)} word with no region to measure")]
-        return []
+        # a place of the object that it does not have is false with nothing there too
+        rule = RULE["corner_outline"]
+        corners = [c.value for c in claims if c.kind == "corner"] if scene is not None else []
+        failures = [Failure(rule.name, f) for c in corners if (f := _corner_outline(rule, c, [], scene))]
+        return failures[:1] if first_only else failures
     target = sorted(target)
     failures = []
     for rule in RULES:
@@ -819,6 +875,23 @@ def _edge(rule, side, target, scene):
     return _each(target, scene, test)
 
 
+def _corner_outline(rule, corner, target, scene):
+    """Does the object have the corner named (any corner, for a bare "corner")? A texture's corners
+    are the image's; an axis or round frame has none; a box's are measured (``outline_corners``)."""
+    frame = scene.frame or {}
+    kind = frame.get("kind") or ("texture" if frame.get("source") == "image" else "box")
+    if kind == "texture":
+        return None
+    if kind != "box":
+        return f"a corner of a {kind} frame: the object's outline has none"
+    fills = scene.outline_corners
+    fill = fills[corner] if corner else max(fills.values())
+    if fill < rule.threshold:
+        where = corner or "nearest"
+        return f"the object fills {fill:.0%} of the {where} corner of its box: its outline has none there"
+    return None
+
+
 def _corner(rule, corner, target, scene):
     def test(lk):
         share = lk.corners[corner] if corner else max(lk.corners.values())
@@ -994,6 +1067,7 @@ _CHECKS = {
     "irregular": _shape_word,
     "place": _place,
     "edge": _edge,
+    "corner_outline": _corner_outline,
     "corner": _corner,
     "axis_end": _axis_end,
     "axis_middle": _axis_middle,
@@ -1008,11 +1082,21 @@ _CHECKS = {
 # -- over a record ---------------------------------------------------------------------
 
 
+def needs_image(record: dict, vocab) -> bool:
+    """Has the record a sentence whose claims only its pixels can bear out: any with a target, or
+    one that names a corner (of an object that may have none) with no target."""
+    return any(
+        ref["region_ids"]
+        or any(c.kind == "corner" for s in ref["sentences"] for c in read_claims(s["text"], record, vocab))
+        for ref in record["refs"]
+    )
+
+
 def judge_record(
     record: dict, image: np.ndarray, vocab, *, origins=None, first_only: bool = False
 ) -> list[tuple[dict, dict, list[Failure]]]:
     """(ref, sentence, failures) for every sentence (of ``origins``, default all) that breaks a rule."""
-    scene = measure_record(record, image, vocab=vocab) if record["regions"] else None
+    scene = measure_record(record, image, vocab=vocab)
     bad = []
     for ref in record["refs"]:
         for sentence in ref["sentences"]:

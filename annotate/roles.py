@@ -16,7 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from annotate.claims import TERM_CELLS, Claims
-from annotate.parse import COUNTS, EDGE_WORDS, ParseError, _phrase_tokens, parse, tokenize
+from annotate.parse import (
+    CORNER_FIRST,
+    COUNTS,
+    EDGE_WORDS,
+    SIDES,
+    ParseError,
+    _phrase_tokens,
+    parse,
+    tokenize,
+)
 from annotate.vocab import Vocabulary
 
 
@@ -44,7 +53,8 @@ RULES: tuple[RoleRule, ...] = (
              "and a whole object nowhere on itself"),
     RoleRule("frame_edges",
              "edges and corners only of what has them: a texture has none of its own (only the "
-             "image's), nor has a box that holds an object and its leads"),
+             "image's), nor has a box that holds an object and its leads; a box has only the corners "
+             "its object's outline fills (the frame's measured corners: none on an oval pill)"),
     RoleRule("absent_presence",
              "an object that may be missing is never said to be there: not 'on' or 'of' it, not "
              "shifted, moved or turned"),
@@ -199,10 +209,14 @@ def _wrong_place(claims: Claims, where: tuple[str, ...], frame: dict) -> str | N
 
 
 def _edge_faults(tokens: list[str], record: dict, vocab: Vocabulary) -> list[RoleFault]:
-    """A texture's edges are the image's; a box marked ``edges: false`` has none to name."""
+    """A texture's edges are the image's; a box marked ``edges: false`` has none to name, and any
+    other box only the corners its object has."""
     frame = vocab.frame(record["category"])
-    kind = (record.get("frame") or {}).get("kind", frame["kind"])
-    if kind not in ("texture", "box") or (kind == "box" and frame.get("edges", True)):
+    measured = record.get("frame") or {}
+    kind = measured.get("kind", frame["kind"])
+    if kind == "box" and frame.get("edges", True):
+        return _corner_faults(tokens, measured.get("corners"), vocab.noun(record["category"]))
+    if kind not in ("texture", "box"):
         return []
     noun = list(_phrase_tokens(vocab.noun(record["category"])))
     for i, t in enumerate(tokens):
@@ -218,6 +232,23 @@ def _edge_faults(tokens: list[str], record: dict, vocab: Vocabulary) -> list[Rol
                 else "its box is no outline of its own"
             )
             return [RoleFault("frame_edges", f"'{t}' of the {vocab.noun(record['category'])}: {what}")]
+    return []
+
+
+def _corner_faults(tokens: list[str], corners: list[str] | None, noun: str) -> list[RoleFault]:
+    """Corner words of a box name only ``corners``, those its object's outline has (the record's
+    frame; None in a record written before frames measured them: any). "Of the image" is the image's."""
+    if corners is None:
+        return []
+    for i, t in enumerate(tokens):
+        if t not in ("corner", "corners") or tokens[i + 1 : i + 4] == ["of", "the", "image"]:
+            continue
+        side = SIDES.get(tokens[i - 1]) if i else None
+        row = CORNER_FIRST.get(tokens[i - 2]) if i > 1 else None
+        named = f"{row} {side}" if row and side else None
+        if named not in corners if named else not corners:
+            what = f"no {named} corner" if named else "no corner"
+            return [RoleFault("frame_edges", f"'{t}' of the {noun}: its outline has {what}")]
     return []
 
 

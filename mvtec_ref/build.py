@@ -295,18 +295,17 @@ def process_image(root: Path, src: SourceImage, config: BuildConfig) -> Processe
         vocab = load_vocabulary(config.vocabulary or config.source)
         # the pixel judge, asked per candidate; it gets the regions' pixels, not their RLE to decode
         masks = {r.region_id: r.full_mask((height, width)) for r in regions}
-        vetter = Vetter(record, image, vocab, masks) if regions else None
+        vetter = Vetter(record, image, vocab, masks)  # good images too: "the top left corner of the pill"
         refs = refs_for(record, vocab, rng, accept=vetter)
-        if vetter is not None:
-            judged.update(
-                {"sentences_checked": vetter.checked, **{f"rule:{k}": n for k, n in vetter.rejected.items()}}
-            )
+        judged.update(
+            {"sentences_checked": vetter.checked, **{f"rule:{k}": n for k, n in vetter.rejected.items()}}
+        )
     else:
         refs = universal_refs(record)
     record["refs"] = [
         {"ref_id": 0, **ref, "sentences": [{"sent_id": 0, **s} for s in ref["sentences"]]} for ref in refs
     ]
-    if config.expressions and regions:  # what reached the refs without the generator asking is dropped
+    if config.expressions:  # what reached the refs without the generator asking is dropped
         from annotate.pixel_judge import drop_failing
 
         refs_before = len(record["refs"])

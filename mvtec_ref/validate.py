@@ -276,9 +276,10 @@ def _check_files(
 
 def _judge_pixels(record: dict, root: Path, where: str, vocab) -> list[str]:
     """Re-measure every claim of every sentence from the image and the regions' masks."""
-    if not any(ref["region_ids"] for ref in record["refs"]):
+    from annotate.pixel_judge import judge_record, needs_image
+
+    if not needs_image(record, vocab):
         return []
-    from annotate.pixel_judge import judge_record
     from mvtec_ref.errors import SampleError
     from mvtec_ref.regions.mask import decode_image
 

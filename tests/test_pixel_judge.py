@@ -139,6 +139,41 @@ ROUND = {
 }
 
 
+def rounded_box(radius, x0=20, y0=40, x1=180, y1=160):
+    """A 160 x 120 rectangle with corners rounded to ``radius`` (0: square corners)."""
+    m = box(x0, y0, x1, y1)
+    if radius:
+        m[:] = 0
+        m[y0:y1, x0 + radius : x1 - radius] = 1
+        m[y0 + radius : y1 - radius, x0:x1] = 1
+        for cx, cy in ((x0 + radius, y0 + radius), (x1 - radius - 1, y0 + radius),
+                       (x0 + radius, y1 - radius - 1), (x1 - radius - 1, y1 - radius - 1)):  # fmt: skip
+            cv2.circle(m, (cx, cy), radius, 1, -1)
+    return m
+
+
+def oval():
+    m = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.ellipse(m, (100, 100), (80, 50), 0, 0, 360, 1, -1)
+    return m
+
+
+def on_object(outline, region):
+    """A bright object (``outline``) on a dark background with a dark spot (``region``) on it, and
+    the record fields of its box frame (a pill's)."""
+    ys, xs = np.nonzero(outline)
+    bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+    image = paint(paint(canvas(30), outline, 220), region & outline, 60)
+    fields = {"category": "pill", "defect_type": "contamination",
+              "frame_record": {"bbox": bbox, "source": "object", "kind": "box"}}  # fmt: skip
+    return ([region & outline], image), fields
+
+
+SQUARE_PILL = on_object(rounded_box(0), box(24, 44, 40, 56))
+ROUNDED_PILL = on_object(rounded_box(33), box(30, 50, 46, 62))  # fills 57% of its corner square
+OVAL_PILL = on_object(oval(), box(40, 70, 56, 82))
+
+
 def two_at(x0, x1, area0=100, area1=100):
     a = box(x0, 100, x0 + 10, 100 + area0 // 10)
     b = box(x1, 40, x1 + 10, 40 + area1 // 10)
@@ -260,6 +295,18 @@ CASES = [
      (0,), {}, True),
     ("edge", "borderline", "the hole near the top edge of the carpet", shaped(box(90, 24, 110, 40)),
      (0,), {}, True),
+    # issue 31: a corner only where the object's outline has one (an oval pill has none)
+    ("corner_outline", "true", "the contamination spot in the top left corner of the pill", *SQUARE_PILL[:1],
+     (0,), SQUARE_PILL[1], False),
+    ("corner_outline", "false", "the contamination spot in the top left corner of the pill", *OVAL_PILL[:1],
+     (0,), OVAL_PILL[1], True),
+    ("corner_outline", "false", "the contamination spot near a corner of the pill", *OVAL_PILL[:1],
+     (0,), OVAL_PILL[1], True),
+    # corners rounded to 28% of the shorter side: generation's 0.5 of the square, not the judge's 0.6
+    ("corner_outline", "borderline", "the contamination spot in the top left corner of the pill",
+     *ROUNDED_PILL[:1], (0,), ROUNDED_PILL[1], True),
+    ("corner_outline", "false", "the contamination spot in the top left corner of the bottle",
+     shaped(disc(40, 40, 6)), (0,), ROUND, True),  # a round frame has no corners
     ("corner", "true", "the hole in the top left corner of the carpet", shaped(box(4, 4, 20, 20)),
      (0,), {}, False),
     ("corner", "false", "the hole in the top left corner of the carpet", shaped(box(48, 56, 62, 68)),

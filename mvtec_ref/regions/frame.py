@@ -1,7 +1,8 @@
 """Frames that place words are relative to, one rule per object kind (the vocabulary's ``frame``).
 
 - ``texture``: the whole image ("near the top edge of the carpet");
-- ``box``: the upright object's bounding box ("in the upper left part of the transistor");
+- ``box``: the upright object's bounding box ("in the upper left part of the transistor"), with
+  the corners of the box that the object's own outline has (an oval pill has none);
 - ``axis``: an elongated object at any angle (a screw): its principal axis from its own mask,
   with two named ends, the wider one first ("near the head", "near the tip", "halfway along");
 - ``round``: a round object seen from above (bottle, hazelnut, nut): a circle, with clock-face
@@ -20,6 +21,16 @@ FRAME_KINDS = ("texture", "box", "axis", "round")
 # A region is "near" an edge or a corner of a box frame when its centroid lies within this share
 # of the frame's side from that edge (a 3x3 cell alone is never an edge or a corner).
 EDGE_BAND = 0.15
+# A box frame has a corner only where the object's outline has one: the object (joined with the
+# defect) fills at least CORNER_FILL of the square at that corner of its box, the square's side
+# CORNER_SQUARE of the box's shorter side (the same square for a long capsule as for a round
+# pill: a corner is where two sides meet, whatever the length between corners). Measured on
+# drawn shapes: a rectangle fills 1.0, one with corners rounded to a fifth of its shorter side
+# 0.76, turned by 5 degrees 0.67 at two corners; an ellipse, a disc or a stadium (a capsule's
+# round ends) 0.13 at most, a rectangle turned by 10 degrees or more 0.42 at most.
+CORNER_SQUARE = 0.2
+CORNER_FILL = 0.5
+CORNERS = ("top left", "top right", "bottom left", "bottom right")
 # Along an axis: the first/last quarter is an end, 0.35-0.65 is "halfway along".
 END_BAND = 0.25
 MIDDLE_BAND = (0.35, 0.65)
@@ -131,7 +142,9 @@ def find_frame(
         x1, y1 = max(x1, dx + dw), max(y1, dy + dh)
     frame = {"bbox": [x0, y0, x1 - x0, y1 - y0], "source": "object", "kind": kind}
     points = (np.stack([xs, ys], axis=1).astype(np.float64) + 0.5) / scale
-    if kind == "axis":
+    if kind == "box":
+        frame["corners"] = box_corners(union)
+    elif kind == "axis":
         frame["axis"] = _axis(obj, scale, points)
     elif kind == "round":
         oy, ox = np.nonzero(obj)
@@ -141,6 +154,18 @@ def find_frame(
         frame["center"] = [round(float(centre[0]), 2), round(float(centre[1]), 2)]
         frame["radius"] = round(radius, 2)
     return frame
+
+
+def box_corners(blob: np.ndarray) -> list[str]:
+    """The corners of ``blob``'s bounding box that the blob fills (``(h, w)`` bool, not empty):
+    those of CORNERS whose square, CORNER_SQUARE of the box's shorter side, it fills by at least
+    CORNER_FILL."""
+    ys, xs = np.nonzero(blob)
+    box = blob[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = box.shape
+    side = max(1, int(round(CORNER_SQUARE * min(h, w))))
+    squares = (box[:side, :side], box[:side, w - side :], box[h - side :, :side], box[h - side :, w - side :])
+    return [name for name, square in zip(CORNERS, squares, strict=True) if square.mean() >= CORNER_FILL]
 
 
 def _axis(obj: np.ndarray, scale: float, points: np.ndarray) -> dict:
