@@ -1,0 +1,18 @@
+"""Every size the toolkit takes from a file or a request is checked against one of these before
+anything of that size is allocated. Each is far above what a real dataset needs, and far below
+what would exhaust a machine.
+"""
+
+from __future__ import annotations
+
+# Pixels of one image or mask (width x height), read from the file's header or a record before
+# decoding: 2**28 is 16,384 x 16,384; MVTec AD 2's largest images are about 4,200 x 3,000.
+MAX_IMAGE_PIXELS = 1 << 28
+# Bytes of one line of a JSON Lines file (a sample record, a prediction, a probe, a decision).
+MAX_LINE_BYTES = 64 << 20
+# Images one shard header may announce, and shards one build may be cut into.
+MAX_IMAGES = 10_000_000
+MAX_SHARDS = 100_000
+# A review app request: body bytes, and JSON nesting (a decision is two levels deep).
+MAX_REQUEST_BYTES = 64 << 10
+MAX_REQUEST_DEPTH = 8
