@@ -620,7 +620,7 @@ def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng
         for t in _pick(rng, types, NO_TARGET_TYPES)
     ]
     refs.append(_ref("no_target", [], sentences))
-    return refs
+    return [ref for ref in refs if ref is not None]  # a category the vocabulary lacks has no types
 
 
 def _draw(rng: np.random.Generator, options) -> str:

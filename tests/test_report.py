@@ -74,8 +74,8 @@ def test_jpeg_thumbnails_decode_at_reduced_size_and_match_a_full_decode(tmp_path
     for name in ("a.jpg", "a.png"):
         assert cv2.imwrite(str(tmp_path / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 95])
     flags = []
-    imread = cv2.imread
-    monkeypatch.setattr(cv2, "imread", lambda path, flag: flags.append(flag) or imread(path, flag))
+    imread, imdecode = cv2.imread, cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flag: flags.append(flag) or imdecode(data, flag))
     thumb = report_module.shrink_image(tmp_path / "a.jpg", (1024, 768), (256, 192))
     full = cv2.resize(
         imread(str(tmp_path / "a.jpg"), cv2.IMREAD_COLOR), (256, 192), interpolation=cv2.INTER_AREA
