@@ -39,6 +39,18 @@ def _progress(quiet: bool) -> bool | None:
     return False if quiet else None
 
 
+class _FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (click's comparisons let nan through)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return value
+
+
 def _split_ratios(text: str) -> tuple[float, float, float]:
     import math
 
@@ -111,11 +123,11 @@ def _force_option(f):
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option(
     "--per-type",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100_000),
     help="Defective images per defect type (and as many good test images, twice as many train "
     "good), instead of the scale's counts.",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 512), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def synth(
     out: Path, scale: str, seed: int, categories: tuple[str, ...], per_type: int | None, workers: int,
@@ -142,11 +154,11 @@ def _llm_options(f):
     options = [
         click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
         click.option("--model", help="Model name the endpoint serves."),
-        click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True,
+        click.option("--temperature", type=_FiniteFloatRange(0, 2), default=0.7, show_default=True,
                      help="Sampling temperature of the endpoint (OpenAI's range)."),
-        click.option("--timeout", "timeout_s", type=click.FloatRange(0, 3600, min_open=True), default=30.0,
+        click.option("--timeout", "timeout_s", type=_FiniteFloatRange(0, 3600, min_open=True), default=30.0,
                      show_default=True, help="Seconds per request."),
-        click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True,
+        click.option("--retries", type=click.IntRange(0, 100), default=4, show_default=True,
                      help="Retries for timeouts, 429 and 5xx, with exponential backoff."),
         click.option("--max-sentences", type=click.IntRange(min=0), default=0,
                      help="Paraphrase at most this many sentences (0 = all)."),
@@ -201,7 +213,7 @@ def _run_paraphrase(
 @click.option("--strict", is_flag=True, help="Stop at the first problem instead of skipping bad samples.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 512),
     default=1,
     show_default=True,
     help="Worker processes; the output is identical for any number.",
@@ -360,7 +372,7 @@ def paraphrase(dataset, base_url, model, temperature, timeout_s, retries, max_se
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 512),
     default=1,
     show_default=True,
     help="Processes reading the files of --deep; the lines are identical for any number.",
@@ -433,7 +445,7 @@ def export(
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 512),
     help="Processes drawing thumbnails [default: one per CPU core, 1 below 500 samples]; "
     "the output is identical for any number.",
 )
@@ -673,7 +685,7 @@ def _range_type(spec: tuple | None, kind: type):
     low, high, *how = spec
     if kind is int:
         return click.IntRange(low, high)
-    return click.FloatRange(low, high, min_open="low-open" in how, max_open="high-open" in how)
+    return _FiniteFloatRange(low, high, min_open="low-open" in how, max_open="high-open" in how)
 
 
 @main.command("train-baseline")

@@ -114,10 +114,12 @@ def _imdecode(data: bytes, path: str) -> np.ndarray:
     return array
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` read from an image file's header, no pixel decoded; None when the
-    header is not one PIL knows."""
+def image_size(data: bytes) -> tuple[int, int] | int | None:
+    """``(width, height)`` read from an image file's header, no pixel decoded; the pixel count
+    alone when Pillow refuses the size itself (over 178 M pixels); None when the header is not
+    one Pillow knows."""
     import io
+    import re
     import warnings
 
     from PIL import Image
@@ -127,8 +129,9 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 return int(im.size[0]), int(im.size[1])
-    except Image.DecompressionBombError:
-        return (MAX_IMAGE_PIXELS + 1, 1)  # PIL's own cap (2 x 89 M pixels) is above ours anyway
+    except Image.DecompressionBombError as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        return int(found.group(1)) if found else MAX_IMAGE_PIXELS + 1
     except Exception:  # noqa: BLE001 - any unreadable header: OpenCV has the last word
         return None
 
@@ -137,11 +140,13 @@ def check_image_size(data: bytes, path: str) -> None:
     """CorruptImageError when the header says the image has more than ``MAX_IMAGE_PIXELS`` pixels
     (a 437 KB PNG can announce 60,000 x 60,000): a bad sample, found before any allocation."""
     size = image_size(data)
-    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        w, h = size
-        shown = f"{w}x{h}" if h > 1 else "over 178 M pixels"
+    if size is None:
+        return
+    pixels = size if isinstance(size, int) else size[0] * size[1]
+    if pixels > MAX_IMAGE_PIXELS:
+        shown = f"is {size[0]}x{size[1]}" if isinstance(size, tuple) else f"has {pixels:,} pixels"
         raise CorruptImageError(
-            path, f"header says the image is {shown}, over the limit of {MAX_IMAGE_PIXELS:,} pixels"
+            path, f"header says the image {shown}, over the limit of {MAX_IMAGE_PIXELS:,} pixels"
         )
 
 
