@@ -519,6 +519,9 @@ def _process_all(
 ) -> Iterator[Processed]:
     from tqdm import tqdm
 
+    from mvtec_ref.limits import processes
+
+    workers = processes(workers, len(images))
     bar = tqdm(total=len(images), desc="build", unit="img", disable=_no_bar(progress))
     with bar:
         if workers <= 1:

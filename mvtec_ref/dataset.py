@@ -15,8 +15,8 @@ checks, before any command does any work:
   ``region_id`` unique in its image; ``width x height`` at most ``MAX_IMAGE_PIXELS``; each
   region's RLE has the image's size and its runs cover exactly that many pixels; its ``area``,
   ``bbox`` and ``area_ratio`` are those of the RLE, its ``size`` bucket that of the manifest's
-  cuts, its centroid inside its box; refs target regions of their own image; a defect image has
-  regions and a good one none;
+  cuts, its centroid inside its box; refs target regions of their own image; a sentence's
+  ``tokens`` are the words of its ``text``; a defect image has regions and a good one none;
 - the manifest's ``counts`` against the samples; at least one sample.
 
 A failure raises ``DatasetError`` with one line, ``<file>:<line>: <field>: <problem>``. With
@@ -201,6 +201,7 @@ def check_sample(
     """``"<field>: <problem>"`` for each way ``record`` fails the sample schema or the cheap
     invariants (module docstring). ``seen`` carries ids across a file; ``placeholder_ids``: ids
     not numbered yet (shard lines carry 0), so they are neither schema-checked nor compared."""
+    from annotate.parse import tokenize
     from mvtec_ref.regions.describe import size_bucket
     from mvtec_ref.regions.mask import rle_area_bbox
 
@@ -267,11 +268,14 @@ def check_sample(
         unknown = sorted(set(ref["region_ids"]) - region_ids)
         if unknown:
             found.append(f"{at}.region_ids: {unknown} name no region of this image")
-        if seen is not None and not placeholder_ids:
-            for j, sentence in enumerate(ref["sentences"]):
+        for j, sentence in enumerate(ref["sentences"]):
+            if seen is not None and not placeholder_ids:
                 dup = seen.add("sent_id", sentence["sent_id"], where)
                 if dup:
                     found.append(f"{at}.sentences[{j}].sent_id: {dup}")
+            if sentence["tokens"] != (tokenize(sentence["text"]) or [sentence["text"]]):
+                found.append(f"{at}.sentences[{j}].tokens: are not the words of its text (tokens are "
+                             "annotate.parse.tokenize(text); exports pass them on)")  # fmt: skip
     return found
 
 

@@ -17,3 +17,12 @@ MAX_SHARDS = 100_000
 # A review app request: body bytes, and JSON nesting (a decision is two levels deep).
 MAX_REQUEST_BYTES = 64 << 10
 MAX_REQUEST_DEPTH = 8
+
+
+def processes(workers: int, jobs: int) -> int:
+    """Worker processes actually started for ``jobs`` pieces of work when ``workers`` were asked
+    for: never more than the jobs, nor four per CPU core (every command's output is the same for
+    any number of workers, so the cap changes nothing but memory)."""
+    import os
+
+    return max(1, min(workers, jobs, 4 * (os.cpu_count() or 1)))

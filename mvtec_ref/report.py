@@ -47,7 +47,9 @@ def build_report(
     manifest, root = dataset.manifest, dataset.root
     # Defect images first within each category, so the gallery opens on anomalies.
     records = sorted(dataset, key=lambda r: (r["category"], -r["label_index"], r["id"]))
-    workers = default_workers(len(records)) if workers is None else workers
+    from mvtec_ref.limits import processes
+
+    workers = default_workers(len(records)) if workers is None else processes(workers, len(records))
     with staged_directory(out, marker=MARKER) as stage, _pool(workers) as pool:
         (stage / "thumbs").mkdir()
         jobs = ((r, root, stage / "thumbs") for r in records)

@@ -63,7 +63,10 @@ def validate_dataset(
             heads[i], files = _check_without_files(data.where(i), record, vocab, check_files)
             yield i, files
 
+    from mvtec_ref.limits import processes
+
     context = (root, deep, region_config)
+    workers = processes(workers, len(data))
     if workers > 1 and check_files and deep:  # only reading and judging the pixels is worth a process
         import multiprocessing
 

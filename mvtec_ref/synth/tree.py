@@ -88,7 +88,10 @@ def write_synthetic_tree(
     """Write the tree to ``out`` atomically; returns a summary (images, regions planned)."""
     from tqdm import tqdm
 
+    from mvtec_ref.limits import processes
+
     jobs = plan_jobs(scale, seed, categories=categories, per_type=per_type)
+    workers = processes(workers, len(jobs))
     with staged_directory(out, marker=MARKER) as stage:
         bar = tqdm(
             total=len(jobs), desc="synth", unit="img", disable=None if progress is None else not progress
