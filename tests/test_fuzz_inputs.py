@@ -293,27 +293,19 @@ def test_shard_mutations(case, good, tmp_path):
               [tmp_path / "merged"])  # fmt: skip
 
 
-@pytest.mark.parametrize("case", _cases("predictions"), ids=_id)
-def test_prediction_mutations(case, good, tmp_path):
-    rng = np.random.default_rng([SEED, 3, case[1]])
-    pred = tmp_path / "pred.jsonl"
-    pred.write_bytes(mutate(good["pred"].read_bytes(), rng)[0])
+@pytest.mark.parametrize("case", _cases("predictions") + _cases("probes"), ids=_id)
+def test_prediction_and_probe_mutations(case, good, tmp_path):
+    kind, i = case
+    rng = np.random.default_rng([SEED, 3 if kind == "predictions" else 4, i])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(mutate(good["pred" if kind == "predictions" else "probes"].read_bytes(), rng)[0])
     before = snapshot(tmp_path)
     out = tmp_path / "m.json"
-    result = run("evaluate", good["ds"], "--pred", pred, "--out", out, *(["--allow-missing"] * (case[1] % 2)))
-    check_run(result, tmp_path, before, [out])
-
-
-@pytest.mark.parametrize("case", _cases("probes"), ids=_id)
-def test_probe_mutations(case, good, tmp_path):
-    rng = np.random.default_rng([SEED, 4, case[1]])
-    probes = tmp_path / "probes.jsonl"
-    probes.write_bytes(mutate(good["probes"].read_bytes(), rng)[0])
-    before = snapshot(tmp_path)
-    out = tmp_path / "c.json"
-    result = run("evaluate", good["ds"], "--probes", probes, "--pred", good["pred"], "--allow-missing",
-                 "--out", out)  # fmt: skip
-    check_run(result, tmp_path, before, [out])
+    if kind == "predictions":
+        args = ["--pred", broken, *(["--allow-missing"] * (i % 2))]
+    else:
+        args = ["--probes", broken, "--pred", good["pred"], "--allow-missing"]
+    check_run(run("evaluate", good["ds"], *args, "--out", out), tmp_path, before, [out])
 
 
 @pytest.mark.parametrize("case", _cases("reviews"), ids=_id)

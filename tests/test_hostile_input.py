@@ -61,15 +61,6 @@ def work(synth_tree, tmp_path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="module")
-def built(synth_tree, tmp_path_factory) -> Path:
-    """A dataset built from the bottle category; copy it before changing it."""
-    out = tmp_path_factory.mktemp("hostile") / "ds"
-    result = invoke("build", "--root", synth_tree, "--out", out, "--category", "bottle", "--quiet")
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture
 def dataset(built, tmp_path) -> Path:
     shutil.copytree(built, tmp_path / "ds")

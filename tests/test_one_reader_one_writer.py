@@ -45,18 +45,9 @@ def dead_pid() -> int:
     return child.pid
 
 
-@pytest.fixture(scope="module")
-def built(synth_tree, tmp_path_factory) -> Path:
-    """Two categories of the synthetic tree built once; copy before changing."""
-    out = tmp_path_factory.mktemp("orow") / "ds"
-    result = invoke("build", "--root", synth_tree, "--out", out, "--category", "bottle", "--category", "grid",
-                    "--quiet")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture
 def ds(built, tmp_path) -> Path:
+    """A copy of the bottle dataset (conftest's ``built``), safe to break."""
     shutil.copytree(built, tmp_path / "ds")
     return tmp_path / "ds"
 
