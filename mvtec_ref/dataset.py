@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from mvtec_ref.errors import DatasetError
-from mvtec_ref.limits import MAX_IMAGE_PIXELS, MAX_LINE_BYTES
+from mvtec_ref.limits import MAX_IMAGE_PIXELS, MAX_LINE_BYTES, MAX_MANIFEST_BYTES
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
@@ -457,6 +457,8 @@ def open_dataset(folder: Path, *, problems: list[str] | None = None) -> Dataset:
         raise DatasetError(f"{folder}: {'not a folder' if folder.exists() else 'not found'}{hint}")
     manifest_path = folder / MANIFEST
     try:
+        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise DatasetError(f"{manifest_path}: over {MAX_MANIFEST_BYTES:,} bytes; not a manifest")
         data = manifest_path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise _open_error(manifest_path, "manifest", hint) from None

@@ -101,8 +101,8 @@ def _prediction_fault(item, seen: dict) -> str:
         return "sent_id: give exactly one of sent_id and probe_id"
     if "sent_id" in item:
         key = item["sent_id"]
-        if not isinstance(key, int) or isinstance(key, bool) or key < 1:
-            return f"sent_id: {key!r} is not a sent_id (an integer >= 1)"
+        if not isinstance(key, int) or isinstance(key, bool) or not 1 <= key < 2**31:
+            return f"sent_id: {key!r} is not a sent_id (an integer 1 to 2**31 - 1)"
     else:
         key = item["probe_id"]
         if not isinstance(key, str) or not key:

@@ -85,21 +85,38 @@ def check_output_file(
 
     Never, even with ``force``: ``out`` is a folder, or is or lies inside one of ``inputs``
     (the files and folders the command reads). Otherwise an existing file is replaced only when
-    it carries ``FORMATS[kind]`` (an earlier output of the same kind) or with ``force``.
+    it carries ``FORMATS[kind]`` (an earlier output of the same kind) or with ``force``. When it
+    may be written, the temp files that killed writes of ``out`` left are removed.
     """
     out = Path(out)
     check_not_input(out, inputs, flag=flag)
     if out.is_dir():
         raise OutputError(f"{out}: {flag} is a folder; give a file name")
-    if not out.exists() or force:
-        return
-    if out.is_file() and out.stat().st_size == 0:
-        return
-    if not out.is_file() or format_of(out) != FORMATS[kind]:
+    owner = _owning_output(out)
+    if owner is not None and out.exists():
+        raise OutputError(
+            f"{out}: is part of the mvtec-ref output {owner} (listed in its {OWNED}); refusing to replace "
+            f"it, even with --force (choose another {flag})"
+        )
+    replaceable = not out.exists() or force or (out.is_file() and out.stat().st_size == 0)
+    if not replaceable and (not out.is_file() or format_of(out) != FORMATS[kind]):
         raise OutputError(
             f"{out}: exists and is not a {kind} file written by mvtec-ref; refusing to replace it "
             f"(choose another {flag}, or pass --force to replace it)"
         )
+    if out.parent.is_dir():
+        sweep_leftovers(out)
+
+
+def _owning_output(path: Path) -> Path | None:
+    """The toolkit output folder whose ``OWNED`` record lists ``path``, if any (a file of a dataset,
+    an export...: replacing it alone would leave that output half of another)."""
+    path = Path(path).absolute()
+    for folder in list(path.parents)[:8]:
+        record = _read_owned(folder) if (folder / OWNED).is_file() else None
+        if record is not None and path.relative_to(folder).as_posix() in record["entries"]:
+            return folder
+    return None
 
 
 def check_not_input(out: Path, inputs: Iterable[Path], *, flag: str = "--out") -> None:

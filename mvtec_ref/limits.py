@@ -9,8 +9,10 @@ from __future__ import annotations
 # decoding: 2**27 is 11,585 x 11,585 (400 MB as RGB); MVTec AD 2's largest images are about
 # 4,200 x 3,000. Pillow, which reads the headers, refuses over 178 M pixels on its own.
 MAX_IMAGE_PIXELS = 1 << 27
-# Bytes of one line of a JSON Lines file (a sample record, a prediction, a probe, a decision).
+# Bytes of one line of a JSON Lines file (a sample record, a prediction, a probe, a decision), and
+# of a dataset's manifest.json (its problems list grows with the source's bad files).
 MAX_LINE_BYTES = 64 << 20
+MAX_MANIFEST_BYTES = 256 << 20
 # Images one shard header may announce, and shards one build may be cut into.
 MAX_IMAGES = 10_000_000
 MAX_SHARDS = 100_000

@@ -134,6 +134,8 @@ def load_probes(path: Path) -> tuple[dict, list[dict]]:
         if "probe_id" in line:
             if line["probe_id"] in seen:
                 return [f"probe_id: duplicate probe_id {line['probe_id']!r}"]
+            if not line["probe_id"].startswith(f"p{line['sent_id']}_"):
+                return [f"probe_id: {line['probe_id']!r} is not a probe of sent_id {line['sent_id']}"]
             seen.add(line["probe_id"])
         return []
 
@@ -184,10 +186,7 @@ def evaluate_probes(
         shape = (record["height"], record["width"])
         regions = {g["region_id"]: decode_rle(g["segmentation"]) for g in record["regions"]}
         for probe in mine:
-            unknown = sorted((set(probe["region_ids"]) | set(probe["source_region_ids"])) - set(regions))
-            if unknown:
-                raise DatasetError(f"{probes_path}: probe {probe['probe_id']}: regions {unknown} are not "
-                                   f"regions of image {record['id']}")  # fmt: skip
+            _check_against(probe, record, probes_path)
 
         def union(ids, regions=regions, shape=shape):
             out = np.zeros(shape, np.uint8)
@@ -222,6 +221,29 @@ def evaluate_probes(
         "missing_scored_as_empty": len(missing),
         **metrics.compute(),
     }
+
+
+def _check_against(probe: dict, record: dict, path: Path) -> None:
+    """DatasetError unless ``probe`` says of its source sentence what ``record`` says: its image,
+    ref, sentence, text and target, and regions of that image (the header's digest ties the
+    file to the build; this ties each line to its sentence)."""
+    sentences = {s["sent_id"]: (ref, s) for ref in record["refs"] for s in ref["sentences"]}
+    ref, sentence = sentences.get(probe["sent_id"], (None, None))
+    unknown = sorted(set(probe["region_ids"]) - {g["region_id"] for g in record["regions"]})
+    image = record["id"]
+    if probe["image_id"] != record["image_id"]:
+        fault = f"image_id {probe['image_id']} is not image {image}'s {record['image_id']}"
+    elif sentence is None or ref["ref_id"] != probe["ref_id"]:
+        fault = f"sent_id {probe['sent_id']} is not a sentence of ref {probe['ref_id']} of image {image}"
+    elif sentence["text"] != probe["source_text"] or ref["region_ids"] != probe["source_region_ids"]:
+        fault = f"source_text or source_region_ids are not those of sent_id {probe['sent_id']}"
+    elif unknown:
+        fault = f"region_ids {unknown} are not regions of image {image}"
+    else:
+        return
+    raise DatasetError(
+        f"{path}: probe {probe['probe_id']}: {fault} (an edited probes file? rerun mvtec-ref probes)"
+    )
 
 
 def save_contrast_json(result: dict, out: Path) -> None:

@@ -213,9 +213,11 @@ def _edit_shard(path: Path, edit) -> None:
 
 
 def _false_sentence(record):
+    from annotate.parse import tokenize
+
     ref = next(r for r in record["refs"] if r["region_ids"] and r["kind"] != "universal")
-    ref["sentences"][0].update(text="the three huge scratches in the top left corner",
-                               tokens=["the", "three", "huge", "scratches"])  # fmt: skip
+    text = "the three huge scratches in the top left corner"
+    ref["sentences"][0].update(text=text, tokens=tokenize(text))
 
 
 @pytest.mark.parametrize(
@@ -610,3 +612,37 @@ def test_a_kill_during_the_first_checkpoint_leaves_no_dead_end(tmp_path):
         _prepare_run(run, resume=True)
     _prepare_run(run, resume=False)  # starts over: what the dead run wrote is cleared
     assert list(run.iterdir()) == []
+
+
+def test_force_never_replaces_a_file_of_another_output(ds, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(ds, other)  # a second dataset of ours: its manifest is listed in its record
+    before = snapshot(other)
+    refused(
+        invoke("stats", ds, "--json", other / "manifest.json", "--force"), "is part of the mvtec-ref output"
+    )
+    assert snapshot(other) == before
+
+
+def test_a_probe_that_disagrees_with_its_sentence_is_refused(ds, tmp_path):
+    probes = tmp_path / "p.jsonl"
+    assert invoke("probes", ds, "--out", probes, "--quiet").exit_code == 0
+    lines = probes.read_text().splitlines()
+    probe = json.loads(lines[1])
+    lines[1] = json.dumps({**probe, "source_text": "something else"})
+    probes.write_text("\n".join(lines) + "\n")
+    refused(invoke("evaluate", ds, "--probes", probes, "--pred", tmp_path, "--allow-missing"),
+            f"probe {probe['probe_id']}: source_text or source_region_ids are not those of")  # fmt: skip
+
+
+def test_a_decision_line_of_the_wrong_shape_is_skipped_and_listed(tmp_path):
+    from mvtec_ref.review.store import load_decisions
+
+    path = tmp_path / "reviews.jsonl"
+    good = {"image": "a.png", "target": "4x4:empty", "text": "anomaly", "decision": "accept"}
+    path.write_text(
+        "\n".join(json.dumps(x) for x in (good, {**good, "asserted": "yes"}, {**good, "extra": 1})) + "\n"
+    )
+    decisions, problems = load_decisions(path)
+    assert len(decisions) == 1 and len(problems) == 2
+    assert "reviews.jsonl:2: asserted: 'yes' is not of type 'boolean'; skipped" in problems[0]

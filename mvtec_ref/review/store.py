@@ -59,17 +59,16 @@ def is_decision(line) -> bool:
 
 
 def _fault(line) -> str:
-    if not isinstance(line, dict):
-        return "not a JSON object"
-    for field in ("image", "target", "text", "decision"):
-        if not isinstance(line.get(field), str) or not line[field]:
-            return f"no {field!r} string"
-    if line["decision"] not in DECISIONS:
-        return f"unknown decision {line['decision']!r} (expected one of {', '.join(DECISIONS)})"
+    """The first way ``line`` fails ``schemas/review.schema.json`` (or a rewrite lacks its text)."""
+    from mvtec_ref.dataset import schema_problems
+
+    found = schema_problems("review", line)
+    if found:
+        return found[0]
     if line["decision"] == "rewrite" and not (
         isinstance(line.get("rewrite"), str) and line["rewrite"].strip()
     ):
-        return "a rewrite without its 'rewrite' text"
+        return "rewrite: a rewrite without its 'rewrite' text"
     return ""
 
 
