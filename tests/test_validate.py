@@ -102,7 +102,10 @@ def test_deep_check_with_workers_gives_the_same_lines_in_the_same_order(synth_da
     edits = [
         lambda r: r.update(colour="red"),  # schema
         lambda r: r["regions"][0].update(area=r["regions"][0]["area"] + 1),  # RLE area
-        lambda r: r["refs"][0]["sentences"][0].update(text="the two large scratches everywhere"),
+        lambda r: r["refs"][0]["sentences"][0].update(  # tokens to match: a false sentence, well formed
+            text="the two large scratches everywhere",
+            tokens=["the", "two", "large", "scratches", "everywhere"],
+        ),
         lambda r: r.update(image_path=r["image_path"] + ".gone"),  # missing file
     ]
     for n, edit in zip(defects, edits, strict=False):
