@@ -25,6 +25,7 @@ import numpy as np
 from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import RefSegMetrics, target_size
+from mvtec_ref.wording import percent
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,11 @@ def ref_groups(record: dict, ref: dict, gt: np.ndarray, cuts: tuple[float, float
 
 
 def evaluate_predictions(
-    dataset: Dataset | Path, pred: Path, *, split: str = "test", allow_missing: bool = False
-) -> dict:
+    dataset: Dataset | Path, pred: Path, *, split: str = "test", allow_missing: bool = False,
+    progress: bool | None = False,
+) -> dict:  # fmt: skip
+    from mvtec_ref.progress import progress_bar
+
     dataset = as_dataset(dataset)
     manifest, cuts = dataset.manifest, dataset.size_cuts
     NOTES.clear()
@@ -169,7 +173,8 @@ def evaluate_predictions(
     resized = []
     metrics = RefSegMetrics()
     missing, scored = [], 0
-    for record in dataset:
+    records = progress_bar(dataset, desc="evaluate", unit="img", total=len(dataset), progress=progress)
+    for record in records:
         if split != "all" and record["split"] != split:
             continue
         shape = (record["height"], record["width"])
@@ -234,7 +239,7 @@ def format_metrics(result: dict) -> str:
     keys = ["samples", "mIoU", "oIoU", "gIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9", "N-acc", "T-acc"]
 
     def cell(v):
-        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+        return "-" if v is None else (str(v) if isinstance(v, int) else percent(v, 2))
 
     rows = [("overall", result["overall"])]
     for name in ("expression", "scope", "kind", "size"):

@@ -28,6 +28,7 @@ import numpy as np
 from mvtec_ref import __version__
 from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
+from mvtec_ref.wording import percent
 
 FORMAT = "mvtec-ref-probes"
 EDIT_KINDS = ("location", "type", "size", "extreme", "count", "attribute", "universal")
@@ -55,17 +56,15 @@ def build_probes(
     dataset: Dataset | Path, *, split: str = "test", seed: int = 0, progress=None
 ) -> tuple[dict, list[dict]]:
     """(header, probes) for every sentence of the defect images of ``split`` ('all': every split)."""
-    from tqdm import tqdm
-
     from annotate.contrast import CONTRAST_VERSION, JUDGES, Evidence, probes_for_sentence
+    from mvtec_ref.progress import progress_bar
 
     dataset = as_dataset(dataset)
     manifest, vocab, root = dataset.manifest, dataset.vocab(), dataset.root
     probes, images, sentences = [], 0, 0
     records = dataset.records
-    for record in tqdm(
-        records, desc="probes", unit="img", disable=None if progress is None else not progress
-    ):
+    total = len(records)
+    for record in progress_bar(records, desc="probes", unit="img", total=total, progress=progress):
         if (split != "all" and record["split"] != split) or not record["regions"]:
             continue
         images += 1
@@ -163,11 +162,13 @@ def check_matches(header: dict, dataset: Dataset | Path, path: Path) -> None:
 
 
 def evaluate_probes(
-    dataset: Dataset | Path, probes_path: Path, pred: Path, *, allow_missing: bool = False
-) -> dict:
+    dataset: Dataset | Path, probes_path: Path, pred: Path, *, allow_missing: bool = False,
+    progress: bool | None = False,
+) -> dict:  # fmt: skip
     """Score the masks in ``pred`` for every probe and its source sentence (``ContrastMetrics``)."""
     from mvtec_ref.evaluate import NO_TARGET, load_predictions
     from mvtec_ref.metrics import ContrastMetrics
+    from mvtec_ref.progress import progress_bar
     from mvtec_ref.regions.mask import decode_rle
 
     dataset = as_dataset(dataset)
@@ -179,7 +180,8 @@ def evaluate_probes(
         by_image.setdefault(probe["id"], []).append(probe)
     metrics = ContrastMetrics()
     missing, needed = [], 0
-    for record in dataset:
+    records = progress_bar(dataset, desc="evaluate", unit="img", total=len(dataset), progress=progress)
+    for record in records:
         mine = by_image.pop(record["id"], None)
         if not mine:
             continue
@@ -263,7 +265,7 @@ def format_contrast(result: dict) -> str:
             ("truth_shift_moved", "truth-moved")]  # fmt: skip
 
     def cell(v):
-        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+        return "-" if v is None else (str(v) if isinstance(v, int) else percent(v, 2))
 
     rows = [("overall", result["overall"]), *result["by_edit"].items()]
     width = max(len(name) for name, _ in rows)

@@ -9,8 +9,9 @@ from mvtec_ref.errors import DatasetError, MvtecRefError
 
 
 def validate_dataset(
-    dataset: Path, *, check_files: bool = True, deep: bool = False, workers: int = 1
-) -> list[str]:
+    dataset: Path, *, check_files: bool = True, deep: bool = False, workers: int = 1,
+    progress: bool | None = False,
+) -> list[str]:  # fmt: skip
     """Every problem found, as ``"<file>:<line>: <field>: <problem>"`` lines; empty when sound.
 
     First every check of ``mvtec_ref.dataset.open_dataset`` (the one reader every command uses:
@@ -22,7 +23,10 @@ def validate_dataset(
     union of its regions pixel for pixel, and every sentence (template, paraphrase or
     hand-written) must pass the pixel judge (``annotate.pixel_judge``). ``workers`` > 1 reads the
     files of ``deep`` in that many processes; the lines are the same, in the same order.
+    ``progress``: as ``mvtec_ref.progress.progress_bar``.
     """
+    from mvtec_ref.progress import progress_bar
+
     dataset = Path(dataset)
     problems: list[str] = []
     try:
@@ -67,17 +71,21 @@ def validate_dataset(
 
     context = (root, deep, region_config)
     workers = processes(workers, len(data))
-    if workers > 1 and check_files and deep:  # only reading and judging the pixels is worth a process
-        import multiprocessing
+    bar = progress_bar(desc="validate", unit="img", total=len(data), progress=progress)
+    with bar:
+        if workers > 1 and check_files and deep:  # only reading and judging the pixels is worth a process
+            import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_init_worker, initargs=(context, vocab_used)
-        ) as pool:
-            for i, lines in pool.imap(_file_job, records(), chunksize=4):
-                problems += heads.pop(i) + lines
-    else:
-        for i, files in records():
-            problems += heads.pop(i) + _check_with_files(files, context, vocab)
+            with multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_init_worker, initargs=(context, vocab_used)
+            ) as pool:
+                for i, lines in pool.imap(_file_job, records(), chunksize=4):
+                    problems += heads.pop(i) + lines
+                    bar.update()
+        else:
+            for i, files in records():
+                problems += heads.pop(i) + _check_with_files(files, context, vocab)
+                bar.update()
     return _in_file_order(problems, str(dataset / SAMPLES))
 
 

@@ -64,7 +64,7 @@ def export_dataset(
     manifest = dataset.manifest
     if reviewed_only and "review" not in manifest:
         raise DatasetError(f"{dataset.path}: no review applied; build it with --reviews FILE first")
-    records = list(dataset)
+    records = list(dataset)  # read and checked by as_dataset above
     if reviewed_only:
         from mvtec_ref.review.apply import reviewed_records
 

@@ -76,10 +76,10 @@ def target_mask(record, region_ids) -> np.ndarray:
 
 
 def place_images(records, root: Path, folder: Path, how: str, progress) -> None:
-    from tqdm import tqdm
+    from mvtec_ref.progress import progress_bar
 
     folder.mkdir(parents=True, exist_ok=True)
-    for r in tqdm(records, desc="images", unit="img", disable=None if progress is None else not progress):
+    for r in progress_bar(records, desc="images", unit="img", progress=progress):
         source = root / r["image_path"]
         if not source.is_file():
             raise DatasetError(
