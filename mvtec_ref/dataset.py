@@ -344,6 +344,9 @@ class Dataset(Sequence):
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, {len(self)} samples)"
 
+    def __fspath__(self) -> str:  # ``Path(dataset)`` is its folder, wherever a path is expected
+        return str(self.path)
+
     # what commands read from the manifest
     @property
     def name(self) -> str:
@@ -441,10 +444,14 @@ def read_image(root: Path, record: dict):
     return image
 
 
-def open_dataset(folder: Path, *, problems: list[str] | None = None) -> Dataset:
+def open_dataset(
+    folder: Path, *, problems: list[str] | None = None, progress: bool | None = False
+) -> Dataset:
     """Read and check the dataset folder ``folder`` (module docstring); ``DatasetError`` on the
     first problem, or with ``problems`` a list, every problem appended there and the good records
-    kept."""
+    kept. ``progress``: a "read" bar, as ``mvtec_ref.progress.progress_bar``."""
+    from mvtec_ref.progress import progress_bar
+
     folder = Path(folder)
     hint = f"; is {folder} a dataset built by mvtec-ref build?"
 
@@ -477,8 +484,11 @@ def open_dataset(folder: Path, *, problems: list[str] | None = None) -> Dataset:
     seen, digest = _Seen(), hashlib.sha256()
     records, lines, totals = [], [], {"images": 0, "regions": 0, "refs": 0, "sentences": 0}
     n = 0
+    total = None if found else manifest["counts"]["images"]
+    bar = progress_bar(desc="read", unit="img", total=total, progress=progress)
     try:
         for n, raw, ended in _lines(samples_path):
+            bar.update()
             digest.update(raw + (b"\n" if ended else b""))
             at = f"{samples_path}:{n}"
             if not raw.strip():
@@ -503,6 +513,8 @@ def open_dataset(folder: Path, *, problems: list[str] | None = None) -> Dataset:
             totals["sentences"] += sum(len(ref["sentences"]) for ref in record["refs"])
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise _open_error(samples_path, "samples file", hint) from None
+    finally:
+        bar.close()
     if n == 0:
         refuse(f"{samples_path}:1: the file is empty; a dataset holds at least one sample (rebuild it)")
     if not found and len(records) == n:
@@ -513,7 +525,7 @@ def open_dataset(folder: Path, *, problems: list[str] | None = None) -> Dataset:
     return Dataset(folder, manifest, records, lines, digest.hexdigest())
 
 
-def as_dataset(dataset: Dataset | Path | str) -> Dataset:
+def as_dataset(dataset: Dataset | Path | str, *, progress: bool | None = False) -> Dataset:
     """``dataset`` itself when already opened, else ``open_dataset(dataset)``: library functions
     take either, and a command opens its dataset once and passes the ``Dataset`` on."""
-    return dataset if isinstance(dataset, Dataset) else open_dataset(Path(dataset))
+    return dataset if isinstance(dataset, Dataset) else open_dataset(Path(dataset), progress=progress)

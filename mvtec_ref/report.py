@@ -71,7 +71,7 @@ def build_report(
                 bar.update()
         data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
         write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
-        write_text_atomic(stage / "index.html", _page(manifest, summary, plots, dataset))
+        write_text_atomic(stage / "index.html", _page(manifest, summary, plots, dataset.path))
     return {"samples": len(entries), "plots": len(plots)}
 
 

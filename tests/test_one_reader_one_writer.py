@@ -423,7 +423,7 @@ def test_an_image_announcing_60000_squared_is_a_skipped_sample(synth_tree, tmp_p
     assert "bottle/test/good/000.png: header says the image has 3,600,000,000 pixels, over the limit" in (
         result.output
     )
-    assert "1 samples skipped" in result.output
+    assert "1 sample skipped" in result.output
 
 
 def _asgi(app, method: str, path: str, body: bytes, headers: dict) -> int:

@@ -60,7 +60,7 @@ def export_dataset(
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if test_split not in TEST_SPLITS:
         raise DatasetError(f"unknown test split name {test_split!r}; use one of {', '.join(TEST_SPLITS)}")
-    dataset = as_dataset(dataset)
+    dataset = as_dataset(dataset, progress=progress)
     manifest = dataset.manifest
     if reviewed_only and "review" not in manifest:
         raise DatasetError(f"{dataset.path}: no review applied; build it with --reviews FILE first")
