@@ -399,11 +399,18 @@ def make_staging(out: Path) -> Path:
 
 
 def _alive(pid: int | None) -> bool:
-    """Whether process ``pid`` may still be writing (this process counts as alive)."""
+    """Whether process ``pid`` may still be writing (this process counts as alive; a zombie, killed
+    but not yet reaped by its parent, does not)."""
     if pid is None:
         return False
     if pid == os.getpid():
         return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        state = None  # no /proc (macOS) or no such process: ask the kernel below
+    if state in ("Z", "X"):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -646,3 +647,22 @@ def test_a_decision_line_of_the_wrong_shape_is_skipped_and_listed(tmp_path):
     decisions, problems = load_decisions(path)
     assert len(decisions) == 1 and len(problems) == 2
     assert "reviews.jsonl:2: asserted: 'yes' is not of type 'boolean'; skipped" in problems[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc (Linux)")
+def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
+    """A kill -9 in a container whose init reaps late leaves a zombie: its staging is still swept."""
+    from mvtec_ref.fileio import leftovers, sweep_leftovers
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, and is not waited for yet
+    try:
+        for _ in range(200):
+            state = Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        (tmp_path / f".out.staging-{zombie.pid}-abcdefgh").mkdir()
+        sweep_leftovers(tmp_path / "out")
+        assert leftovers(tmp_path / "out") == []
+    finally:
+        zombie.wait()
