@@ -378,10 +378,13 @@ def leftovers(out: Path, kind: str = _STAGING) -> list[tuple[Path, int | None, b
 
 def sweep_leftovers(out: Path) -> None:
     """Remove the staging folders and temp files that killed runs left for ``out`` (those of a
-    process still running are left alone; a previous output mid-swap is recovered first)."""
+    process still running are left alone). A previous output under its ``-old-`` name goes only
+    once ``out`` exists: a kill after the second rename left it half deleted; before that rename,
+    ``_recover_interrupted_swap`` puts it back first."""
+    out = Path(out).absolute()
     for kind in (_STAGING, _TMP):
         for path, pid, old in leftovers(out, kind):
-            if old or _alive(pid):
+            if _alive(pid) or (old and not (out.exists() or out.is_symlink())):
                 continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

@@ -666,3 +666,13 @@ def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
         assert leftovers(tmp_path / "out") == []
     finally:
         zombie.wait()
+
+
+def test_a_kill_while_the_old_output_was_deleted_is_finished_by_the_next_run(ds, tmp_path):
+    out = tmp_path / "e"
+    assert invoke("export", ds, "--format", "jsonl", "--out", out).exit_code == 0
+    half = tmp_path / f".e.staging-old-{dead_pid()}"  # the replaced output, its deletion cut short
+    half.mkdir()
+    (half / "refs.jsonl").write_text("partly deleted\n")
+    assert invoke("export", ds, "--format", "jsonl", "--out", out).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "e"]
