@@ -26,12 +26,14 @@ between regions (needs the masks decoded), sentence faithfulness (the parser), t
 and ``--deep`` (masks re-read, the pixel judge).
 
 A ``Dataset`` is a sequence of sample records (plain dicts, as in ``samples.jsonl``, in file
-order) with the manifest, the source root, the splits and lazily decoded masks::
+order) with the manifest, the source root, the splits, lazily decoded masks and images; it is
+path-like (``Path(ds)`` is its folder), and ``as_dataset`` lets a function take either::
 
     ds = open_dataset("build/demo/dataset")
     ds.manifest["counts"]["images"], len(ds)
     for record in ds.split("test"): ...
     ds.mask(record, ref["region_ids"])  # (H, W) uint8 {0, 1}, decoded on demand
+    ds.image(record)                    # (H, W[, 3]) uint8 RGB, its size checked against the record
 
 ``read_jsonl`` is the same line reader for the other files: each line is parsed as above and
 passed to the caller's ``check``; a bad line is refused (``DatasetError``) or, with
