@@ -275,18 +275,12 @@ class Evidence:
 
     def image(self) -> np.ndarray:
         def read():
+            from mvtec_ref.dataset import read_image
             from mvtec_ref.errors import DatasetError
-            from mvtec_ref.regions.mask import decode_image
 
             if self.root is None:
                 raise DatasetError(f"{self.record['id']}: no source root to read the image from")
-            path = Path(self.root) / self.record["image_path"]
-            try:
-                return decode_image(path.read_bytes(), str(path))
-            except FileNotFoundError:
-                raise DatasetError(
-                    f"{path}: image not found (is the source root {self.root} right?)"
-                ) from None
+            return read_image(Path(self.root), self.record)
 
         return self.memo("image", read)
 

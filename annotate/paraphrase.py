@@ -75,18 +75,26 @@ class ParaphraseConfig:
 
 
 class ResponseCache:
-    """Append-only JSONL of ``{"key", "model", "content"}``; the last answer for a key wins."""
+    """Append-only JSONL of ``{"key", "model", "content"}``; the last answer for a key wins.
 
-    def __init__(self, path: Path):
+    The file is appended to only when it is absent, empty or already such a cache (never a file of
+    the user's, nor one of ``inputs``); lines that are not cache entries (one torn by a kill) are
+    skipped, and that answer is simply asked again."""
+
+    def __init__(self, path: Path, *, inputs=()):
+        from mvtec_ref.dataset import read_jsonl
+        from mvtec_ref.fileio import check_append_file
+
         self.path = Path(path)
+        check_append_file(self.path, what="paraphrase cache", ours=_is_entry, inputs=inputs, flag="--cache")
         self.entries: dict[str, str] = {}
+        self.problems: list[str] = []
         if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    item = json.loads(line)
-                    self.entries[item["key"]] = item["content"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line torn by a kill: that answer is simply asked again
+            check = lambda item: [] if _is_entry(item) else ["not a cache entry"]  # noqa: E731
+            for _, item in read_jsonl(
+                self.path, what="paraphrase cache", check=check, problems=self.problems
+            ):
+                self.entries[item["key"]] = item["content"]
 
     @staticmethod
     def key(model: str, request: dict) -> str:
@@ -97,15 +105,21 @@ class ResponseCache:
         return self.entries.get(key)
 
     def put(self, key: str, model: str, content: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"key": key, "model": model, "content": content}, ensure_ascii=False) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        from mvtec_ref.fileio import append_line
+
+        append_line(
+            self.path, json.dumps({"key": key, "model": model, "content": content}, ensure_ascii=False)
+        )
         self.entries[key] = content
+
+
+def _is_entry(item) -> bool:
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("key"), str)
+        and isinstance(item.get("model"), str)
+        and isinstance(item.get("content"), str)
+    )
 
 
 class Paraphraser:
@@ -269,21 +283,14 @@ def _pixel_judge(root: Path, vocab: Vocabulary):
     """``(record, text, target) -> rule or None`` reading each image once (``annotate.pixel_judge``);
     raises MvtecRefError when an image is not where the dataset says."""
     from annotate.pixel_judge import Vetter
-    from mvtec_ref.errors import MvtecRefError, SampleError
-    from mvtec_ref.regions.mask import decode_image
+    from mvtec_ref.dataset import read_image
 
     vetters: dict = {}
 
     def judge(record: dict, text: str, target) -> str | None:
         if record["id"] not in vetters:
             vetters.clear()  # sentences of one record come together
-            path = root / record["image_path"]
-            try:
-                image = decode_image(path.read_bytes(), record["image_path"])
-            except (OSError, SampleError) as error:
-                raise MvtecRefError(f"{path}: cannot read the image for the pixel judge ({error}); "
-                                    "moved? rebuild the dataset") from None  # fmt: skip
-            vetters[record["id"]] = Vetter(record, image, vocab)
+            vetters[record["id"]] = Vetter(record, read_image(root, record), vocab)
         failure = vetters[record["id"]].first_failure(text, target)
         return None if failure is None else failure.rule
 
@@ -303,16 +310,17 @@ def paraphrase_dataset(dataset: Path, config: ParaphraseConfig, *, cache_path: P
     describing the run that made the ``llm`` sentences there. A dataset folder holding files
     ``build`` did not write is refused before any request (they would be lost on replace).
     """
-    from annotate.vocab import load_vocabulary
-    from mvtec_ref.build import MANIFEST, iter_samples, load_manifest, save_dataset
+    from mvtec_ref.build import save_dataset
+    from mvtec_ref.dataset import MANIFEST, open_dataset
     from mvtec_ref.fileio import check_replaceable
 
-    manifest = load_manifest(dataset)
+    data = open_dataset(dataset)
     check_replaceable(dataset, marker=MANIFEST)
-    records = [record for _, record in iter_samples(dataset)]
-    vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
-    paraphraser = Paraphraser(config, ResponseCache(cache_path or default_cache_path()), sleep=sleep)
-    judge = _pixel_judge(Path(manifest["source"]["root"]), vocab)
+    cache = ResponseCache(cache_path or default_cache_path(), inputs=(dataset,))
+    manifest, records = data.manifest, data.records
+    vocab = data.vocab()
+    paraphraser = Paraphraser(config, cache, sleep=sleep)
+    judge = _pixel_judge(data.root, vocab)
     outcome = paraphrase_records(records, paraphraser, vocab, config.max_sentences, progress, judge)
     outcome.update({k: v for k, v in paraphraser.stats.items() if k in ("requests", "cached")})
     if not outcome["accepted"]:

@@ -208,6 +208,8 @@ def load_vocabulary(source: str) -> Vocabulary:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise MvtecRefError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise MvtecRefError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     return _from_data(data, path)
 
 

@@ -106,9 +106,9 @@ def _imread_all(paths: list[Path]) -> None:
 
 
 def _records(dataset: Path) -> list[dict]:
-    from mvtec_ref.build import iter_samples
+    from mvtec_ref.dataset import open_dataset
 
-    return [r for _, r in iter_samples(dataset)]
+    return open_dataset(dataset).records
 
 
 # --- stages: each returns [(label, seconds, floor seconds, note)] for one run ---------------

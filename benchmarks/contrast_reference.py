@@ -22,13 +22,14 @@ import numpy as np
 
 def write_references(dataset: Path, probes: Path, out: Path) -> dict[str, int]:
     """Write both files into ``out``; returns the number of masks in each."""
-    from mvtec_ref.build import iter_samples
+    from mvtec_ref.dataset import open_dataset
     from mvtec_ref.fileio import dumps_json, write_text_atomic
     from mvtec_ref.probes import check_matches, load_probes
     from mvtec_ref.regions.mask import decode_rle, encode_rle
 
     header, items = load_probes(probes)
-    check_matches(header, dataset, probes)
+    data = open_dataset(dataset)
+    check_matches(header, data, probes)
     keys: dict[str, list] = {}
     for probe in items:
         mine = keys.setdefault(probe["id"], [])
@@ -36,7 +37,7 @@ def write_references(dataset: Path, probes: Path, out: Path) -> dict[str, int]:
             mine.append(probe["sent_id"])
         mine.append(probe["probe_id"])
     lines = {"every_defect": [], "nothing": []}
-    for _, record in iter_samples(dataset):
+    for record in data:
         if record["id"] not in keys:
             continue
         shape = (record["height"], record["width"])

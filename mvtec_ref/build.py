@@ -14,18 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from mvtec_ref import __version__
+from mvtec_ref.dataset import MANIFEST, SAMPLES
 from mvtec_ref.errors import DatasetError, EmptyMaskError, SampleError
 from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 from mvtec_ref.regions import RegionConfig
-from mvtec_ref.schema import schema_errors
 from mvtec_ref.sources import ScanResult, SourceImage, get_source
 from mvtec_ref.splits import SplitConfig, assign_splits
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1.0"
-MANIFEST = "manifest.json"
-SAMPLES = "samples.jsonl"
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def build_dataset(
     ``mvtec-ref review``) applies people's decisions (``mvtec_ref.review.apply``).
     """
     root = Path(root).expanduser().resolve()
-    check_options(root, out, config)
+    check_options(root, out, config, reviews)
     root, config, scan = scan_source(root, config)  # checks the seed and ratios before any image is read
     processed = _process_all(root, scan.images, config, workers, progress)
     return finish_build(root, out, config, scan, processed, reviews=reviews)
@@ -123,6 +121,7 @@ def scan_source(root: Path, config: BuildConfig) -> tuple[Path, BuildConfig, Sca
         where = error.filename or root
         raise SourceLayoutError(f"{where}: cannot read ({error.strerror or error})") from None
     _drop_unrecordable(scan)
+    _drop_duplicate_ids(scan)
     config = dataclasses.replace(config, vocabulary=scan.vocabulary or source.vocabulary or config.source)
     log.info("%s: %d images listed, %d problems in the layout", root, len(scan.images), len(scan.problems))
     if config.strict and scan.problems:
@@ -138,11 +137,12 @@ def finish_build(
     processed: Iterable[Processed],
     *,
     reviews: Path | None = None,
+    blame: str = "a toolkit bug",
 ) -> BuildResult:
     """The dataset-wide part of a build: collect ``processed`` (one per ``scan.images``, in
     order), assign splits and ids, apply ``reviews``, check, write ``out``. Shared by build and
-    merge."""
-    skip = ("missing_mask", "unreadable")
+    merge; ``blame`` is what a sentence failing the checker means (merge: edited shards)."""
+    skip = ("missing_mask", "unreadable", "duplicate_id")
     problems = [_problem(p, "skipped" if p.kind in skip else "ignored") for p in scan.problems]
 
     records, hashes, judged = [], [], Counter()
@@ -173,7 +173,7 @@ def finish_build(
         review, review_problems = apply_reviews(records, reviews)
         problems += review_problems
     _number(records)
-    _check_expressions(records, config.vocabulary, prechecked)
+    _check_expressions(records, config.vocabulary, prechecked, blame)
     problems += _vocabulary_fallbacks(records, config.vocabulary)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
@@ -204,12 +204,40 @@ def _drop_unrecordable(scan) -> None:
     scan.problems.sort(key=lambda p: p.path)
 
 
-def check_options(root: Path, out: Path, config: BuildConfig) -> None:
+def _drop_duplicate_ids(scan) -> None:
+    """Two files whose paths differ only in the extension (``000.png`` beside ``000.PNG`` or
+    ``000.jpg``) would share one sample id: the first in path order is kept, each other becomes
+    a skipped sample with a problem naming both."""
+    from mvtec_ref.errors import DuplicateIdError
+
+    first: dict[str, str] = {}
+    kept = []
+    for src in sorted(scan.images, key=lambda s: s.image_path):
+        other = first.setdefault(src.sample_id, src.image_path)
+        if other == src.image_path:
+            kept.append(src)
+            continue
+        scan.problems.append(DuplicateIdError(
+            src.image_path, f"has the sample id {src.sample_id!r} of {other} (names that differ only in "
+            "the extension); skipped, rename one of them",
+        ))  # fmt: skip
+    if len(kept) < len(scan.images):
+        order = {id(src): i for i, src in enumerate(scan.images)}
+        scan.images = sorted(kept, key=lambda s: order[id(s)])
+        scan.problems.sort(key=lambda p: p.path)
+
+
+def check_options(root: Path, out: Path, config: BuildConfig, reviews: Path | None = None) -> None:
     """Everything about the options that can be known before reading one image."""
     from mvtec_ref.fileio import check_apart, check_replaceable
 
     check_apart(root, out, given_flag="--root")
+    if reviews is not None:  # a reviews file kept inside the dataset folder would go with it
+        check_apart(reviews, out, given_flag="--reviews", inside_ok=True)
     check_replaceable(out, marker=MANIFEST)
+    config.splits.check()
+    if config.seed < 0:
+        raise DatasetError(f"seed {config.seed} is negative; use a seed >= 0")
 
 
 def save_dataset(out: Path, manifest: dict, records: list[dict]) -> None:
@@ -217,16 +245,19 @@ def save_dataset(out: Path, manifest: dict, records: list[dict]) -> None:
 
     ``manifest["counts"]`` is recomputed from ``records`` so that it cannot drift.
     """
+    from mvtec_ref.dataset import _Seen, check_manifest, check_sample
+
     manifest["counts"] = count_records(records)
-    lines = []
-    for n, record in enumerate(records, start=1):
-        errors = schema_errors("sample", record)
-        if errors:
-            raise DatasetError(f"{SAMPLES} line {n} ({record['id']}): {errors[0]} (a toolkit bug)")
-        lines.append(dumps_json(record, indent=None))
-    errors = schema_errors("manifest", manifest)
+    errors = check_manifest(manifest)
     if errors:
         raise DatasetError(f"{MANIFEST}: {errors[0]} (a toolkit bug)")
+    lines, seen, cuts = [], _Seen(), manifest["config"]["regions"]["size_cuts"]
+    for n, record in enumerate(records, start=1):
+        # what open_dataset will check on reading it back, so that every dataset written opens
+        errors = check_sample(record, seen=seen, where=f"line {n}", size_cuts=cuts)
+        if errors:
+            raise DatasetError(f"{SAMPLES}:{n}: {errors[0]} (a toolkit bug)")
+        lines.append(dumps_json(record, indent=None))
     with staged_directory(out, marker=MANIFEST) as stage:
         write_text_atomic(stage / SAMPLES, "\n".join(lines) + "\n")
         write_text_atomic(stage / MANIFEST, dumps_json(manifest))
@@ -416,7 +447,9 @@ def _hide_heldout_types(records: list[dict], heldout: dict, source: str) -> None
         record["refs"] = [ref for ref in record["refs"] if ref["sentences"]]
 
 
-def _check_expressions(records: list[dict], source: str, prechecked: dict | None = None) -> None:
+def _check_expressions(
+    records: list[dict], source: str, prechecked: dict | None = None, blame: str = "a toolkit bug"
+) -> None:
     """Every template sentence must denote exactly its target; anything else is our bug.
 
     ``prechecked`` (id(record) -> ``_worker_verdicts``) gives the verdicts reached in the workers:
@@ -446,7 +479,7 @@ def _check_expressions(records: list[dict], source: str, prechecked: dict | None
     if bad:
         shown = "; ".join(f"{sid} ref {ref['ref_id']} {s['text']!r}: {v.verdict}, {v.reason}"
                           for sid, ref, s, v in bad[:3])  # fmt: skip
-        raise DatasetError(f"{len(bad)} template sentences fail the checker (a toolkit bug): {shown}")
+        raise DatasetError(f"{len(bad)} template sentences fail the checker ({blame}): {shown}")
 
 
 def _judge_summary(judged: Counter) -> dict:
@@ -483,8 +516,10 @@ def _vocabulary_fallbacks(records: list[dict], source: str) -> list[dict]:
 def _process_all(
     root: Path, images: list[SourceImage], config: BuildConfig, workers: int, progress: bool | None
 ) -> Iterator[Processed]:
+    from mvtec_ref.limits import processes
     from mvtec_ref.progress import progress_bar
 
+    workers = processes(workers, len(images))
     bar = progress_bar(total=len(images), desc="build", unit="img", progress=progress)
     with bar:
         if workers <= 1:
@@ -582,31 +617,3 @@ def _plain(table: dict) -> dict:
 
 def _problem(error: SampleError, action: str) -> dict:
     return {"path": error.path, "kind": error.kind, "problem": error.problem, "action": action}
-
-
-def load_manifest(dataset: Path) -> dict:
-    import json
-
-    path = Path(dataset) / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?") from None
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
-
-
-def iter_samples(dataset: Path) -> Iterable[tuple[int, dict]]:
-    """(line number, record) for each line of samples.jsonl; DatasetError on malformed JSON."""
-    import json
-
-    path = Path(dataset) / SAMPLES
-    try:
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DatasetError(f"{path} line {n}: malformed JSON: {error.msg}") from None
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?") from None

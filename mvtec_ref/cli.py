@@ -40,6 +40,71 @@ def _progress(quiet: bool) -> bool | None:
     return False if quiet else None
 
 
+class _FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (click's comparisons let nan through)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return value
+
+
+def _split_ratios(text: str) -> tuple[float, float, float]:
+    import math
+
+    try:
+        ratios = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        ratios = ()
+    if (
+        len(ratios) != 3
+        or not all(math.isfinite(r) and r >= 0 for r in ratios)
+        or abs(sum(ratios) - 1) > 1e-6
+    ):
+        raise click.BadParameter(f"{text!r} is not three shares >= 0 summing to 1, like 0.6,0.1,0.3")
+    return ratios
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    from mvtec_ref.errors import MvtecRefError
+    from mvtec_ref.shards import parse_shard
+
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except MvtecRefError as error:
+        raise click.BadParameter(str(error).removeprefix(f"--shard {text!r}: ")) from None
+
+
+def _device(value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"cpu|mps|cuda(:\d{1,3})?", value):
+        raise click.BadParameter(f"{value!r} is not a device: use cpu, cuda, cuda:N or mps")
+    return value
+
+
+def _sha256(value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise click.BadParameter(f"{value!r} is not a SHA-256 (64 hex digits)")
+    return value
+
+
+def _force_option(f):
+    """``--force``: replace a single-file output that mvtec-ref did not write (never an input)."""
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="Replace the output file even if mvtec-ref did not write it (an input is never replaced).",
+    )(f)
+
+
 @main.command()
 @click.option(
     "--out",
@@ -59,11 +124,11 @@ def _progress(quiet: bool) -> bool | None:
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option(
     "--per-type",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100_000),
     help="Defective images per defect type (and as many good test images, twice as many train "
     "good), instead of the scale's counts.",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 512), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def synth(
     out: Path, scale: str, seed: int, categories: tuple[str, ...], per_type: int | None, workers: int,
@@ -90,10 +155,11 @@ def _llm_options(f):
     options = [
         click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
         click.option("--model", help="Model name the endpoint serves."),
-        click.option("--temperature", type=float, default=0.7, show_default=True),
-        click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
-                     help="Seconds per request."),
-        click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True,
+        click.option("--temperature", type=_FiniteFloatRange(0, 2), default=0.7, show_default=True,
+                     help="Sampling temperature of the endpoint (OpenAI's range)."),
+        click.option("--timeout", "timeout_s", type=_FiniteFloatRange(0, 3600, min_open=True), default=30.0,
+                     show_default=True, help="Seconds per request."),
+        click.option("--retries", type=click.IntRange(0, 100), default=4, show_default=True,
                      help="Retries for timeouts, 429 and 5xx, with exponential backoff."),
         click.option("--max-sentences", type=click.IntRange(min=0), default=0,
                      help="Paraphrase at most this many sentences (0 = all)."),
@@ -144,11 +210,11 @@ def _run_paraphrase(
     "--shard, the shard file.",
 )
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Any integer >= 0.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first problem instead of skipping bad samples.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 512),
     default=1,
     show_default=True,
     help="Worker processes; the output is identical for any number.",
@@ -170,7 +236,8 @@ def _run_paraphrase(
     "--split-ratios",
     default="0.6,0.1,0.3",
     show_default=True,
-    help="train,val,test shares of each category x defect-type stratum.",
+    callback=lambda ctx, param, value: _split_ratios(value),
+    help="train,val,test shares of each category x defect-type stratum: three numbers >= 0 summing to 1.",
 )
 @click.option(
     "--expressions/--no-expressions",
@@ -194,19 +261,20 @@ def _run_paraphrase(
 @click.option(
     "--shard",
     metavar="K/N",
-    help="Process only slice K of N of the images into the shard FILE --out; join all N with "
-    "mvtec-ref merge (see docs/datasets.md, 'Building on a cluster').",
+    callback=lambda ctx, param, value: _shard(value),
+    help="Process only slice K of N (1 <= K <= N <= 100000) of the images into the shard FILE --out; "
+    "join all N with mvtec-ref merge (see docs/datasets.md, 'Building on a cluster').",
 )
+@click.option("--force", is_flag=True, help="With --shard: replace --out even if it is not a shard file.")
 def build(source, root, out, categories, seed, strict, workers, speck_area, protocol, split_ratios,
           expressions, llm, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path,
-          reviews, quiet, shard) -> None:  # fmt: skip
+          reviews, quiet, shard, force) -> None:  # fmt: skip
     """Build a dataset directory from a source tree."""
-    if shard is not None:
-        from mvtec_ref.shards import parse_shard
-
-        shard = parse_shard(shard)
-        if llm:
-            raise click.UsageError("--paraphrase works on a dataset: run it after mvtec-ref merge")
+    if force and shard is None:
+        raise click.UsageError("--force applies to the shard file of --shard; a dataset folder is "
+                               "replaced only when mvtec-ref wrote it")  # fmt: skip
+    if shard is not None and llm:
+        raise click.UsageError("--paraphrase works on a dataset: run it after mvtec-ref merge")
     if llm and (not base_url or not model):
         raise click.UsageError(
             "--paraphrase needs --base-url and --model (the key comes from OPENAI_API_KEY)"
@@ -218,10 +286,7 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
     from mvtec_ref.splits import SplitConfig
 
     regions = RegionConfig() if speck_area is None else replace(RegionConfig(), speck_area=speck_area)
-    try:
-        ratios = tuple(float(x) for x in split_ratios.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{split_ratios!r} is not three numbers like 0.6,0.1,0.3") from None
+    ratios = split_ratios
     config = BuildConfig(
         source=source,
         categories=tuple(categories),
@@ -237,7 +302,7 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
         if reviews is not None:
             raise click.UsageError("--reviews applies to the whole dataset: pass it to mvtec-ref merge")
         header = build_shard(Path(root).expanduser(), out, config, *shard, workers=workers,
-                             progress=_progress(quiet))  # fmt: skip
+                             progress=_progress(quiet), force=force)  # fmt: skip
         click.echo(f"wrote shard {shard[0]}/{shard[1]} to {out}: {header['shard_images']} of "
                    f"{count(header['images'], 'image')}")  # fmt: skip
         return
@@ -312,10 +377,12 @@ def paraphrase(dataset, base_url, model, temperature, timeout_s, retries, max_se
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--no-files", is_flag=True, help="Do not look for the source image and mask files.")
 @click.option("--deep", is_flag=True, help="Re-read every mask and compare it with its regions.")
-@click.option("--max-lines", type=int, default=50, show_default=True, help="Problems to print.")
+@click.option(
+    "--max-lines", type=click.IntRange(min=0), default=50, show_default=True, help="Problems to print."
+)
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 512),
     default=1,
     show_default=True,
     help="Processes reading the files of --deep; the lines are identical for any number.",
@@ -403,7 +470,7 @@ def _export_words(summary: dict) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 512),
     help="Processes drawing thumbnails [default: one per CPU core, 1 below 500 samples]; "
     "the output is identical for any number.",
 )
@@ -426,7 +493,9 @@ def report(dataset: Path, out: Path, quiet: bool, workers: int | None) -> None:
 @click.option(
     "--sample", type=click.IntRange(min=1), help="This many sentences drawn at random from the dataset."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --sample draw.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the --sample draw."
+)
 @click.option(
     "--out",
     required=True,
@@ -459,14 +528,23 @@ def show(dataset: Path, image_id: str | None, sample: int | None, seed: int, out
     "--plots",
     "plots_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Also draw PNG figures into this folder (needs matplotlib).",
+    help="Also draw PNG figures into this folder (needs matplotlib; replaced atomically, never a folder "
+    "of yours).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None, quiet: bool) -> None:
+@_force_option
+def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None, quiet: bool, force: bool) -> None:
     """Print regions and expression figures by split, category and defect type."""
-    from mvtec_ref.stats import format_tables, summarize
+    from mvtec_ref.dataset import open_dataset
+    from mvtec_ref.fileio import check_apart, check_output_file, check_replaceable
+    from mvtec_ref.stats import PLOTS_MARKER, format_tables, summarize
 
-    summary = summarize(dataset, with_raw=plots_dir is not None, progress=_progress(quiet))
+    if json_path is not None:
+        check_output_file(json_path, kind="stats", inputs=(dataset,), force=force, flag="--json")
+    if plots_dir is not None:
+        check_apart(dataset, plots_dir, given_flag="DATASET", out_flag="--plots", inside_ok=True)
+        check_replaceable(plots_dir, marker=PLOTS_MARKER)
+    summary = summarize(open_dataset(dataset), with_raw=plots_dir is not None, progress=_progress(quiet))
     click.echo(format_tables(summary))
     if json_path is not None:
         from mvtec_ref.stats import save_stats_json
@@ -474,9 +552,9 @@ def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None, quiet: 
         save_stats_json(summary, json_path)
         click.echo(f"wrote {json_path}")
     if plots_dir is not None:
-        from mvtec_ref.plots import draw_plots
+        from mvtec_ref.stats import save_plots
 
-        for path in draw_plots(summary, plots_dir):
+        for path in save_plots(summary, plots_dir):
             click.echo(f"wrote {path}")
 
 
@@ -538,15 +616,23 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
     type=click.Path(dir_okay=False, path_type=Path),
     help="File to write (replaced atomically) [default: DATASET.probes-SPLIT.jsonl beside DATASET].",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Picks the other type of type edits.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Picks the other type of type edits.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def probes(dataset: Path, split: str, out: Path | None, seed: int, quiet: bool) -> None:
+@_force_option
+def probes(dataset: Path, split: str, out: Path | None, seed: int, quiet: bool, force: bool) -> None:
     """Write a contrast set: sentences with one claim edited, each with the regions it now refers to."""
+    from mvtec_ref.dataset import open_dataset
     from mvtec_ref.probes import build_probes, check_output, default_path, save_probes
 
     out = out or default_path(dataset, split)
-    check_output(out)
-    header, items = build_probes(dataset, split=split, seed=seed, progress=_progress(quiet))
+    check_output(out, inputs=(dataset,), force=force)
+    header, items = build_probes(open_dataset(dataset), split=split, seed=seed, progress=_progress(quiet))
     save_probes(header, items, out)
     shown = ", ".join(f"{k} {v}" for k, v in header["edits"].items())
     click.echo(
@@ -575,36 +661,44 @@ def probes(dataset: Path, split: str, out: Path | None, seed: int, quiet: bool) 
     "empty answered empty and sensitivity; --pred holds <probe_id> and <sent_id> masks.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_force_option
 def evaluate(
-    dataset: Path, pred: Path, split: str, out: Path | None, allow_missing: bool, probes_path, quiet: bool
+    dataset: Path,
+    pred: Path,
+    split: str,
+    out: Path | None,
+    allow_missing: bool,
+    probes_path,
+    quiet: bool,
+    force: bool,
 ) -> None:
     """Score any model's masks: mIoU, oIoU, gIoU, Prec@0.5-0.9, N-acc, T-acc, by kind/size/category."""
+    from mvtec_ref.dataset import open_dataset
+    from mvtec_ref.fileio import check_output_file
+
+    if out is not None:
+        kind = "metrics" if probes_path is None else "contrast-metrics"
+        check_output_file(out, kind=kind, inputs=(dataset, pred, probes_path), force=force)
+    data = open_dataset(dataset)
     if probes_path is not None:
         from mvtec_ref.probes import evaluate_probes, format_contrast, save_contrast_json
 
         result = evaluate_probes(
-            dataset, probes_path, pred, allow_missing=allow_missing, progress=_progress(quiet)
+            data, probes_path, pred, allow_missing=allow_missing, progress=_progress(quiet)
         )
         click.echo(format_contrast(result))
         if out is not None:
             save_contrast_json(result, out)
             click.echo(f"wrote {out}")
         return
-    from mvtec_ref.evaluate import evaluate_predictions, format_metrics
+    from mvtec_ref.evaluate import evaluate_predictions, format_metrics, save_metrics_json
 
     result = evaluate_predictions(
-        dataset, pred, split=split, allow_missing=allow_missing, progress=_progress(quiet)
+        data, pred, split=split, allow_missing=allow_missing, progress=_progress(quiet)
     )
     click.echo(format_metrics(result))
     if out is not None:
-        from mvtec_ref.errors import DatasetError
-        from mvtec_ref.fileio import dumps_json, write_text_atomic
-        from mvtec_ref.schema import schema_errors
-
-        errors = schema_errors("metrics", result)
-        if errors:
-            raise DatasetError(f"{out}: {errors[0]} (a toolkit bug)")
-        write_text_atomic(out, dumps_json(result))
+        save_metrics_json(result, out)
         click.echo(f"wrote {out}")
 
 
@@ -612,20 +706,33 @@ def _config_options(f):
     """One ``--option`` per DQFormerConfig field (default: the preset's value), help = its reason."""
     import dataclasses
 
-    from baselines.dqformer.config import DQFormerConfig, field_help
+    from baselines.dqformer.config import RANGES, DQFormerConfig, field_help
 
     reasons = field_help()
     for field in reversed(dataclasses.fields(DQFormerConfig)):
         flag = "--" + field.name.replace("_", "-")
         default, text = field.default, reasons.get(field.name, "")
+        kind = _range_type(RANGES.get(field.name), float if isinstance(default, tuple) else type(default))
         if isinstance(default, bool):
             option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None, help=text)
         elif isinstance(default, tuple):
-            option = click.option(flag, field.name, type=float, nargs=len(default), default=None, help=text)
+            option = click.option(flag, field.name, type=kind, nargs=len(default), default=None, help=text)
         else:
-            option = click.option(flag, field.name, type=type(default), default=None, help=text)
+            option = click.option(flag, field.name, type=kind, default=None, help=text)
         f = option(f)
     return f
+
+
+def _range_type(spec: tuple | None, kind: type):
+    """The click type of a config field with ``RANGES`` entry ``spec`` (its range shows in --help)."""
+    if spec is None:
+        return kind
+    if all(isinstance(x, str) for x in spec):
+        return click.Choice(spec)
+    low, high, *how = spec
+    if kind is int:
+        return click.IntRange(low, high)
+    return _FiniteFloatRange(low, high, min_open="low-open" in how, max_open="high-open" in how)
 
 
 @main.command("train-baseline")
@@ -655,20 +762,22 @@ def _config_options(f):
 )
 @click.option(
     "--test-split",
+    type=click.Choice(["test", "val", "train", "none"]),
     default="test",
     show_default=True,
-    help="Score the best checkpoint on this split at the end ('none' to skip).",
+    help="Score the best checkpoint on this split at the end ('none' to skip); checked before training.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_config_options
 def train_baseline(dataset, out, preset, resume, checkpoint_every, test_split, quiet, **fields):
     """Train the DQFormer baseline on a dataset directory (torchrun for several GPUs or nodes)."""
     from baselines.dqformer.config import PRESETS
-    from baselines.dqformer.train import load_resume_config, train
+    from baselines.dqformer.train import check_config, load_resume_config, train
     from mvtec_ref.evaluate import format_metrics
 
     given = {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v is not None}
     config = load_resume_config(out, given) if resume else PRESETS[preset]().replace(**given)
+    check_config(config)  # every option, before transformers is imported or a weight is looked for
     _quiet_transformers()
     line = train(config, dataset, out, resume=resume, progress=_progress(quiet),
                  checkpoint_every=checkpoint_every,
@@ -712,7 +821,11 @@ def _quiet_transformers() -> None:
     help="Folder for mask.png + overlay.png (or <sent_id>.png files), replaced atomically.",
 )
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
-@click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda when available]")
+@click.option(
+    "--device",
+    callback=lambda ctx, param, value: _device(value),
+    help="cpu, cuda, cuda:N or mps [default: cuda when available]",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--probes",
@@ -728,6 +841,10 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device, quiet, p
         raise click.UsageError("--image needs at least one --text")
     if any(not t.strip() for t in texts):
         raise click.ClickException("--text: an expression is empty; say what to segment")
+    if dataset is not None:
+        from mvtec_ref.dataset import open_dataset
+
+        dataset_path, dataset = dataset, open_dataset(dataset)  # opened and checked once
     if probes_path is not None:
         if dataset is None:
             raise click.UsageError("--probes needs --dataset")
@@ -742,7 +859,7 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device, quiet, p
     from baselines.dqformer.predict import MARKER, predict_dataset, predict_files
     from mvtec_ref.fileio import check_apart, check_replaceable
 
-    for given, flag in ((run, "RUN"), (dataset, "--dataset")):
+    for given, flag in ((run, "RUN"), (dataset and dataset.path, "--dataset"), (image, "--image")):
         if given is not None:
             check_apart(given, out, given_flag=flag, inside_ok=True)
     check_replaceable(out, marker=MARKER)  # before the model is loaded
@@ -753,10 +870,10 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device, quiet, p
     else:
         written = predict_dataset(run, dataset, split, out, checkpoint=checkpoint, device=device,
                                   probes=probes_path, progress=_progress(quiet))  # fmt: skip
-        click.echo(f"score them with: mvtec-ref evaluate {dataset} --pred {out} --split {split}")
+        click.echo(f"score them with: mvtec-ref evaluate {dataset_path} --pred {out} --split {split}")
         if probes_path is not None:
             click.echo(
-                f"and its probes with: mvtec-ref evaluate {dataset} --pred {out} --probes {probes_path}"
+                f"and its probes with: mvtec-ref evaluate {dataset_path} --pred {out} --probes {probes_path}"
             )
     click.echo(f"wrote {count(written, 'mask')} to {out}")
 
@@ -774,7 +891,9 @@ if __name__ == "__main__":  # pragma: no cover
               help="An archive you already have: verified and extracted, nothing downloaded.")  # fmt: skip
 @click.option("--url", help="Download from this mirror instead (the recorded SHA-256 still applies).")
 @click.option(
-    "--sha256", help="Expected SHA-256 of --url's archive (required with --url for an unlisted NAME)."
+    "--sha256",
+    callback=lambda ctx, param, value: _sha256(value),
+    help="Expected SHA-256 of --url's archive, 64 hex digits (required with --url for an unlisted NAME).",
 )
 @click.option("--list", "show", is_flag=True, help="List the datasets with a recorded archive.")
 def download(name, out, cache, source_file, url, sha256, show):

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -232,8 +230,10 @@ def extract(archive: Path, target: Path) -> Path:
             f"{archive}: needs {total / 2**30:.1f} GiB to unpack but {target.parent} has "
             f"{free / 2**30:.1f} GiB free; nothing extracted"
         )
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; a dataset is shared like any folder
+    from mvtec_ref.fileio import make_staging, sweep_leftovers
+
+    sweep_leftovers(target)  # what killed extractions into target left (their process is gone)
+    stage = make_staging(target)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
@@ -256,12 +256,6 @@ def check_target(target: Path) -> None:
         raise DownloadError(f"{target}: exists and is not a folder; choose another --out")
     if target.exists() and any(target.iterdir()):
         raise DownloadError(f"{target}: exists and is not empty; choose another --out or remove it")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def download(

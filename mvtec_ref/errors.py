@@ -21,6 +21,9 @@ class SampleError(MvtecRefError):
         self.path = path
         self.problem = problem
 
+    def __reduce__(self):  # a worker's error crosses the process pool whole (args are two strings)
+        return type(self), (self.path, self.problem)
+
 
 class MissingMaskError(SampleError):
     kind = "missing_mask"
@@ -54,6 +57,12 @@ class UnreadablePathError(SampleError):
     """A folder that cannot be listed, a link loop, a name that cannot be recorded: skipped."""
 
     kind = "unreadable"
+
+
+class DuplicateIdError(SampleError):
+    """Two image files that would get one sample id (``000.png`` beside ``000.PNG``): skipped."""
+
+    kind = "duplicate_id"
 
 
 class BinarizedMasksError(SampleError):

@@ -8,20 +8,21 @@ or a JSONL file with one ``{"sent_id": N, "mask": <COCO RLE>}`` per line (compre
 uncompressed counts); ``"no_target": true`` on a line empties its prediction whatever its
 mask (``mask`` may then be left out), for models such as ReLA that decide "no target" with a
 separate head. Contrast-set probes are keyed the same way by ``probe_id`` (``<probe_id>.png``,
-``{"probe_id": "p5_1", ...}``). Every sentence of every image in the
+``{"probe_id": "p5_1", ...}``). A JSONL file is read through ``mvtec_ref.dataset.read_jsonl``
+and refused in one line at the first line that is not one prediction: a key given twice, an
+unknown field, an RLE that does not decode. Every sentence of every image in the
 chosen split is scored; see ``mvtec_ref.metrics`` for the rules.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import RefSegMetrics, target_size
 from mvtec_ref.wording import percent
@@ -51,23 +52,22 @@ def load_predictions(pred: Path):
             return (plane > 0).view(np.uint8)
 
         return from_png
+    from mvtec_ref.dataset import read_jsonl
+
     if not pred.is_file():
         raise DatasetError(f"{pred}: predictions not found (a folder of <sent_id>.png or a .jsonl file)")
-    masks = {}
-    with pred.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            try:
-                item = json.loads(line)
-                no_target = item.get("no_target", False)
-                if not isinstance(no_target, bool):
-                    raise ValueError(f"no_target must be true or false, not {no_target!r}")
-                key = str(item["probe_id"]) if "probe_id" in item else int(item["sent_id"])
-                masks[key] = None if no_target else item["mask"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-                raise DatasetError(
-                    f'{pred} line {n}: expected {{"sent_id": N, "mask": RLE}}, '
-                    f'{{"probe_id": ID, "mask": RLE}} or {{"sent_id": N, "no_target": true}} ({error})'
-                ) from None
+    masks: dict = {}
+
+    def check(item) -> list[str]:
+        found = _prediction_fault(item, masks)
+        if found:
+            return [f'{found} (expected {{"sent_id": N, "mask": RLE}}, {{"probe_id": ID, "mask": RLE}} '
+                    'or {"sent_id": N, "no_target": true})']  # fmt: skip
+        return []
+
+    for _, item in read_jsonl(pred, what="predictions file", check=check):
+        key = item["probe_id"] if "probe_id" in item else item["sent_id"]
+        masks[key] = None if item.get("no_target", False) else item["mask"]
 
     def from_rle(key: int | str):
         if key not in masks:
@@ -81,6 +81,47 @@ def load_predictions(pred: Path):
             raise DatasetError(f"{pred}: {name}: mask is not a valid COCO RLE ({error})") from None
 
     return from_rle
+
+
+# What a predictions line may hold: its key, its answer, and what tools often add beside them.
+PREDICTION_FIELDS = frozenset({"sent_id", "probe_id", "mask", "no_target", "score", "image_id", "text"})
+
+
+def _prediction_fault(item, seen: dict) -> str:
+    """``"<field>: <problem>"`` for a predictions line that is not one prediction, or repeats a key
+    already in ``seen`` (the last line must not silently win); empty when it is good."""
+    from mvtec_ref.dataset import json_type
+    from mvtec_ref.regions.mask import rle_area_bbox
+
+    if not isinstance(item, dict):
+        return f"(line): is a JSON {json_type(item)}, not an object"
+    unknown = sorted(set(item) - PREDICTION_FIELDS)
+    if unknown:  # a misspelt "no_target" must not be ignored
+        return f"{unknown[0]}: unknown field (a line may hold {', '.join(sorted(PREDICTION_FIELDS))})"
+    if ("sent_id" in item) == ("probe_id" in item):
+        return "sent_id: give exactly one of sent_id and probe_id"
+    if "sent_id" in item:
+        key = item["sent_id"]
+        if not isinstance(key, int) or isinstance(key, bool) or not 1 <= key < 2**31:
+            return f"sent_id: {key!r} is not a sent_id (an integer 1 to 2**31 - 1)"
+    else:
+        key = item["probe_id"]
+        if not isinstance(key, str) or not key:
+            return f"probe_id: {key!r} is not a probe_id (such as 'p5_1')"
+    if key in seen:
+        return f"{'sent_id' if isinstance(key, int) else 'probe_id'}: {key!r} is given twice"
+    no_target = item.get("no_target", False)
+    if not isinstance(no_target, bool):
+        return f"no_target: must be true or false, not {no_target!r}"
+    if no_target:
+        return ""
+    if "mask" not in item:
+        return "mask: missing"
+    try:
+        rle_area_bbox(item["mask"])
+    except (ValueError, TypeError, KeyError) as error:
+        return f"mask: not a valid COCO RLE ({error})"
+    return ""
 
 
 # What was assumed about prediction PNGs in this process (note -> count), said after scoring.
@@ -120,30 +161,25 @@ def ref_groups(record: dict, ref: dict, gt: np.ndarray, cuts: tuple[float, float
 
 
 def evaluate_predictions(
-    dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False,
+    dataset: Dataset | Path, pred: Path, *, split: str = "test", allow_missing: bool = False,
     progress: bool | None = False,
 ) -> dict:  # fmt: skip
     from mvtec_ref.progress import progress_bar
-    from mvtec_ref.regions.mask import decode_rle
 
-    manifest = load_manifest(dataset)
-    cuts = tuple(manifest["config"]["regions"]["size_cuts"])
+    dataset = as_dataset(dataset)
+    manifest, cuts = dataset.manifest, dataset.size_cuts
     NOTES.clear()
     get = load_predictions(pred)
     resized = []
     metrics = RefSegMetrics()
     missing, scored = [], 0
-    records = progress_bar(iter_samples(dataset), desc="evaluate", unit="img",
-                           total=manifest["counts"]["images"], progress=progress)  # fmt: skip
-    for _, record in records:
+    records = progress_bar(dataset, desc="evaluate", unit="img", total=len(dataset), progress=progress)
+    for record in records:
         if split != "all" and record["split"] != split:
             continue
-        masks = {g["region_id"]: g for g in record["regions"]}
         shape = (record["height"], record["width"])
         for ref in record["refs"]:
-            gt = np.zeros(shape, np.uint8)
-            for i in ref["region_ids"]:
-                gt |= decode_rle(masks[i]["segmentation"])
+            gt = dataset.mask(record, ref["region_ids"])
             groups = ref_groups(record, ref, gt, cuts)
             for sentence in ref["sentences"]:
                 mask = get(sentence["sent_id"])
@@ -165,7 +201,7 @@ def evaluate_predictions(
             "to score them as empty masks)"
         )
     if scored == 0:
-        raise DatasetError(f"{dataset}: no sentence in split {split!r}")
+        raise DatasetError(f"{dataset.path}: no sentence in split {split!r}")
     for note, n in sorted(NOTES.items()):
         log.warning("%s: %d prediction PNGs: %s", pred, n, note)
     if resized:
@@ -185,6 +221,18 @@ def evaluate_predictions(
         "resolution": "original mask resolution",
         **result,
     }
+
+
+def save_metrics_json(result: dict, out: Path) -> None:
+    """Schema-check and write the scores, marked as a metrics file (``fileio.check_output_file``
+    says first whether ``out`` may be written)."""
+    from mvtec_ref.fileio import FORMATS, write_json_output
+    from mvtec_ref.schema import schema_errors
+
+    errors = schema_errors("metrics", {"format": FORMATS["metrics"], **result})
+    if errors:
+        raise DatasetError(f"{out}: {errors[0]} (a toolkit bug)")
+    write_json_output(out, "metrics", result)
 
 
 def format_metrics(result: dict) -> str:

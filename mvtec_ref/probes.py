@@ -20,16 +20,14 @@ as the source did).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from mvtec_ref import __version__
-from mvtec_ref.build import SAMPLES, iter_samples, load_manifest
-from mvtec_ref.errors import DatasetError, OutputError
+from mvtec_ref.dataset import Dataset, as_dataset
+from mvtec_ref.errors import DatasetError
 from mvtec_ref.wording import percent
 
 FORMAT = "mvtec-ref-probes"
@@ -42,47 +40,31 @@ def default_path(dataset: Path, split: str) -> Path:
     return dataset.parent / f"{dataset.name}.probes-{split}.jsonl"
 
 
-def samples_sha256(dataset: Path) -> str:
-    path = Path(dataset) / SAMPLES
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?") from None
+def samples_sha256(dataset: Dataset | Path) -> str:
+    """SHA-256 of the samples.jsonl the dataset was read from (bytes as read, checked once)."""
+    return as_dataset(dataset).samples_sha256
 
 
-def check_output(out: Path) -> None:
-    """Refuse to replace anything but an earlier probes file (checked before any work)."""
-    out = Path(out)
-    if out.is_dir():
-        raise OutputError(f"{out}: is a folder; give a file name such as probes-test.jsonl")
-    if out.exists():
-        try:
-            with out.open(encoding="utf-8") as f:
-                first = json.loads(f.readline())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            first = None
-        if not isinstance(first, dict) or first.get("format") != FORMAT:
-            raise OutputError(
-                f"{out}: exists and is not a probes file written by mvtec-ref; refusing to replace it "
-                "(choose another --out)"
-            )
+def check_output(out: Path, *, inputs=(), force: bool = False) -> None:
+    """Refuse to replace anything but an earlier probes file, or an input (checked before any work)."""
+    from mvtec_ref.fileio import check_output_file
+
+    check_output_file(out, kind="probes", inputs=inputs, force=force)
 
 
 def build_probes(
-    dataset: Path, *, split: str = "test", seed: int = 0, progress=None
+    dataset: Dataset | Path, *, split: str = "test", seed: int = 0, progress=None
 ) -> tuple[dict, list[dict]]:
     """(header, probes) for every sentence of the defect images of ``split`` ('all': every split)."""
-    from annotate import load_vocabulary
     from annotate.contrast import CONTRAST_VERSION, JUDGES, Evidence, probes_for_sentence
     from mvtec_ref.progress import progress_bar
 
-    manifest = load_manifest(dataset)
-    vocab = load_vocabulary(manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad"))
-    root = Path(manifest["source"]["root"])
+    dataset = as_dataset(dataset)
+    manifest, vocab, root = dataset.manifest, dataset.vocab(), dataset.root
     probes, images, sentences = [], 0, 0
-    records = iter_samples(dataset)
-    total = manifest["counts"]["images"]
-    for _, record in progress_bar(records, desc="probes", unit="img", total=total, progress=progress):
+    records = dataset.records
+    total = len(records)
+    for record in progress_bar(records, desc="probes", unit="img", total=total, progress=progress):
         if (split != "all" and record["split"] != split) or not record["regions"]:
             continue
         images += 1
@@ -98,14 +80,14 @@ def build_probes(
                         "source_text": sentence["text"], "source_region_ids": ref["region_ids"], **edit,
                     })  # fmt: skip
     if images == 0:
-        raise DatasetError(f"{dataset}: no defect image in split {split!r}; nothing to probe")
+        raise DatasetError(f"{dataset.path}: no defect image in split {split!r}; nothing to probe")
     counts = Counter(p["edit"] for p in probes)
     header = {
         "format": FORMAT,
         "toolkit_version": __version__,
         "contrast_version": CONTRAST_VERSION,
         "dataset": manifest["name"],
-        "samples_sha256": samples_sha256(dataset),
+        "samples_sha256": dataset.samples_sha256,
         "split": split,
         "seed": seed,
         "judges": [name for name, _ in JUDGES],
@@ -132,35 +114,47 @@ def save_probes(header: dict, probes: list[dict], out: Path) -> None:
 
 
 def load_probes(path: Path) -> tuple[dict, list[dict]]:
-    """(header, probes) of a probes file; DatasetError naming the line on a malformed one."""
-    from mvtec_ref.schema import schema_errors
+    """(header, probes) of a probes file, read through ``mvtec_ref.dataset.read_jsonl``; DatasetError
+    ``<file>:<line>: <field>: <problem>`` on the first bad line: a line failing the schema, the
+    header anywhere but first, a repeated ``probe_id``, or a probe count other than the header's."""
+    from mvtec_ref.dataset import read_jsonl, schema_problems
 
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: probes file not found (write one with mvtec-ref probes DATASET)")
-    lines = []
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, start=1):
-            try:
-                line = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"{path} line {n}: malformed JSON: {error.msg}") from None
-            errors = schema_errors("probes", line) if isinstance(line, dict) else ["not a JSON object"]
-            if errors:
-                raise DatasetError(f"{path} line {n}: {errors[0]}")
-            if (n == 1) != ("format" in line):
-                raise DatasetError(f"{path} line {n}: the header must be the first line and only there")
-            lines.append(line)
+    seen: set[str] = set()
+    count = [0]
+
+    def check(line) -> list[str]:
+        count[0] += 1
+        found = schema_problems("probes", line)
+        if found:
+            return found[:1]
+        if (count[0] == 1) != ("format" in line):
+            return ["(line): the header must be the first line and only there"]
+        if "probe_id" in line:
+            if line["probe_id"] in seen:
+                return [f"probe_id: duplicate probe_id {line['probe_id']!r}"]
+            if not line["probe_id"].startswith(f"p{line['sent_id']}_"):
+                return [f"probe_id: {line['probe_id']!r} is not a probe of sent_id {line['sent_id']}"]
+            seen.add(line["probe_id"])
+        return []
+
+    hint = " (write one with mvtec-ref probes DATASET)"
+    lines = [line for _, line in read_jsonl(path, what="probes file", check=check, hint=hint)]
     if not lines:
-        raise DatasetError(f"{path}: empty; not a probes file")
-    return lines[0], lines[1:]
+        raise DatasetError(f"{path}: empty; not a probes file{hint}")
+    header, probes = lines[0], lines[1:]
+    if header["probes"] != len(probes):
+        raise DatasetError(f"{path}:1: probes: the header says {header['probes']} but the file holds "
+                           f"{len(probes)} (truncated?)")  # fmt: skip
+    return header, probes
 
 
-def check_matches(header: dict, dataset: Path, path: Path) -> None:
-    if header["samples_sha256"] != samples_sha256(dataset):
+def check_matches(header: dict, dataset: Dataset | Path, path: Path) -> None:
+    dataset = as_dataset(dataset)
+    if header["samples_sha256"] != dataset.samples_sha256:
         raise DatasetError(
-            f"{path}: made from another build of {dataset} (samples.jsonl changed); "
-            f"rerun mvtec-ref probes {dataset}"
+            f"{path}: made from another build of {dataset.path} (samples.jsonl changed); "
+            f"rerun mvtec-ref probes {dataset.path}"
         )
 
 
@@ -168,7 +162,7 @@ def check_matches(header: dict, dataset: Path, path: Path) -> None:
 
 
 def evaluate_probes(
-    dataset: Path, probes_path: Path, pred: Path, *, allow_missing: bool = False,
+    dataset: Dataset | Path, probes_path: Path, pred: Path, *, allow_missing: bool = False,
     progress: bool | None = False,
 ) -> dict:  # fmt: skip
     """Score the masks in ``pred`` for every probe and its source sentence (``ContrastMetrics``)."""
@@ -177,6 +171,7 @@ def evaluate_probes(
     from mvtec_ref.progress import progress_bar
     from mvtec_ref.regions.mask import decode_rle
 
+    dataset = as_dataset(dataset)
     header, probes = load_probes(probes_path)
     check_matches(header, dataset, probes_path)
     get = load_predictions(pred)
@@ -185,15 +180,15 @@ def evaluate_probes(
         by_image.setdefault(probe["id"], []).append(probe)
     metrics = ContrastMetrics()
     missing, needed = [], 0
-    records = progress_bar(iter_samples(dataset), desc="evaluate", unit="img",
-                           total=load_manifest(dataset)["counts"]["images"],
-                           progress=progress)  # fmt: skip
-    for _, record in records:
+    records = progress_bar(dataset, desc="evaluate", unit="img", total=len(dataset), progress=progress)
+    for record in records:
         mine = by_image.pop(record["id"], None)
         if not mine:
             continue
         shape = (record["height"], record["width"])
         regions = {g["region_id"]: decode_rle(g["segmentation"]) for g in record["regions"]}
+        for probe in mine:
+            _check_against(probe, record, probes_path)
 
         def union(ids, regions=regions, shape=shape):
             out = np.zeros(shape, np.uint8)
@@ -214,7 +209,7 @@ def evaluate_probes(
             gt, gt_source = union(probe["region_ids"]), union(probe["source_region_ids"])
             metrics.update(seen[probe["probe_id"]], seen[probe["sent_id"]], gt, gt_source, probe["edit"])
     if by_image:
-        raise DatasetError(f"{probes_path}: image {next(iter(by_image))} is not in {dataset}")
+        raise DatasetError(f"{probes_path}: image {next(iter(by_image))} is not in {dataset.path}")
     if missing and not allow_missing:
         raise DatasetError(
             f"{pred}: {len(missing)} of {needed} masks missing, e.g. {missing[0]!r} (name PNGs "
@@ -230,14 +225,37 @@ def evaluate_probes(
     }
 
 
+def _check_against(probe: dict, record: dict, path: Path) -> None:
+    """DatasetError unless ``probe`` says of its source sentence what ``record`` says: its image,
+    ref, sentence, text and target, and regions of that image (the header's digest ties the
+    file to the build; this ties each line to its sentence)."""
+    sentences = {s["sent_id"]: (ref, s) for ref in record["refs"] for s in ref["sentences"]}
+    ref, sentence = sentences.get(probe["sent_id"], (None, None))
+    unknown = sorted(set(probe["region_ids"]) - {g["region_id"] for g in record["regions"]})
+    image = record["id"]
+    if probe["image_id"] != record["image_id"]:
+        fault = f"image_id {probe['image_id']} is not image {image}'s {record['image_id']}"
+    elif sentence is None or ref["ref_id"] != probe["ref_id"]:
+        fault = f"sent_id {probe['sent_id']} is not a sentence of ref {probe['ref_id']} of image {image}"
+    elif sentence["text"] != probe["source_text"] or ref["region_ids"] != probe["source_region_ids"]:
+        fault = f"source_text or source_region_ids are not those of sent_id {probe['sent_id']}"
+    elif unknown:
+        fault = f"region_ids {unknown} are not regions of image {image}"
+    else:
+        return
+    raise DatasetError(
+        f"{path}: probe {probe['probe_id']}: {fault} (an edited probes file? rerun mvtec-ref probes)"
+    )
+
+
 def save_contrast_json(result: dict, out: Path) -> None:
-    from mvtec_ref.fileio import dumps_json, write_text_atomic
+    from mvtec_ref.fileio import FORMATS, write_json_output
     from mvtec_ref.schema import schema_errors
 
-    errors = schema_errors("contrast_metrics", result)
+    errors = schema_errors("contrast_metrics", {"format": FORMATS["contrast-metrics"], **result})
     if errors:
         raise DatasetError(f"{out}: {errors[0]} (a toolkit bug)")
-    write_text_atomic(out, dumps_json(result))
+    write_json_output(out, "contrast-metrics", result)
 
 
 def format_contrast(result: dict) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.fileio import staged_directory, write_text_atomic
 from mvtec_ref.progress import progress_bar
@@ -37,7 +37,7 @@ PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 
 
 def build_report(
-    dataset: Path, out: Path, *, progress: bool | None = None, workers: int | None = None
+    dataset: Dataset | Path, out: Path, *, progress: bool | None = None, workers: int | None = None
 ) -> dict:
     """Write the report folder (replaced atomically); returns counts. ``workers`` processes draw
     the thumbnails (decoding every image is most of the time) while this one computes the
@@ -45,13 +45,13 @@ def build_report(
     from mvtec_ref.plots import draw_plots
     from mvtec_ref.stats import summarize
 
-    manifest = load_manifest(dataset)
-    root = Path(manifest["source"]["root"])
+    dataset = as_dataset(dataset)  # opened and checked once: the tables below read the same records
+    manifest, root = dataset.manifest, dataset.root
     # Defect images first within each category, so the gallery opens on anomalies.
-    records = sorted(
-        (r for _, r in iter_samples(dataset)), key=lambda r: (r["category"], -r["label_index"], r["id"])
-    )
-    workers = default_workers(len(records)) if workers is None else workers
+    records = sorted(dataset, key=lambda r: (r["category"], -r["label_index"], r["id"]))
+    from mvtec_ref.limits import processes
+
+    workers = default_workers(len(records)) if workers is None else processes(workers, len(records))
     with staged_directory(out, marker=MARKER) as stage, _pool(workers) as pool:
         (stage / "thumbs").mkdir()
         (stage / "overlays").mkdir()
@@ -71,7 +71,7 @@ def build_report(
                 bar.update()
         data = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
         write_text_atomic(stage / "data.js", f"const SAMPLES = {data};\n")
-        write_text_atomic(stage / "index.html", _page(manifest, summary, plots, dataset))
+        write_text_atomic(stage / "index.html", _page(manifest, summary, plots, dataset.path))
     return {"samples": len(entries), "plots": len(plots)}
 
 
@@ -195,7 +195,17 @@ def shrink_image(path: Path, full: tuple[int, int], size: tuple[int, int]) -> np
             if full[0] // factor >= size[0] and full[1] // factor >= size[1]:
                 flag = reduced
                 break
-    image = cv2.imread(str(path), flag)
+    from mvtec_ref.errors import SampleError
+    from mvtec_ref.regions.mask import check_image_size
+
+    try:
+        data = path.read_bytes()
+        check_image_size(data, str(path))  # the header's size, before anything is allocated
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except SampleError as error:  # re-raised as a DatasetError, which crosses a process pool whole
+        raise DatasetError(str(error)) from None
+    except (OSError, cv2.error):
+        image = None
     if image is None:
         raise DatasetError(f"{path}: cannot read the source image (moved? rebuild the dataset)")
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

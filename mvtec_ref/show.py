@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError, MvtecRefError
 from mvtec_ref.fileio import dumps_json, staged_directory, write_bytes_atomic, write_text_atomic
 
@@ -31,7 +31,7 @@ OTHER_RGB = (0, 230, 255)
 FRAME_RGB = (255, 220, 0)
 
 
-def show_sentences(dataset: Path, out: Path, *, image: str | None = None, sample: int | None = None,
+def show_sentences(dataset: Dataset | Path, out: Path, *, image: str | None = None, sample: int | None = None,
                    seed: int = 0) -> list[dict]:  # fmt: skip
     """Draw every ref of one image (``image``: its ``id`` or ``image_id``), or ``sample``
     sentences drawn at random (seeded) from the whole dataset, one PNG each; returns the rows
@@ -40,14 +40,12 @@ def show_sentences(dataset: Path, out: Path, *, image: str | None = None, sample
         raise MvtecRefError("choose exactly one of --image ID and --sample N")
     if sample is not None and sample < 1:
         raise MvtecRefError(f"--sample must be at least 1, got {sample}")
-    manifest = load_manifest(dataset)
-    root = Path(manifest["source"]["root"])
-    vocab_name = manifest["config"]["refs"].get("vocabulary", manifest["source"]["kind"])
-    records = {r["id"]: r for _, r in iter_samples(dataset)}
-    picks = _pick(records, image, sample, seed, dataset)  # (record id, ref index, sentence index or None)
-    from annotate import load_vocabulary
-
-    vocab = load_vocabulary(vocab_name)
+    dataset = as_dataset(dataset)
+    records = {r["id"]: r for r in dataset}
+    picks = _pick(
+        records, image, sample, seed, dataset.path
+    )  # (record id, ref index, sentence index or None)
+    vocab = dataset.vocab()
     rows, review = (
         [],
         ["file\tsent_id\timage\tkind\ttarget\ttext\tpixel_judge\tfaithful\tunambiguous\tnatural"],
@@ -58,7 +56,7 @@ def show_sentences(dataset: Path, out: Path, *, image: str | None = None, sample
             record = records[rid]
             if rid not in decoded:
                 decoded.clear()  # one image in memory at a time; picks of one image are adjacent
-                decoded[rid] = _read_image(root, record)
+                decoded[rid] = dataset.image(record)
             ref = record["refs"][k]
             sentences = ref["sentences"] if s is None else [ref["sentences"][s]]
             verdicts = _verdicts(record, decoded[rid], ref, sentences, vocab)
@@ -72,7 +70,7 @@ def show_sentences(dataset: Path, out: Path, *, image: str | None = None, sample
                 review.append("\t".join([name, str(sentence["sent_id"]), rid, ref["kind"],
                                          ",".join(map(str, ref["region_ids"])) or "none",
                                          sentence["text"], verdict, "", "", ""]))  # fmt: skip
-        info = {"dataset": str(Path(dataset).absolute()), "image": image, "sample": sample, "seed": seed,
+        info = {"dataset": str(dataset.path.absolute()), "image": image, "sample": sample, "seed": seed,
                 "pictures": rows}  # fmt: skip
         write_text_atomic(stage / "review.tsv", "\n".join(review) + "\n")
         write_text_atomic(stage / MARKER, dumps_json(info))
@@ -94,19 +92,6 @@ def _pick(records: dict, image, sample, seed, dataset) -> list[tuple[str, int, i
         raise DatasetError(f"{dataset}: the dataset holds no sentence")
     chosen = np.random.default_rng(seed).choice(len(every), size=min(sample, len(every)), replace=False)
     return sorted((every[i] for i in chosen), key=lambda p: (p[0], p[1], p[2]))
-
-
-def _read_image(root: Path, record: dict) -> np.ndarray:
-    from mvtec_ref.errors import SampleError
-    from mvtec_ref.regions.mask import decode_image
-
-    path = root / record["image_path"]
-    try:
-        return decode_image(path.read_bytes(), record["image_path"])
-    except (OSError, SampleError) as error:
-        raise DatasetError(
-            f"{path}: cannot read the source image ({error}); moved? rebuild the dataset"
-        ) from None
 
 
 def _verdicts(record: dict, image: np.ndarray, ref: dict, sentences: list[dict], vocab) -> list[str]:

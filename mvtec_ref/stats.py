@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import Dataset, as_dataset
 
 # Fixed area-ratio cut-offs reported whatever the configured size buckets are, so that
 # "most anomalies are small" can be checked under any definition of small.
 FIXED_CUTS = (0.001, 0.01, 0.05, 0.10)
 SIZES = ("small", "medium", "large")
+PLOTS_MARKER = "stats --plots"  # what the OWNED record of a --plots folder names as its writer
 
 
 class _RegionGroup:
@@ -53,24 +54,22 @@ class _RegionGroup:
         }
 
 
-def summarize(dataset: Path, *, with_raw: bool = False, progress: bool | None = False) -> dict:
+def summarize(dataset: Dataset | Path, *, with_raw: bool = False, progress: bool | None = False) -> dict:
     """Figures by split, category and defect type (``ALL`` rows included).
 
     With ``with_raw`` the result also holds the raw lists the plots need (not in the JSON).
     ``progress``: as ``mvtec_ref.progress.progress_bar``.
     """
-    from annotate import load_vocabulary
     from annotate.quality import ExpressionQuality, sentence_verdicts
     from mvtec_ref.progress import progress_bar
 
-    manifest = load_manifest(dataset)
-    vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
+    dataset = as_dataset(dataset)
+    manifest = dataset.manifest
+    vocab = dataset.vocab()
     regions = {by: defaultdict(_RegionGroup) for by in ("split", "category", "defect_type")}
     quality = {by: defaultdict(ExpressionQuality) for by in ("split", "category")}
-    records = progress_bar(
-        iter_samples(dataset), desc="stats", unit="img", total=manifest["counts"]["images"], progress=progress
-    )
-    for _, record in records:
+    records = progress_bar(dataset, desc="stats", unit="img", total=len(dataset), progress=progress)
+    for record in records:
         keys = {"split": record["split"], "category": record["category"],
                 "defect_type": f"{record['category']}/{record['defect_type']}"}  # fmt: skip
         for by, table in regions.items():
@@ -211,13 +210,26 @@ def _align(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def save_stats_json(summary: dict, path: Path) -> None:
-    """Validate against ``schemas/stats.schema.json`` and write atomically."""
+    """Validate against ``schemas/stats.schema.json`` and write atomically, marked as a stats file
+    (``fileio.check_output_file`` says first whether ``path`` may be written)."""
     from mvtec_ref.errors import DatasetError
-    from mvtec_ref.fileio import dumps_json, write_text_atomic
+    from mvtec_ref.fileio import FORMATS, write_json_output
     from mvtec_ref.schema import schema_errors
 
-    data = {k: v for k, v in summary.items() if k != "raw"}
+    data = {"format": FORMATS["stats"], **{k: v for k, v in summary.items() if k != "raw"}}
     errors = schema_errors("stats", data)
     if errors:
         raise DatasetError(f"{path}: {errors[0]} (a toolkit bug)")
-    write_text_atomic(Path(path), dumps_json(data))
+    write_json_output(Path(path), "stats", data)
+
+
+def save_plots(summary: dict, folder: Path) -> list[Path]:
+    """Draw the figures into ``folder``, replaced atomically and only when it is absent, empty or an
+    earlier ``--plots`` folder (``fileio.staged_directory``); returns the files' final paths."""
+    from mvtec_ref.fileio import staged_directory
+    from mvtec_ref.plots import draw_plots
+
+    folder = Path(folder)
+    with staged_directory(folder, marker=PLOTS_MARKER) as stage:
+        names = [p.name for p in draw_plots(summary, stage)]
+    return [folder / name for name in names]

@@ -48,6 +48,16 @@ def synth_dataset(synth_tree, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def built(synth_tree, tmp_path_factory) -> Path:
+    """A dataset built from the bottle category; copy it before changing it."""
+    from mvtec_ref.build import BuildConfig, build_dataset
+
+    out = tmp_path_factory.mktemp("bottle") / "ds"
+    build_dataset(synth_tree, out, BuildConfig(categories=("bottle",)), progress=False)
+    return out
+
+
 @pytest.fixture
 def tree_copy(synth_tree, tmp_path) -> Path:
     """A private copy of two categories of the synthetic tree, safe to break."""

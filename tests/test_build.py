@@ -7,7 +7,8 @@ import sys
 import pytest
 from conftest import REAL_AD, needs_real_data
 
-from mvtec_ref.build import BuildConfig, build_dataset, load_manifest
+from mvtec_ref.build import BuildConfig, build_dataset
+from mvtec_ref.dataset import open_dataset
 from mvtec_ref.schema import schema_errors
 from mvtec_ref.validate import validate_dataset
 
@@ -17,7 +18,7 @@ def _files(out):
 
 
 def test_synthetic_build_is_valid_and_complete(synth_tree, synth_dataset):
-    manifest = load_manifest(synth_dataset)
+    manifest = open_dataset(synth_dataset).manifest
     assert schema_errors("manifest", manifest) == []
     counts = manifest["counts"]
     assert counts["images"] == 118 and counts["defect_images"] == 73 and counts["good_images"] == 45

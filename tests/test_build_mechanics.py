@@ -79,9 +79,7 @@ def test_record_failing_the_schema_gives_jsonschemas_message(synth_tree, tmp_pat
     with pytest.raises(DatasetError) as raised:
         build_dataset(synth_tree, tmp_path / "a", BuildConfig(), progress=False)
     message = str(raised.value)
-    assert message.startswith("samples.jsonl line 3 (") and message.endswith(
-        "$.width: 0 is less than the minimum of 1 (a toolkit bug)"
-    )
+    assert message == "samples.jsonl:3: width: 0 is less than the minimum of 1 (a toolkit bug)"
     assert not (tmp_path / "a").exists()
 
 
@@ -95,5 +93,5 @@ def test_tuple_in_a_record_is_refused_as_jsonschema_refuses_it(synth_tree, tmp_p
     with pytest.raises(DatasetError) as raised:
         build_dataset(synth_tree, tmp_path / "a", BuildConfig(), progress=False)
     message = str(raised.value)
-    assert message.startswith("samples.jsonl line 4 (") and "$.frame.bbox: (" in message
+    assert message.startswith("samples.jsonl:4: frame.bbox: (")
     assert message.endswith("is not of type 'array' (a toolkit bug)")

@@ -136,5 +136,5 @@ def test_export_cli_and_errors(synth_dataset, tmp_path):
     result = CliRunner().invoke(
         main, ["export", str(tmp_path / "nope"), "--format", "coco", "--out", str(tmp_path / "c")]
     )
-    assert result.exit_code == 1 and "manifest.json: not found" in result.output
+    assert result.exit_code == 1 and "nope: not found; is" in result.output
     assert not (tmp_path / "c").exists()

@@ -337,5 +337,5 @@ def test_no_target_flag_empties_a_prediction(synth_dataset, tmp_path):
     assert scores[False]["N-acc"] == 0.0 and scores[False]["mIoU"] == 1.0
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"sent_id": 1, "no_target": "yes"}) + "\n")
-    with pytest.raises(DatasetError, match=r"bad.jsonl line 1: .*no_target must be true or false"):
+    with pytest.raises(DatasetError, match=r"bad.jsonl:1: no_target: must be true or false"):
         evaluate_predictions(synth_dataset, bad, split="all")

@@ -61,15 +61,6 @@ def work(synth_tree, tmp_path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="module")
-def built(synth_tree, tmp_path_factory) -> Path:
-    """A dataset built from the bottle category; copy it before changing it."""
-    out = tmp_path_factory.mktemp("hostile") / "ds"
-    result = invoke("build", "--root", synth_tree, "--out", out, "--category", "bottle", "--quiet")
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture
 def dataset(built, tmp_path) -> Path:
     shutil.copytree(built, tmp_path / "ds")
@@ -281,9 +272,9 @@ def test_link_loops_at_category_level_are_no_category(work):
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [
-        ("--split-ratios", "nan,0,1", "split ratios (nan, 0.0, 1.0) must be three non-negative shares"),
-        ("--split-ratios", "inf,0,-inf", "must be three non-negative shares"),
-        ("--seed", "-5", "seed -5 is negative"),
+        ("--split-ratios", "nan,0,1", "'nan,0,1' is not three shares >= 0 summing to 1"),
+        ("--split-ratios", "inf,0,-inf", "is not three shares >= 0 summing to 1"),
+        ("--seed", "-5", "-5 is not in the range x>=0"),
     ],
 )
 def test_bad_options_fail_before_any_image_is_read(option, value, words, work, monkeypatch):
@@ -294,8 +285,9 @@ def test_bad_options_fail_before_any_image_is_read(option, value, words, work, m
 
     monkeypatch.setattr(mvtec_ref.build, "get_source", no_scan)
     before = snapshot(work)
-    line = one_line(invoke("build", "--root", work / "src", "--out", work / "ds", option, value))
-    assert words in line
+    result = invoke("build", "--root", work / "src", "--out", work / "ds", option, value)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert words in result.output.strip().splitlines()[-1], result.output
     assert snapshot(work) == before
 
 
@@ -403,13 +395,22 @@ VALIDATE_CASES = {
         _region_rle(lambda rle, r: rle.update(size=[r["height"] + 1, r["width"]])),
         "is not the image's",
     ),
-    "null_line": (lambda m, lines: (m, ["null", *lines]), "line 1: is a JSON null, not a sample object"),
-    "list_line": (lambda m, lines: (m, ["[1,2,3]", *lines]), "line 1: is a JSON array, not a sample object"),
-    "manifest_array": (lambda m, lines: ([], lines), "manifest.json: is a JSON array, not an object"),
-    "source_string": (lambda m, lines: ({**m, "source": "x"}, lines), "$.source: 'x' is not of type"),
+    "null_line": (
+        lambda m, lines: (m, ["null", *lines]),
+        "samples.jsonl:1: (line): is a JSON null, not an object",
+    ),
+    "list_line": (
+        lambda m, lines: (m, ["[1,2,3]", *lines]),
+        "samples.jsonl:1: (line): is a JSON array, not an object",
+    ),
+    "manifest_array": (lambda m, lines: ([], lines), "manifest.json: (line): is a JSON array, not an object"),
+    "source_string": (
+        lambda m, lines: ({**m, "source": "x"}, lines),
+        "manifest.json: source: 'x' is not of type",
+    ),
     "refs_string": (
         lambda m, lines: ({**m, "config": {**m["config"], "refs": "x"}}, lines),
-        "$.config.refs: 'x' is not of type 'object'",
+        "manifest.json: config.refs: 'x' is not of type 'object'",
     ),
     "no_config": (
         lambda m, lines: ({k: v for k, v in m.items() if k != "config"}, lines),
@@ -629,7 +630,7 @@ def test_evaluate_accepts_uncompressed_rle_and_refuses_corrupt_counts(dataset, t
     bad.write_text("".join(json.dumps(item) + "\n" for item in corrupt))
     before = snapshot(tmp_path)
     line = one_line(invoke("evaluate", dataset, "--pred", bad))
-    assert line.startswith(f"Error: {bad}: sent_id {first}: mask is not a valid COCO RLE")
+    assert line.startswith(f"Error: {bad}:1: mask: not a valid COCO RLE") and first
     assert snapshot(tmp_path) == before
 
 
@@ -672,11 +673,14 @@ def test_evaluate_says_when_and_how_a_prediction_was_resized(dataset, tmp_path, 
 
 
 @pytest.mark.parametrize(
-    ("option", "value", "words"),
-    [("--epochs", "0", "--epochs 0: train for at least 1 epoch"),
-     ("--image-size", "7", "--image-size 7: must be a positive multiple of 32")],
+    ("option", "value", "code", "words"),
+    [("--epochs", "0", 2, "0 is not in the range 1<=x<=1000000"),
+     ("--image-size", "7", 2, "7 is not in the range 32<=x<=4096"),
+     ("--image-size", "48", 1, "--image-size 48: must be a positive multiple of 32")],
 )  # fmt: skip
-def test_train_refuses_impossible_settings_up_front(option, value, words, dataset, tmp_path, monkeypatch):
+def test_train_refuses_impossible_settings_up_front(
+    option, value, code, words, dataset, tmp_path, monkeypatch
+):
     import baselines.dqformer.train as train
 
     def no_start():
@@ -684,10 +688,9 @@ def test_train_refuses_impossible_settings_up_front(option, value, words, datase
 
     monkeypatch.setattr(train, "setup_distributed", no_start)
     before = snapshot(tmp_path)
-    line = one_line(
-        invoke("train-baseline", dataset, "--out", tmp_path / "run", "--preset", "tiny", option, value)
-    )
-    assert words in line
+    result = invoke("train-baseline", dataset, "--out", tmp_path / "run", "--preset", "tiny", option, value)
+    assert result.exit_code == code and "Traceback" not in result.output
+    assert words in result.output.strip().splitlines()[-1], result.output
     assert snapshot(tmp_path) == before
 
 

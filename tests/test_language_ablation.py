@@ -44,7 +44,7 @@ def test_score_run_matches_predict_then_evaluate(tmp_path, monkeypatch):
     from baselines.dqformer.predict import predict_dataset
     from baselines.dqformer.train import train
     from benchmarks.language_ablation import prepare, score_run
-    from mvtec_ref.build import iter_samples
+    from mvtec_ref.dataset import open_dataset
     from mvtec_ref.evaluate import NO_TARGET, evaluate_predictions, load_predictions, target_scope
     from mvtec_ref.probes import evaluate_probes
     from mvtec_ref.regions.mask import decode_rle
@@ -65,7 +65,7 @@ def test_score_run_matches_predict_then_evaluate(tmp_path, monkeypatch):
     # part-scope sentences: the mask's IoU with every region, from the PNGs predict wrote
     ious = []
     get = load_predictions(pred)
-    for _, record in iter_samples(dataset):
+    for record in open_dataset(dataset):
         if record["split"] != "test" or not record["regions"]:
             continue
         every = np.zeros((record["height"], record["width"]), bool)

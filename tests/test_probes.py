@@ -318,7 +318,7 @@ def test_probes_refuses_to_replace_a_foreign_file_and_names_bad_input(synth_data
     assert result.exit_code == 1 and "not a probes file" in result.output
     assert foreign.read_text() == '{"mine": 1}\n'
     result = runner.invoke(main, ["probes", str(tmp_path / "nope"), "--out", str(tmp_path / "p.jsonl")])
-    assert result.exit_code == 1 and "manifest.json: not found" in result.output
+    assert result.exit_code == 1 and "nope: not found; is" in result.output
     result = runner.invoke(main, ["probes", str(synth_dataset), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "is a directory" in result.output
 
@@ -408,7 +408,7 @@ def test_evaluate_refuses_probes_of_another_build(probes_file, synth_dataset, tm
     broken.write_text(json.dumps(header) + '\n{"probe_id": "x"}\n')
     result = CliRunner().invoke(main, ["evaluate", str(synth_dataset), "--probes", str(broken),
                                        "--pred", str(tmp_path)])  # fmt: skip
-    assert result.exit_code == 1 and "broken.jsonl line 2" in result.output
+    assert result.exit_code == 1 and "broken.jsonl:2: " in result.output
 
 
 def test_predict_names_each_mask_by_its_probe(probes_file, synth_dataset, tmp_path, monkeypatch):

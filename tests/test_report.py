@@ -107,8 +107,8 @@ def test_jpeg_thumbnails_decode_at_reduced_size_and_match_a_full_decode(tmp_path
     for name in ("a.jpg", "a.png"):
         assert cv2.imwrite(str(tmp_path / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 95])
     flags = []
-    imread = cv2.imread
-    monkeypatch.setattr(cv2, "imread", lambda path, flag: flags.append(flag) or imread(path, flag))
+    imread, imdecode = cv2.imread, cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flag: flags.append(flag) or imdecode(data, flag))
     thumb = report_module.shrink_image(tmp_path / "a.jpg", (1024, 768), (256, 192))
     full = cv2.resize(
         imread(str(tmp_path / "a.jpg"), cv2.IMREAD_COLOR), (256, 192), interpolation=cv2.INTER_AREA
@@ -153,7 +153,7 @@ def test_report_reads_well_at_1400_px_and_on_a_laptop(report, synth_dataset, tmp
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from mvtec_ref.build import iter_samples
+    from mvtec_ref.dataset import open_dataset
     from mvtec_ref.stats import stat_tables, summarize
 
     driver = headless_chromium(tmp_path / "profile", size)
@@ -201,7 +201,7 @@ def test_report_reads_well_at_1400_px_and_on_a_laptop(report, synth_dataset, tmp
         assert len(set(heights)) > 1
 
         # a thumbnail opens the source image at full resolution with its regions drawn over it
-        first = next(r for _, r in iter_samples(synth_dataset) if r["regions"])
+        first = next(r for r in open_dataset(synth_dataset) if r["regions"])
         driver.execute_script("document.querySelector('.card .frame').click()")
         WebDriverWait(driver, 20).until(
             lambda d: d.execute_script(

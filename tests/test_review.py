@@ -17,14 +17,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import headless_chromium, needs_chromium
 
-from mvtec_ref.build import BuildConfig, build_dataset, iter_samples, load_manifest
+from mvtec_ref.build import BuildConfig, build_dataset
 from mvtec_ref.cli import main
+from mvtec_ref.dataset import open_dataset
 from mvtec_ref.review.keys import target_key
 from mvtec_ref.review.store import ReviewWriter, load_decisions
 
 
 def _records(dataset):
-    return [r for _, r in iter_samples(dataset)]
+    return open_dataset(dataset).records
 
 
 def _line(record, ref, text, decision, **extra):
@@ -84,7 +85,9 @@ def test_latest_line_wins_clear_undoes_torn_line_skipped(tmp_path):
     decisions, problems = load_decisions(path)
     assert list(decisions) == [("a.png", "4x4:empty", "anomaly")]
     assert decisions["a.png", "4x4:empty", "anomaly"]["decision"] == "reject"
-    assert len(problems) == 1 and "line 5" in problems[0] and "not JSON" in problems[0]
+    assert (
+        len(problems) == 1 and "reviews.jsonl:5: malformed JSON" in problems[0] and "cut short" in problems[0]
+    )
     with pytest.raises(ValueError, match="rewrite"):
         writer.append({**base, "decision": "rewrite"})  # a rewrite needs its text
 
@@ -180,7 +183,7 @@ def test_build_applies_reviews_across_seeds(synth_tree, synth_dataset, tmp_path)
     assert written[0]["review"] == {"status": "written", "reviewer": "tester", "asserted": False}
     assert not [s for s in sentences(rw_r, rw_ref) if s["text"] == rw_t]
 
-    manifest = load_manifest(out)
+    manifest = open_dataset(out).manifest
     review = manifest["review"]
     assert (review["decisions"], review["matched"], review["unmatched"]) == (4, 3, 1)
     assert review["total"]["accepted"] == 1 and review["total"]["rejected"] == 1
@@ -250,7 +253,7 @@ def test_review_cli_checks_options(tmp_path):
     )
     assert absent.exit_code == 2 and "none.jsonl" in absent.output
     not_dataset = CliRunner().invoke(main, ["review", str(tmp_path)])
-    assert not_dataset.exit_code == 1 and "manifest.json: not found" in not_dataset.output
+    assert not_dataset.exit_code == 1 and "manifest.json: manifest not found" in not_dataset.output
 
 
 def test_every_registered_check_can_refuse_a_rewrite(synth_dataset, tmp_path, monkeypatch):
@@ -290,10 +293,11 @@ def test_session_reads_the_file_it_indexed_after_a_rebuild(synth_tree, tmp_path)
     assert session.image_view(len(ids) - 1)["id"] == ids[-1]
 
 
-def test_images_a_browser_cannot_show_are_sent_as_png(tmp_path):
+def test_images_a_browser_cannot_show_are_sent_as_png(synth_dataset, tmp_path):
     import cv2
     import numpy as np
 
+    from mvtec_ref.build import count_records
     from mvtec_ref.review.session import ReviewSession
 
     root, dataset = tmp_path / "src", tmp_path / "ds"
@@ -303,21 +307,18 @@ def test_images_a_browser_cannot_show_are_sent_as_png(tmp_path):
     pixels[1, 2] = (255, 0, 0)  # red in RGB
     assert cv2.imwrite(str(root / "a.tif"), pixels[:, :, ::-1])
     assert cv2.imwrite(str(root / "b.png"), pixels[:, :, ::-1])
-    (dataset / "manifest.json").write_text(json.dumps({"name": "t", "source": {"root": str(root)}}))
-    refs = [{"kind": "no_target", "region_ids": [], "sentences": [{"text": "anomaly", "origin": "template"}]}]
-    lines = [
-        {
-            "id": n,
-            "image_path": n,
-            "category": "c",
-            "defect_type": "good",
-            "height": 6,
-            "width": 8,
-            "regions": [],
-            "refs": refs,
-        }
-        for n in ("a.tif", "b.png")
-    ]
+    good = next(r for r in open_dataset(synth_dataset) if not r["regions"])
+    lines = []
+    for n, name in enumerate(("a.tif", "b.png"), start=1):
+        refs = [
+            {**good["refs"][0], "ref_id": n, "sentences": [{**good["refs"][0]["sentences"][0], "sent_id": n}]}
+        ]
+        lines.append({**good, "image_id": n, "id": name, "image_path": name, "height": 6, "width": 8,
+                      "frame": {"bbox": [0, 0, 8, 6], "source": "image"}, "refs": refs})  # fmt: skip
+    manifest = json.loads((synth_dataset / "manifest.json").read_text())
+    manifest["source"]["root"] = str(root)
+    manifest["counts"] = count_records(lines)
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
     (dataset / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     session = ReviewSession(dataset, tmp_path / "r.jsonl", "tester")
     data, media = session.image_bytes(0)
@@ -551,7 +552,7 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
         ("any defect", third, False),
         ("the scratch at the top left of the bottle", fourth, True),
     ]
-    assert load_manifest(out)["review"]["unmatched"] == 0
+    assert open_dataset(out).manifest["review"]["unmatched"] == 0
 
 
 @needs_chromium

@@ -32,7 +32,7 @@ def test_stats_cli_json_and_plots(synth_dataset, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "s.json").read_text())
     assert schema_errors("stats", data) == []
-    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir() if p.suffix == ".png")
     assert pngs == ["area_ratio_by_category.png", "expression_kinds.png", "expression_length.png",
                     "regions_per_image.png"]  # fmt: skip
     for name in pngs:

@@ -17,6 +17,7 @@ def dataset(synth_dataset, tmp_path):
 
 
 def _edit_first_defect(dataset, edit):
+    """Edit the first defect record; returns ``"<samples.jsonl>:<line>: "``, where its problems start."""
     path = dataset / "samples.jsonl"
     lines = path.read_text().splitlines()
     for n, line in enumerate(lines):
@@ -26,7 +27,7 @@ def _edit_first_defect(dataset, edit):
             lines[n] = json.dumps(record)
             break
     path.write_text("\n".join(lines) + "\n")
-    return record["id"]
+    return f"{path}:{n + 1}: "
 
 
 def test_sound_dataset_passes_cli(synth_dataset):
@@ -37,19 +38,19 @@ def test_sound_dataset_passes_cli(synth_dataset):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda r: r["regions"][0].update(area=r["regions"][0]["area"] + 1), "RLE decodes to"),
-        (lambda r: r["regions"][0].update(bbox=[0, 0, 5000, 1]), "is not inside the"),
+        (lambda r: r["regions"][0].update(area=r["regions"][0]["area"] + 1), "regions[0].area: "),
+        (lambda r: r["regions"][0].update(bbox=[0, 0, 5000, 1]), "bbox: [0, 0, 5000, 1] but the RLE spans"),
         (lambda r: r["regions"][0]["segmentation"].update(size=[3, 3]), "RLE size [3, 3]"),
-        (lambda r: r["refs"][0].update(region_ids=[99]), "targets unknown regions [99]"),
-        (lambda r: r.update(image_path="bottle/test/nope.png"), "image_path"),
+        (lambda r: r["refs"][0].update(region_ids=[99]), "refs[0].region_ids: [99] name no region"),
+        (lambda r: r.update(image_path="bottle/test/nope.png"), "image_path: "),
         (lambda r: r.update(colour="red"), "Additional properties are not allowed"),
         (lambda r: r.update(regions=r["regions"] + r["regions"][:1]), "duplicate ann_id"),
     ],
 )
 def test_tampered_record_is_reported(dataset, edit, expected):
-    sample_id = _edit_first_defect(dataset, edit)
+    where = _edit_first_defect(dataset, edit)
     problems = validate_dataset(dataset)
-    assert any(sample_id in p and expected in p for p in problems), problems
+    assert any(p.startswith(where) and expected in p for p in problems), problems
     result = CliRunner().invoke(main, ["validate", str(dataset)])
     assert result.exit_code == 1 and "problems found" in result.output
 
@@ -76,13 +77,13 @@ def test_deep_check_catches_changed_mask(synth_dataset, tmp_path):
     cv2.imwrite(str(mask_path), mask)
     assert validate_dataset(out) == []
     (problem,) = validate_dataset(out, deep=True)
-    assert "regions differ from bottle/ground_truth/broken_large/000_mask.png in 9 pixels" in problem
+    assert "regions: differ from bottle/ground_truth/broken_large/000_mask.png in 9 pixels" in problem
 
 
 def test_malformed_files(dataset):
     (dataset / "samples.jsonl").write_text('{"id": 1}\n{not json\n')
     problems = validate_dataset(dataset)
-    assert any("line 2: malformed JSON" in p for p in problems)
+    assert any("samples.jsonl:2: malformed JSON" in p for p in problems)
     (dataset / "manifest.json").write_text("{")
     assert "malformed JSON" in validate_dataset(dataset)[0]
     assert "not found" in validate_dataset(dataset / "missing")[0]
@@ -101,7 +102,10 @@ def test_deep_check_with_workers_gives_the_same_lines_in_the_same_order(synth_da
     edits = [
         lambda r: r.update(colour="red"),  # schema
         lambda r: r["regions"][0].update(area=r["regions"][0]["area"] + 1),  # RLE area
-        lambda r: r["refs"][0]["sentences"][0].update(text="the two large scratches everywhere"),
+        lambda r: r["refs"][0]["sentences"][0].update(  # tokens to match: a false sentence, well formed
+            text="the two large scratches everywhere",
+            tokens=["the", "two", "large", "scratches", "everywhere"],
+        ),
         lambda r: r.update(image_path=r["image_path"] + ".gone"),  # missing file
     ]
     for n, edit in zip(defects, edits, strict=False):
@@ -116,7 +120,7 @@ def test_deep_check_with_workers_gives_the_same_lines_in_the_same_order(synth_da
     one = validate_dataset(out, deep=True)
     two = validate_dataset(out, deep=True, workers=2)
     assert len(one) >= 6 and one == two
-    assert "malformed JSON" in one[-1] and any("regions differ" in p for p in one)
+    assert "malformed JSON" in one[-1] and any("regions: differ" in p for p in one)
     assert any("pixel judge" in p for p in one)  # the rewritten sentence, judged in a worker
     result = CliRunner().invoke(
         main, ["validate", str(out), "--deep", "--workers", "2", "--max-lines", "999"]

@@ -113,6 +113,72 @@ def paper() -> DQFormerConfig:
 
 PRESETS = {"tiny": tiny, "lite": lite, "paper": paper}
 
+# The valid values of every numeric or named field: ``(low, high)`` inclusive (None: no bound),
+# ``(low, high, "low-open")`` when ``low`` itself is excluded, or a tuple of names. Shown in
+# ``train-baseline --help`` and checked by ``train.check_config`` before any data or weights are
+# read; every such field of DQFormerConfig must be listed (tests/test_options.py checks it).
+RANGES: dict[str, tuple] = {
+    "max_tokens": (3, 512),  # [CLS] + a word + [SEP]; BERT-style encoders stop at 512 positions
+    "dim": (8, 4096),
+    "heads": (1, 64),  # and dim must be a multiple of heads
+    "decoder_layers": (1, 64),
+    "ffn_dim": (1, 65536),
+    "dropout": (0.0, 1.0, "high-open"),
+    "drop_path": (0.0, 1.0, "high-open"),
+    "ce_weight": (0.0, 1000.0),
+    "ce_class_weights": (0.0, 1000.0, "low-open"),
+    "dice_weight": (0.0, 1000.0),
+    "aux_weight": (0.0, 1000.0),
+    "image_size": (32, 4096),  # and a multiple of 32
+    "color_jitter": (0.0, 1.0),
+    "negative_share": (0.0, 1.0),
+    "contrast_share": (0.0, 1.0),
+    "good_per_epoch": (0.0, 1.0),
+    "composite_share": (0.0, 1.0),
+    "epochs": (1, 1_000_000),
+    "batch_size": (1, 65536),
+    "sentences_per_image": (1, 1024),
+    "lr": (0.0, 1.0, "low-open"),
+    "backbone_lr_mult": (0.0, 100.0),
+    "text_lr_mult": (0.0, 100.0),
+    "weight_decay": (0.0, 10.0),
+    "warmup_steps": (0, 100_000_000),
+    "poly_power": (0.0, 100.0),
+    "grad_clip": (0.0, 1e6, "low-open"),  # 0 would clip every gradient to nothing; negative flips its sign
+    "workers": (0, 256),
+    "seed": (0, 2**32 - 1),  # numpy's seed range
+    "eval_split": ("val", "train"),  # never test: it is read once, after training
+    "max_eval_sentences": (0, None),
+}
+
+
+def in_range(name: str, value) -> bool:
+    """Whether ``value`` (each element, for a tuple field) lies in ``RANGES[name]``."""
+    spec = RANGES[name]
+    if all(isinstance(x, str) for x in spec):
+        return value in spec
+    low, high, *how = spec
+    open_low, open_high = "low-open" in how, "high-open" in how
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+            return False
+        if (low is not None and (v < low or (open_low and v == low))) or (
+            high is not None and (v > high or (open_high and v == high))
+        ):
+            return False
+    return True
+
+
+def describe_range(name: str) -> str:
+    """``RANGES[name]`` as words for a message: ``between 1 and 64``, ``one of val, train``..."""
+    spec = RANGES[name]
+    if all(isinstance(x, str) for x in spec):
+        return f"one of {', '.join(spec)}"
+    low, high, *how = spec
+    left = "" if low is None else f"{'>' if 'low-open' in how else '>='} {low:g}"
+    right = "" if high is None else f"{'<' if 'high-open' in how else '<='} {high:g}"
+    return " and ".join(x for x in (left, right) if x)
+
 
 def field_help() -> dict[str, str]:
     """Each field's reason, read from the comment beside its default above (used as CLI help)."""

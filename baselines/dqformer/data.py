@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 
 UNIVERSAL_PROMPT = "anomaly"
@@ -137,13 +137,14 @@ def contrast_pools(
     return pools
 
 
-def load_split(dataset: Path, split: str) -> tuple[dict, list[dict]]:
-    """(manifest, records of one split in file order)."""
-    manifest = load_manifest(dataset)
-    records = [r for _, r in iter_samples(dataset) if split == "all" or r["split"] == split]
+def load_split(dataset: Dataset | Path, split: str) -> tuple[dict, list[dict]]:
+    """(manifest, records of one split in file order); ``dataset`` opened and checked by
+    ``mvtec_ref.dataset`` unless it is already an open ``Dataset``."""
+    dataset = as_dataset(dataset)
+    records = dataset.split(split)
     if not records:
-        raise DatasetError(f"{dataset}: no image in split {split!r}")
-    return manifest, records
+        raise DatasetError(f"{dataset.path}: no image in split {split!r}")
+    return dataset.manifest, records
 
 
 class RefSegDataset:
@@ -165,8 +166,8 @@ class RefSegDataset:
         contrast_share: float = 0.0,
         seed: int = 0,
     ) -> None:
-        self.dataset = Path(dataset)
-        self.manifest, self.records = load_split(self.dataset, split)
+        self.dataset = dataset.path if isinstance(dataset, Dataset) else Path(dataset)
+        self.manifest, self.records = load_split(dataset, split)
         self.root = Path(self.manifest["source"]["root"])
         self.items = [
             Item(r, k, s["sent_id"], s["text"])
@@ -202,18 +203,12 @@ class RefSegDataset:
 
     def image(self, record: dict) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB at the original size."""
-        import cv2
+        from mvtec_ref.dataset import read_image
 
-        path = self.root / record["image_path"]
-        array = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
-        if array is None:
-            raise DatasetError(f"{path}: image missing or unreadable (is the source root {self.root} right?)")
-        if array.shape[:2] != (record["height"], record["width"]):
-            raise DatasetError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]} but the dataset says "
-                f"{record['width']}x{record['height']}; rebuild the dataset"
-            )
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+        array = read_image(self.root, record)  # size from the header, bounded, checked against the record
+        if array.ndim == 2:
+            return np.repeat(array[:, :, None], 3, axis=2)
+        return array
 
     def target(self, item: Item) -> np.ndarray:
         """``(H, W)`` uint8 {0, 1}: the union of the sentence's target regions (original size)."""

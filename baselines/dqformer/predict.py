@@ -32,11 +32,11 @@ def predict_files(
 
     image = Path(image)
     try:
-        pixels = decode_image(image.read_bytes(), str(image))
+        pixels = decode_image(image.read_bytes(), str(image))  # its header's size bounded first
     except FileNotFoundError:
         raise MvtecRefError(f"{image}: image not found") from None
-    except Exception as error:
-        raise MvtecRefError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - unreadable, too large, a folder: one line
+        raise MvtecRefError(f"{image}: {error}" if isinstance(error, OSError) else str(error)) from None
     rgb = np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels[:, :, :3]
     model, config, tokenizer = load_run(run, checkpoint=checkpoint, device=device)
     masks = predict_image(model, config, tokenizer, np.ascontiguousarray(rgb), texts)
@@ -72,7 +72,7 @@ def predict_dataset(
         masks = iter_masks(model, data, device=device, progress=progress, desc="predict")
         for (_, mask), name in zip(masks, _in_yield_order(data, names), strict=True):
             (stage / f"{name}.png").write_bytes(_png(mask.astype(np.uint8) * 255))
-        record = {"run": str(run), "checkpoint": checkpoint, "dataset": str(dataset), "split": split,
+        record = {"run": str(run), "checkpoint": checkpoint, "dataset": str(data.dataset), "split": split,
                   "sentences": len(data)}  # fmt: skip
         if probes is not None:
             record["probes"] = str(probes)

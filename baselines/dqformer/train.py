@@ -126,45 +126,47 @@ def save_checkpoint(path: Path, state: dict) -> None:
 _BEFORE_FIRST_CHECKPOINT = {"config.json", "tokenizer", "metrics.jsonl"}
 
 
-# Fields that are a share or a probability: each must lie in [0, 1].
-SHARES = (
-    "dropout",
-    "drop_path",
-    "color_jitter",
-    "negative_share",
-    "contrast_share",
-    "good_per_epoch",
-    "composite_share",
-)
-
-
 def check_config(config: DQFormerConfig) -> None:
-    """Refuse settings that cannot train, before any data or weights are loaded."""
-    import math
+    """Refuse settings that cannot train, before any data or weights are loaded: every field in
+    its ``config.RANGES``, plus what ties fields together, and local model paths that exist."""
+    from baselines.dqformer.config import RANGES, describe_range, in_range
 
-    for name, value in config.as_record().items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            raise TrainingError(f"--{name.replace('_', '-')} {value}: must be a finite number")
-        if name in SHARES and not 0.0 <= value <= 1.0:
-            raise TrainingError(f"--{name.replace('_', '-')} {value}: a share, must lie between 0 and 1")
-    if config.lr <= 0:
-        raise TrainingError(f"--lr {config.lr}: must be positive")
-    if config.epochs < 1:
-        raise TrainingError(f"--epochs {config.epochs}: train for at least 1 epoch")
-    if config.eval_split == "test":
+    for name in RANGES:
+        value = getattr(config, name)
+        if not in_range(name, value):
+            raise TrainingError(f"--{name.replace('_', '-')} {value}: must be {describe_range(name)}")
+    if config.dim % config.heads:
         raise TrainingError(
-            "--eval-split test: the test split is read once, after training; choose the best "
-            "checkpoint on val (or another split the dataset holds)"
+            f"--dim {config.dim} --heads {config.heads}: dim must be a multiple of heads (attention splits "
+            "dim into heads equal parts), e.g. --dim 128 --heads 4"
         )
-    if config.image_size < 32 or config.image_size % 32:
+    if config.image_size % 32:
         raise TrainingError(
             f"--image-size {config.image_size}: must be a positive multiple of 32 (the backbone "
             "downsamples by 32), e.g. 256, 320 or 480"
         )
+    if config.ce_weight == 0 and config.dice_weight == 0:
+        raise TrainingError("--ce-weight 0 --dice-weight 0: with no loss term nothing is learnt")
+    for flag, name, offline in (("--backbone", config.backbone, "efficientnet-lite0"),
+                                ("--text-encoder", config.text_encoder, "minilm")):  # fmt: skip
+        if name != offline and _names_a_path(name) and not Path(name).expanduser().is_dir():
+            raise TrainingError(
+                f"{flag} {name}: no such folder; give a local model folder (config.json + weights) or a "
+                "hub name such as microsoft/swin-base-patch4-window12-384"
+            )
+
+
+def _names_a_path(name: str) -> bool:
+    """Whether a model name can only be a local path (a hub name is ``org/model`` or ``model``)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
 
 
 def _prepare_run(out: Path, resume: bool) -> None:
+    from mvtec_ref.fileio import sweep_leftovers
+
+    if out.is_dir():  # a kill while a checkpoint was written leaves its temp file: not a run's file
+        for name in (*_BEFORE_FIRST_CHECKPOINT, "last.pt", "best.pt", "test_metrics.json"):
+            sweep_leftovers(out / name)
     never_saved = (
         out.is_dir()
         and not (out / "last.pt").exists()
@@ -234,7 +236,7 @@ def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
         raise TrainingError(
-            f"{dataset}: {len(units)} training images fill no batch of "
+            f"{getattr(dataset, 'path', dataset)}: {len(units)} training images fill no batch of "
             f"{config.batch_size} x {dist.world} processes; lower --batch-size"
         )
     return TrainData(tokenizer, units, val, steps_per_epoch, steps_per_epoch * config.epochs)
@@ -385,12 +387,20 @@ def load_state(out: Path, trainer: Trainer, dist: Dist) -> RunState:
     """Restore ``out/last.pt`` into the trainer and this process's RNGs."""
     import torch
 
-    saved = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
-    trainer.model.load_state_dict(saved["model"])
-    trainer.optimizer.load_state_dict(saved["optimizer"])
-    trainer.scaler.load_state_dict(saved["scaler"])
-    _set_rng_state(saved["rng"][dist.rank] if dist.rank < len(saved["rng"]) else saved["rng"][0])
-    return RunState(saved["step"], saved["history"], saved["best"], saved["running"])
+    path = out / "last.pt"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        trainer.model.load_state_dict(saved["model"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.scaler.load_state_dict(saved["scaler"])
+        _set_rng_state(saved["rng"][dist.rank] if dist.rank < len(saved["rng"]) else saved["rng"][0])
+        return RunState(saved["step"], saved["history"], saved["best"], saved["running"])
+    except Exception as error:  # noqa: BLE001 - truncated, damaged or foreign: one line, the file named
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise TrainingError(
+            f"{path}: not a readable checkpoint of this run ({reason}); copy back a good last.pt, or start "
+            "again without --resume in a new --out"
+        ) from None
 
 
 def start_run(out: Path, config: DQFormerConfig, tokenizer, dist: Dist) -> RunState:
@@ -421,10 +431,15 @@ def train(
     import torch
     import torch.distributed as tdist
 
+    from mvtec_ref.dataset import as_dataset
     from mvtec_ref.progress import progress_bar
 
     out = Path(out)
     check_config(config)
+    dataset = as_dataset(dataset)  # opened and checked once; every split below is read from it
+    for split, flag in ((config.eval_split, "--eval-split"), (test_split, "--test-split")):
+        if split and not dataset.split(split):
+            raise TrainingError(f"{flag} {split}: {dataset.path} has no image in that split")
     dist, device = setup_distributed()
     if dist.main:
         _prepare_run(out, resume)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.export.common import file_name, place_images
 from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
@@ -41,7 +41,7 @@ __all__ = ["FORMATS", "export_dataset", "file_name"]
 
 
 def export_dataset(
-    dataset: Path,
+    dataset: Dataset | Path,
     fmt: str,
     out: Path,
     *,
@@ -60,19 +60,18 @@ def export_dataset(
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if test_split not in TEST_SPLITS:
         raise DatasetError(f"unknown test split name {test_split!r}; use one of {', '.join(TEST_SPLITS)}")
-    manifest = load_manifest(dataset)
+    dataset = as_dataset(dataset, progress=progress)
+    manifest = dataset.manifest
     if reviewed_only and "review" not in manifest:
-        raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
-    from mvtec_ref.progress import progress_bar
-
-    reading = progress_bar(iter_samples(dataset), desc="read", unit="img", total=manifest["counts"]["images"],
-                           progress=progress)  # fmt: skip
-    records = [r for _, r in reading]
+        raise DatasetError(f"{dataset.path}: no review applied; build it with --reviews FILE first")
+    records = list(dataset)  # read and checked by as_dataset above
     if reviewed_only:
         from mvtec_ref.review.apply import reviewed_records
 
         records = reviewed_records(records)
-    root = Path(manifest["source"]["root"])
+        if not records:
+            raise DatasetError(f"{dataset.path}: no sentence a person accepted or wrote; nothing to export")
+    root = dataset.root
     names = {}
     if fmt in REFER_FORMATS:
         names = {"train": "train", "val": "val", "test": test_split}

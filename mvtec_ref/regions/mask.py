@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from mvtec_ref.errors import CorruptImageError, MaskSizeError, MaskValueError
+from mvtec_ref.limits import MAX_IMAGE_PIXELS
 
 DEFAULT_THRESHOLD = 127
 
@@ -41,11 +42,7 @@ def decode_image(data: bytes, path: str, *, rgb: bool = True) -> np.ndarray:
     """Decode image bytes to ``(H, W)`` or ``(H, W, 3)`` uint8 RGB; CorruptImageError if unreadable.
     ``rgb=False`` skips the colour conversion when only the shape is needed: ``(H, W, 3|4)``
     in OpenCV's order."""
-    import cv2
-
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if array is None:
-        raise CorruptImageError(path, f"cannot decode image ({_why_unreadable(data)})")
+    array = _imdecode(data, path)
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)
     elif array.dtype != np.uint8:
@@ -55,6 +52,8 @@ def decode_image(data: bytes, path: str, *, rgb: bool = True) -> np.ndarray:
             return array[:, :, 0]
         if not rgb:
             return array
+        import cv2
+
         code = cv2.COLOR_BGRA2RGB if array.shape[2] == 4 else cv2.COLOR_BGR2RGB
         return cv2.cvtColor(array, code)
     return array
@@ -98,6 +97,59 @@ def decode_mask(
     return (mask > threshold).view(np.uint8), warning or note
 
 
+def _imdecode(data: bytes, path: str) -> np.ndarray:
+    """OpenCV's decode of ``data`` (any depth and channels), after ``check_image_size``."""
+    import cv2
+
+    if not data:
+        raise CorruptImageError(path, f"cannot decode image ({_why_unreadable(data)})")
+    check_image_size(data, path)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # a header PIL could not read and OpenCV refused
+        reason = str(error).strip().splitlines()[-1][:200]
+        raise CorruptImageError(path, f"cannot decode image ({reason})") from None
+    if array is None:
+        raise CorruptImageError(path, f"cannot decode image ({_why_unreadable(data)})")
+    return array
+
+
+def image_size(data: bytes) -> tuple[int, int] | int | None:
+    """``(width, height)`` read from an image file's header, no pixel decoded; the pixel count
+    alone when Pillow refuses the size itself (over 178 M pixels); None when the header is not
+    one Pillow knows."""
+    import io
+    import re
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        return int(found.group(1)) if found else MAX_IMAGE_PIXELS + 1
+    except Exception:  # noqa: BLE001 - any unreadable header: OpenCV has the last word
+        return None
+
+
+def check_image_size(data: bytes, path: str) -> None:
+    """CorruptImageError when the header says the image has more than ``MAX_IMAGE_PIXELS`` pixels
+    (a 437 KB PNG can announce 60,000 x 60,000): a bad sample, found before any allocation."""
+    size = image_size(data)
+    if size is None:
+        return
+    pixels = size if isinstance(size, int) else size[0] * size[1]
+    if pixels > MAX_IMAGE_PIXELS:
+        shown = f"is {size[0]}x{size[1]}" if isinstance(size, tuple) else f"has {pixels:,} pixels"
+        raise CorruptImageError(
+            path, f"header says the image {shown}, over the limit of {MAX_IMAGE_PIXELS:,} pixels"
+        )
+
+
 def _value_counts(mask: np.ndarray) -> np.ndarray:
     """``np.bincount`` of a ``(H, W)`` uint8 plane's values (256 counts) but for value 0, which is
     left out (reported as 0): only the box around the non-zero pixels is counted, and defects are small."""
@@ -116,11 +168,7 @@ def read_mask_plane(data: bytes, path: str) -> tuple[np.ndarray, bool, str | Non
     (0/1 masks, 16-bit masks, palette indices); False means an 8-bit 0..255 plane to threshold.
     ``note`` says what was assumed (None for a plain 8-bit single-channel mask).
     """
-    import cv2
-
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if array is None:
-        raise CorruptImageError(path, f"cannot decode image ({_why_unreadable(data)})")
+    array = _imdecode(data, path)
     if array.dtype not in (np.uint8, np.uint16):
         raise CorruptImageError(path, f"unsupported pixel type {array.dtype}")
     notes = []
@@ -238,9 +286,41 @@ def _rle_size(rle) -> tuple[int, int]:
         or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in size)
     ):
         raise ValueError(f"RLE size {size!r} is not [height, width]")
-    if size[0] * size[1] > 1 << 31:
-        raise ValueError(f"RLE size {size!r} is larger than any image (over 2**31 pixels)")
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"RLE size {size!r} is over the limit of {MAX_IMAGE_PIXELS:,} pixels")
     return int(size[0]), int(size[1])
+
+
+def rle_area_bbox(rle: dict) -> tuple[int, list[int] | None]:
+    """``(area, bbox or None when empty)`` of a COCO RLE from its runs alone, no pixel array made;
+    ValueError when the RLE is malformed or its runs do not cover exactly its ``size``."""
+    h, w = _rle_size(rle)
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in counts):
+            raise ValueError("uncompressed RLE counts must be non-negative integers")
+        runs = counts
+    elif isinstance(counts, str):
+        runs = _runs_of(counts)
+    else:
+        raise ValueError(f"RLE counts is a {type(counts).__name__}, not a string or a list")
+    _check_runs(runs, h, w)
+    area, start = 0, 0
+    x0 = y0 = None
+    x1 = y1 = -1
+    for i, n in enumerate(runs):
+        if i % 2 and n:  # a run of ones, column-major: pixel p is (x, y) = (p // h, p % h)
+            end = start + n - 1
+            cx0, cx1 = start // h, end // h
+            ry0, ry1 = (start % h, end % h) if cx0 == cx1 else (0, h - 1)
+            x0 = cx0 if x0 is None else min(x0, cx0)
+            y0 = ry0 if y0 is None else min(y0, ry0)
+            x1, y1 = max(x1, cx1), max(y1, ry1)
+            area += n
+        start += n
+    if not area:
+        return 0, None
+    return area, [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
 
 
 def _runs_of(counts: str) -> list[int]:

@@ -50,6 +50,20 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         ok = isinstance(item, int) and not isinstance(item, bool) and 0 <= item < len(session.keys)
         return item if ok else None
 
+    async def answer(fn, *args):
+        """``fn(*args)`` in a worker thread as JSON; a toolkit error (an image moved, a full disk)
+        becomes a 409 with its one line instead of a traceback in the server log."""
+        from mvtec_ref.errors import MvtecRefError
+
+        try:
+            return JSONResponse(await run_in_threadpool(fn, *args))
+        except MvtecRefError as error:
+            return JSONResponse({"error": str(error)}, status_code=409)
+        except OSError as error:
+            return JSONResponse(
+                {"error": f"{error.filename or 'reviews file'}: {error.strerror}"}, status_code=409
+            )
+
     async def page(request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
@@ -64,20 +78,41 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         n = request.path_params["n"]
         if n >= len(session.images["id"]):
             return JSONResponse({"error": "no such image"}, status_code=404)
-        return JSONResponse(await run_in_threadpool(session.image_view, n))
+        return await answer(session.image_view, n)
 
     async def image_file(request):
+        from mvtec_ref.errors import MvtecRefError
+
         if not allowed(request, write=False):
             return refused()
         n = request.path_params["n"]
         if n >= len(session.images["id"]):
             return Response(status_code=404)
-        data, media = await run_in_threadpool(session.image_bytes, n)
+        try:
+            data, media = await run_in_threadpool(session.image_bytes, n)
+        except MvtecRefError as error:  # the source image moved or changed: say so to the page
+            return JSONResponse({"error": str(error)}, status_code=404)
         return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
 
     async def read_body(request):
+        """The request's JSON body, at most MAX_REQUEST_BYTES and MAX_REQUEST_DEPTH deep; None
+        when it is larger, deeper or not JSON (the caller answers 400; nothing is buffered past
+        the limit)."""
+        from mvtec_ref.dataset import parse_json
+        from mvtec_ref.limits import MAX_REQUEST_BYTES, MAX_REQUEST_DEPTH
+
+        declared = request.headers.get("content-length", "")
+        if declared and (not declared.isdigit() or int(declared) > MAX_REQUEST_BYTES):
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_REQUEST_BYTES:
+                return None
+        if _depth(bytes(body)) > MAX_REQUEST_DEPTH:
+            return None
         try:
-            return await request.json()
+            return parse_json(bytes(body))
         except ValueError:
             return None
 
@@ -91,7 +126,7 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         text = " ".join(body["text"].split())
         if not text:
             return JSONResponse({"checks": [{"check": "text", "ok": False, "reason": "empty sentence"}]})
-        return JSONResponse({"checks": await run_in_threadpool(session.check, item, text)})
+        return await answer(lambda: {"checks": session.check(item, text)})
 
     async def decide(request):
         if not allowed(request, write=True):
@@ -106,8 +141,10 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
         text = body.get("text", "")
         if not isinstance(text, str):
             return JSONResponse({"error": "text must be a string"}, status_code=400)
-        result = await run_in_threadpool(session.decide, item, decision, text, bool(body.get("keep")))
-        return JSONResponse(result)  # a refused rewrite is an answer ("refused": true), not an error
+        keep = body.get("keep", False)
+        if not isinstance(keep, bool):  # "no" is a true value in Python: never guess
+            return JSONResponse({"error": "keep must be true or false"}, status_code=400)
+        return await answer(session.decide, item, decision, text, keep)  # a refused rewrite is an answer
 
     routes = [
         Route("/", page),
@@ -120,6 +157,29 @@ def create_app(session, token: str, *, allowed_hosts: list[str] | None = None):
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
     return Starlette(routes=routes, middleware=middleware)
+
+
+def _depth(body: bytes) -> int:
+    """How deep brackets nest in a JSON text (brackets inside strings are skipped), read before
+    parsing: a body of ``[[[[...`` is refused without recursing into it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def serve(session, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, on_ready=None):

@@ -1,21 +1,17 @@
 """What the review app knows: the dataset's sentences, their keys and the latest decisions.
 
-``ReviewSession`` reads samples.jsonl once, keeping only byte offsets of its lines and a few
-small integers per sentence (the page filters and counts on those), and re-reads one line when
-the page opens its image, so memory stays small on datasets of tens of thousands of sentences.
+``ReviewSession`` opens the dataset once (``mvtec_ref.dataset.open_dataset``, which checks every
+record) and keeps a few small integers per sentence (the page filters and counts on those).
 Nothing here reads a path taken from a request: images are addressed by their index.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from mvtec_ref.build import SAMPLES, load_manifest
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.review.checks import sentence_checks
 from mvtec_ref.review.keys import target_key
@@ -34,48 +30,33 @@ STATES = {None: 0, "accept": 1, "reject": 2, "rewrite": 3}
 
 class ReviewSession:
     def __init__(self, dataset: Path, reviews: Path, reviewer: str) -> None:
+        from mvtec_ref.dataset import open_dataset
+        from mvtec_ref.fileio import check_append_file
+        from mvtec_ref.review.store import is_decision
+
+        self.data = open_dataset(dataset)
         self.dataset = Path(dataset)
-        self.manifest = load_manifest(dataset)
-        self.root = Path(self.manifest["source"]["root"])
+        self.manifest = self.data.manifest
+        self.root = self.data.root
         self.reviewer = reviewer
+        check_append_file(reviews, what="reviews file", ours=is_decision, inputs=(dataset,), flag="--reviews")
         self.writer = ReviewWriter(reviews)
         self.decisions, self.problems = load_decisions(reviews)
         self._vocab = None
-        self._cache: OrderedDict[int, dict] = OrderedDict()  # image index -> parsed record
         self._lock = threading.Lock()  # the caches are shared by the server's worker threads
         self._bytes: OrderedDict[int, tuple[bytes, str]] = OrderedDict()  # image index -> served file
         names = {"category": {}, "defect": {}, "kind": {}, "origin": {}}
         self.names = names
-        self.offsets: list[int] = []  # image index -> byte offset of its line (and the end, last)
         self.first_item: list[int] = []  # image index -> item index of its first sentence
         self.images: dict[str, list] = {"id": [], "category": [], "defect": []}
         self.items: dict[str, list[int]] = {k: [] for k in ("image", "ref", "sent", "kind", "origin")}
         self.keys: list[tuple[str, str, str]] = []
         self.written: dict[int, str] = {}  # item -> the reviewer's text, for sentences build --reviews wrote
-        path = self.dataset / SAMPLES
-        try:
-            f = path.open("rb")
-            # kept open for the session: a rebuild replaces the folder, but this file stays the one
-            # the index was made from (records are read with pread, safe from several threads)
-            self._fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise DatasetError(
-                f"{path}: not found; is {dataset} a dataset built by mvtec-ref build?"
-            ) from None
-        with f:
-            offset = 0
-            for n, line in enumerate(f, start=1):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DatasetError(f"{path} line {n}: malformed JSON: {error.msg}") from None
-                self._index(record, offset)
-                offset += len(line)
-        self.offsets.append(offset)  # the end of the last line
+        for record in self.data:
+            self._index(record)
 
-    def _index(self, record: dict, offset: int) -> None:
-        image = len(self.offsets)
-        self.offsets.append(offset)
+    def _index(self, record: dict) -> None:
+        image = len(self.first_item)
         self.first_item.append(len(self.keys))
         self.images["id"].append(record["id"])
         self.images["category"].append(_code(self.names["category"], record["category"]))
@@ -129,18 +110,8 @@ class ReviewSession:
         return line["decision"] if line else None
 
     def record(self, image: int) -> dict:
-        """The record of image ``image`` (an index into samples.jsonl), parsed on demand."""
-        with self._lock:
-            if image in self._cache:
-                self._cache.move_to_end(image)
-                return self._cache[image]
-        start, end = self.offsets[image], self.offsets[image + 1]
-        record = json.loads(os.pread(self._fd, end - start, start))
-        with self._lock:
-            self._cache[image] = record
-            if len(self._cache) > 64:
-                self._cache.popitem(last=False)
-        return record
+        """The record of image ``image`` (an index into samples.jsonl)."""
+        return self.data[image]
 
     def image_view(self, image: int) -> dict:
         """One image for the page: size, region outlines as polygons, refs with sentences and states."""
@@ -209,7 +180,10 @@ class ReviewSession:
         path = record["image_path"]
         media = BROWSER_FORMATS.get(Path(path).suffix.lower())
         if media:
-            return (self.root / path).read_bytes(), media
+            try:
+                return (self.root / path).read_bytes(), media
+            except OSError as error:
+                raise DatasetError(f"{self.root / path}: cannot read the image ({error.strerror})") from None
         import cv2
 
         pixels = self._decoded(record)
@@ -297,10 +271,7 @@ class ReviewSession:
         return self._vocab
 
     def _decoded(self, record: dict):
-        from mvtec_ref.regions.mask import decode_image
-
-        path = record["image_path"]
-        return decode_image((self.root / path).read_bytes(), path)
+        return self.data.image(record)
 
 
 def _code(table: dict, name: str) -> int:

@@ -50,7 +50,10 @@ def find_description(root: Path) -> Path:
 
 def read_description(path: Path) -> dict:
     """The description as a dict, checked against ``schemas/folder.schema.json``."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SourceLayoutError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     try:
         if path.suffix == ".json":
             data = json.loads(text)

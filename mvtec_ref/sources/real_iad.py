@@ -72,6 +72,8 @@ def _scan_list(root: Path, path: Path, category: str, result: ScanResult) -> Non
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise SourceLayoutError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
+    except ValueError as error:  # not UTF-8
+        raise SourceLayoutError(f"{path}: not a JSON text ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
         raise SourceLayoutError(f"{path}: expected {{'meta': {{...}}, 'train': [...], 'test': [...]}}")
     normal = data["meta"].get("normal_class", "OK")

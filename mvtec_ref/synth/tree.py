@@ -86,9 +86,11 @@ def write_synthetic_tree(
     per_type: int | None = None,
 ) -> dict:
     """Write the tree to ``out`` atomically; returns a summary (images, regions planned)."""
+    from mvtec_ref.limits import processes
     from mvtec_ref.progress import progress_bar
 
     jobs = plan_jobs(scale, seed, categories=categories, per_type=per_type)
+    workers = processes(workers, len(jobs))
     with staged_directory(out, marker=MARKER) as stage:
         bar = progress_bar(total=len(jobs), desc="synth", unit="img", progress=progress)
         with bar:
