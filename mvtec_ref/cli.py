@@ -326,7 +326,9 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["refcoco", "grefcoco", "coco", "jsonl"]), required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["refcoco", "grefcoco", "coco", "jsonl", "hf"]), required=True
+)
 @click.option(
     "--out",
     required=True,
@@ -335,10 +337,10 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 )
 @click.option(
     "--images",
-    type=click.Choice(["link", "copy", "none"]),
-    default="link",
-    show_default=True,
-    help="Symlink, copy or leave out the image files.",
+    type=click.Choice(["link", "copy", "embed", "none"]),
+    help="refcoco/grefcoco/coco: symlink (default), copy or leave out the image files. hf: embed "
+    "(default) the source file's bytes in each row, so the folder loads anywhere; link: store only "
+    "the image's absolute path (small, loads on this machine only); none: no image column.",
 )
 @click.option(
     "--test-split",
@@ -352,9 +354,10 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export(
-    dataset: Path, fmt: str, out: Path, images: str, test_split: str, reviewed_only: bool, quiet: bool
+    dataset: Path, fmt: str, out: Path, images: str | None, test_split: str, reviewed_only: bool, quiet: bool
 ) -> None:
-    """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
+    """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools, scripts (jsonl) or
+    Hugging Face datasets with a Croissant description (hf; needs pip install 'mvtec-ref[hf]')."""
     from mvtec_ref.export import export_dataset
     from mvtec_ref.fileio import check_apart
 
