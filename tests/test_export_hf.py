@@ -166,9 +166,8 @@ def test_output_rules(synth_dataset, tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
     with pytest.raises(DatasetError, match="does not apply to the hf export"):
         export_dataset(synth_dataset, "hf", tmp_path / "x", images="copy")
-    result = CliRunner().invoke(
-        main, ["export", str(synth_dataset), "--format", "coco", "--images", "embed", "--out", str(tmp_path / "c")]
-    )
+    args = ["export", str(synth_dataset), "--format", "coco", "--images", "embed"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c")])
     assert result.exit_code == 1 and "does not apply to the coco export" in result.output
     assert not (tmp_path / "c").exists() and not (tmp_path / "x").exists()
     done = tmp_path / "done"

@@ -68,7 +68,9 @@ def export_dataset(
     modes = IMAGE_MODES.get(fmt, ("link", "copy", "none"))
     images = images or modes[0]
     if images not in modes:
-        raise DatasetError(f"--images {images} does not apply to the {fmt} export; use one of {', '.join(modes)}")
+        raise DatasetError(
+            f"--images {images} does not apply to the {fmt} export; use one of {', '.join(modes)}"
+        )
     if fmt == "hf":
         _check_hf_installed()
     if test_split not in TEST_SPLITS:

@@ -226,10 +226,15 @@ def _body(manifest, records, sizes, images, terms) -> str:
             if judge
             else "."
         ),
-        "Sentence origins: " + ", ".join(f"{k} {v}" for k, v in sorted(origins.items())) + ". "
+        "Sentence origins: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(origins.items()))
+        + ". "
         + ("LLM paraphrases are kept only when the checker agrees with them. " if origins.get("llm") else "")
-        + (f"People reviewed sentences: {json.dumps(review, sort_keys=True)}." if review else
-           "No human review was applied."),
+        + (
+            f"People reviewed sentences: {json.dumps(review, sort_keys=True)}."
+            if review
+            else "No human review was applied."
+        ),
         "Refs per kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ".",
         "",
         "## Build configuration and fingerprint",

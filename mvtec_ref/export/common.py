@@ -75,16 +75,22 @@ def target_mask(record, region_ids) -> np.ndarray:
     return union
 
 
+def source_image(record: dict, root: Path) -> Path:
+    """The record's image file under the source root; DatasetError when it is gone."""
+    source = root / record["image_path"]
+    if not source.is_file():
+        raise DatasetError(
+            f"{source}: source image is missing (moved? rebuild the dataset or use --images none)"
+        )
+    return source
+
+
 def place_images(records, root: Path, folder: Path, how: str, progress) -> None:
     from tqdm import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
     for r in tqdm(records, desc="images", unit="img", disable=None if progress is None else not progress):
-        source = root / r["image_path"]
-        if not source.is_file():
-            raise DatasetError(
-                f"{source}: source image is missing (moved? rebuild the dataset or use --images none)"
-            )
+        source = source_image(r, root)
         target = folder / file_name(r)
         if how == "copy":
             shutil.copyfile(source, target)

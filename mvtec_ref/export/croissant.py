@@ -97,7 +97,7 @@ def croissant_metadata(stage: Path, *, manifest, root, configs, files, images) -
                 ),
             )
         ]
-        fields += [_field(mlc, rs, source_set, column, feature, images) for column, feature in features.items()]
+        fields += [_field(mlc, rs, source_set, column, f, images) for column, f in features.items()]
         record_sets.append(mlc.RecordSet(id=rs, name=rs, description=DESCRIPTIONS[name], fields=fields))
     metadata = mlc.Metadata(
         name=f"MVTec-Ref ({manifest['name']})",

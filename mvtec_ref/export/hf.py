@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mvtec_ref.errors import DatasetError
-from mvtec_ref.export.common import file_name, target_mask
+from mvtec_ref.export.common import file_name, source_image, target_mask
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 TABLES = ("images", "regions", "refs")  # configs beside "default" (sentences), for Croissant
@@ -312,9 +312,7 @@ def _write_sharded(rows, features, folder: Path, split: str) -> tuple[list[str],
 def _image_value(record: dict, root: Path, images: str) -> dict | None:
     if images == "none":
         return None
-    source = root / record["image_path"]
-    if not source.is_file():
-        raise DatasetError(f"{source}: source image is missing (moved? rebuild the dataset or use --images none)")
+    source = source_image(record, root)
     if images == "link":
         return {"bytes": None, "path": str(source.absolute())}
     return {"bytes": source.read_bytes(), "path": file_name(record)}
