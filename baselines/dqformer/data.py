@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mvtec_ref.build import iter_samples, load_manifest
+from mvtec_ref.dataset import read_image, resize_image  # the API's rules, so both resize alike
 from mvtec_ref.errors import DatasetError
 
 UNIVERSAL_PROMPT = "anomaly"
@@ -39,14 +40,6 @@ _SIDE_WORD = re.compile(r"\b(leftmost|rightmost|left|right)\b(?! (?:by|behind|ov
 
 
 _CLOCK = re.compile(r"\b(1[0-2]|[1-9]) o'clock\b")
-
-
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Square resize: area averaging when shrinking (no aliasing of thin defects), else bilinear."""
-    import cv2
-
-    shrink = size < max(image.shape[:2])
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def mirror_text(text: str) -> str:
@@ -202,18 +195,7 @@ class RefSegDataset:
 
     def image(self, record: dict) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB at the original size."""
-        import cv2
-
-        path = self.root / record["image_path"]
-        array = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
-        if array is None:
-            raise DatasetError(f"{path}: image missing or unreadable (is the source root {self.root} right?)")
-        if array.shape[:2] != (record["height"], record["width"]):
-            raise DatasetError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]} but the dataset says "
-                f"{record['width']}x{record['height']}; rebuild the dataset"
-            )
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+        return read_image(self.root / record["image_path"], record["width"], record["height"])
 
     def target(self, item: Item) -> np.ndarray:
         """``(H, W)`` uint8 {0, 1}: the union of the sentence's target regions (original size)."""
