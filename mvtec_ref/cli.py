@@ -338,9 +338,10 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 @click.option(
     "--images",
     type=click.Choice(["link", "copy", "embed", "none"]),
-    help="refcoco/grefcoco/coco: symlink (default), copy or leave out the image files. hf: embed "
-    "(default) the source file's bytes in each row, so the folder loads anywhere; link: store only "
-    "the image's absolute path (small, loads on this machine only); none: no image column.",
+    help="refcoco/grefcoco/coco: symlink (default), copy or leave out the image files. hf: link "
+    "(default) stores each row's image as its absolute path (small; loads on this machine only); "
+    "embed stores the source file's bytes in every row (loads anywhere, pushable to the Hub; each "
+    "image repeats once per sentence); none: no image column.",
 )
 @click.option(
     "--test-split",

@@ -35,7 +35,7 @@ def _offline(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def hf_export(synth_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "export"
-    summary = export_dataset(synth_dataset, "hf", out, progress=False)
+    summary = export_dataset(synth_dataset, "hf", out, images="embed", progress=False)
     return out, summary
 
 
@@ -134,9 +134,9 @@ def test_licence_follows_the_source(tmp_path):
 
 def test_rerun_is_byte_identical(synth_dataset, tmp_path):
     out = tmp_path / "hf"
-    export_dataset(synth_dataset, "hf", out, progress=False)
+    export_dataset(synth_dataset, "hf", out, images="embed", progress=False)
     first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    export_dataset(synth_dataset, "hf", out, progress=False)
+    export_dataset(synth_dataset, "hf", out, images="embed", progress=False)
     second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert first.keys() == second.keys() and any(p.suffix == ".parquet" for p in first)
     assert [p for p in first if first[p] != second[p]] == []
@@ -145,7 +145,7 @@ def test_rerun_is_byte_identical(synth_dataset, tmp_path):
 def test_link_and_none(synth_dataset, tmp_path):
     manifest = json.loads((synth_dataset / "manifest.json").read_text())
     linked = tmp_path / "linked"
-    export_dataset(synth_dataset, "hf", linked, images="link", progress=False)
+    export_dataset(synth_dataset, "hf", linked, progress=False)  # link: the default
     image = _load(linked, tmp_path)["validation"][0]["image"]
     assert image.filename.startswith(manifest["source"]["root"])  # decoded from the source file
     bare = tmp_path / "bare"

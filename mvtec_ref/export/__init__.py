@@ -22,8 +22,8 @@ In both refer layouts the dataset's ``test`` split is written as ``testA`` by de
 
 Image files are linked (``images="link"``), copied, or left out; file names are the
 sample ids with "/" replaced by "_" so that all images share one folder. The hf export
-embeds the image bytes in its rows instead (``images="embed"``, its default), stores only
-their absolute paths (``link``) or leaves them out (``none``).
+stores the images' absolute paths in its rows (``images="link"``), embeds their bytes
+(``embed``) or leaves them out (``none``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ MARKER = "EXPORT.json"
 IMAGE_DIRS = {"refcoco": "images/mscoco/images/train2014", "grefcoco": "images/train2014", "coco": "images"}
 REFER_FORMATS = ("refcoco", "grefcoco")
 TEST_SPLITS = ("testA", "testB", "test")
-IMAGE_MODES = {"hf": HF_IMAGE_MODES}  # every other format: link, copy, none
+IMAGE_MODES = {"hf": HF_IMAGE_MODES}  # every other format: link, copy, none; link first: the default
 
 __all__ = ["FORMATS", "export_dataset", "file_name"]
 
@@ -61,7 +61,7 @@ def export_dataset(
     ``test_split``: the name the ``test`` split gets in the refer layouts (``refcoco``,
     ``grefcoco``); the other formats keep the dataset's split names. ``reviewed_only``: only
     sentences a person accepted or wrote (a dataset built with --reviews). ``images``: how the
-    images travel (``IMAGE_MODES``; None: ``embed`` for hf, ``link`` for the others).
+    images travel (``IMAGE_MODES``; None: ``link``).
     """
     if fmt not in FORMATS:
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

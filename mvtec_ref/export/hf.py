@@ -11,11 +11,13 @@ each file's schema and in the card)::
     refs/{split}-00000-of-00001.parquet        config "refs": one row per ref
 
 Splits are ``train``, ``validation`` (our ``val``) and ``test``. A sentence row carries its
-image (``--images embed``: the source file's bytes, not re-encoded; ``link``: only the
-image's absolute path, read from disk when decoded, so the folder works on this machine
-only; ``none``: no image column) and its target mask (an 8-bit PNG, 255 = target, all zero
-for a no-target sentence, at the image's size) and the same mask as COCO RLE. Sentences of
-one image repeat its bytes (one row per sentence, as ``datasets`` users expect); shards are
+image (``--images link``, the default: only the image's absolute path, read from disk when
+decoded, so the folder loads on this machine only; ``embed``: the source file's bytes, not
+re-encoded, so the folder loads anywhere and can be pushed to the Hub; ``none``: no image
+column) and its target mask (an 8-bit PNG, 255 = target, all zero
+for a no-target sentence, at the image's size) and the same mask as COCO RLE. With ``embed``
+the sentences of one image repeat its bytes (one row per sentence, as ``datasets`` users
+expect: about 6x the source's bytes on MVTec AD's layout); shards are
 cut at ``datasets``' ``MAX_SHARD_SIZE`` and row groups at its ``MAX_ROW_GROUP_SIZE``, so the
 files are those ``push_to_hub`` would write.
 """
@@ -35,7 +37,7 @@ TABLES = ("images", "regions", "refs")  # configs beside "default" (sentences), 
 ORIGINS = ["template", "llm", "human"]  # schemas/sample.schema.json
 SIZES = ["none", "small", "medium", "large"]  # metrics.target_size
 REGION_SIZES = ["small", "medium", "large"]
-IMAGE_MODES = ("embed", "link", "none")
+IMAGE_MODES = ("link", "embed", "none")
 
 
 def sentence_features(records: list[dict], images: str):
