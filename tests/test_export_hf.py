@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import REAL_AD, needs_real_data
 from PIL import Image
 
 from mvtec_ref.cli import main
@@ -61,12 +62,33 @@ def _expected(dataset):
 
 
 def test_every_row_matches_samples(hf_export, synth_dataset, tmp_path):
+    out, summary = hf_export
+    _compare_rows(out, synth_dataset, summary, tmp_path)
+
+
+@needs_real_data
+def test_real_mvtec_sample(tmp_path):
+    from mvtec_ref.build import BuildConfig, build_dataset
+
+    dataset = tmp_path / "real"
+    build_dataset(REAL_AD, dataset, BuildConfig(), progress=False)
+    out = tmp_path / "hf"
+    summary = export_dataset(dataset, "hf", out, images="embed", progress=False)
+    _compare_rows(out, dataset, summary, tmp_path)
+    header = (out / "README.md").read_text().split("---")[1]
+    assert "license: cc-by-nc-sa-4.0" in header  # MVTec AD's, not the toolkit's
+    assert "@inproceedings{bergmann2019mvtec" in (out / "README.md").read_text()
+    metadata = json.loads((out / "croissant.json").read_text())
+    assert metadata["license"] == "https://creativecommons.org/licenses/by-nc-sa/4.0/"
+
+
+def _compare_rows(out, dataset, summary, tmp_path):
+    """Every row of the export against samples.jsonl; masks pixel for pixel, images as decoded."""
     from mvtec_ref.metrics import target_size
 
-    out, summary = hf_export
     ds = _load(out, tmp_path)  # no argument but the folder
-    expected = _expected(synth_dataset)
-    manifest = json.loads((synth_dataset / "manifest.json").read_text())
+    expected = _expected(dataset)
+    manifest = json.loads((dataset / "manifest.json").read_text())
     root = manifest["source"]["root"]
     cuts = manifest["config"]["regions"]["size_cuts"]
     assert set(ds) == {"train", "validation", "test"}
