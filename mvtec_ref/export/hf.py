@@ -167,15 +167,7 @@ def _sentence_rows(records, root: Path, images: str, cuts, bar):
     for r in records:
         image = _image_value(r, root, images)
         by_id = {g["region_id"]: g for g in r["regions"]}
-        base = {
-            "category": r["category"],
-            "defect_type": r["defect_type"],
-            "image_id": r["image_id"],
-            "id": r["id"],
-            "image_path": r["image_path"],
-            "width": r["width"],
-            "height": r["height"],
-        }
+        base = _image_fields(r)
         for ref in r["refs"]:
             target = target_mask(r, ref["region_ids"])
             area = int(target.sum())
@@ -209,13 +201,7 @@ def _table_rows(records) -> dict[str, list]:
         by_id = {g["region_id"]: g for g in r["regions"]}
         rows["images"].append(
             {
-                "category": r["category"],
-                "defect_type": r["defect_type"],
-                "image_id": r["image_id"],
-                "id": r["id"],
-                "image_path": r["image_path"],
-                "width": r["width"],
-                "height": r["height"],
+                **_image_fields(r),
                 "label_index": r["label_index"],
                 "source_split": r["source_split"],
                 "file_name": file_name(r),
@@ -253,6 +239,12 @@ def _table_rows(records) -> dict[str, list]:
                 }
             )
     return {t: [(row, 256) for row in rows[t]] for t in TABLES}
+
+
+def _image_fields(record: dict) -> dict:
+    """The values of ``_image_columns`` for one record."""
+    keys = ("category", "defect_type", "image_id", "id", "image_path", "width", "height")
+    return {k: record[k] for k in keys}
 
 
 def _write_sharded(rows, features, folder: Path, split: str) -> tuple[list[str], dict]:
