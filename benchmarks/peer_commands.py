@@ -174,9 +174,10 @@ except Exception as error:  # a CUDA torchvision beside a CPU torch: ReferDatase
 from data.dataset_refer_bert import ReferDataset, args  # LAVT parses sys.argv at import
 want, n, bad = truth(os.environ["MVTEC_REF_DATASET"]), 0, 0
 for split in ("train", "val", "testA"):
-    ds = ReferDataset(args, split=split, eval_mode=True)
+    # LAVT's get_transform resizes to 480; the identity keeps the original size to compare
+    ds = ReferDataset(args, image_transforms=lambda im, mask: (im, mask), split=split, eval_mode=True)
     for i in range(len(ds)):
-        img, target, emb, att = ds[i]  # no transforms: PIL image, PIL mask
+        img, target, emb, att = ds[i]  # PIL image, PIL mask (mode P, values 0/1)
         n += 1
         bad += not np.array_equal(np.asarray(target), want[ds.ref_ids[i]][0])
 print(f"{n} refs, {bad} mismatched masks")
@@ -235,7 +236,7 @@ want, n, bad, out = truth(os.environ["MVTEC_REF_DATASET"]), 0, 0, os.environ["PE
 for split in ("train", "val", "testA"):
     lmdb_dir = f"{out}/cris_mvtec/lmdb/refcoco/{split}.lmdb"
     with lmdb.open(lmdb_dir, subdir=False, readonly=True, lock=False) as env, env.begin() as txn:
-        D.info["refcoco"][split] = pickle.loads(txn.get(b"__len__"))  # the page's advice: this dataset's counts
+        D.info["refcoco"][split] = pickle.loads(txn.get(b"__len__"))  # the page: this dataset's counts
     ds = D.RefDataset(lmdb_dir, f"{out}/cris_mvtec/masks/refcoco", "refcoco", split, "val", 416, 17)
     ds._init_db()
     for key in ds.keys:
