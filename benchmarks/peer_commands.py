@@ -121,7 +121,8 @@ class Runner:
         verdict = "ok" if done.returncode == 0 else f"exit {done.returncode}"
         if done.returncode:
             why = next((why for key, why in STOPS if key in text), "see the lines above")
-            verdict += f": {why}"
+            missing = re.findall(r"No module named '([\w.]+)'", text)
+            verdict += f": {why}" + (f" ({missing[-1]})" if missing else "")
         print(f"    -> {verdict}")
         for line in last:
             print(f"       | {line[:200]}")
@@ -325,6 +326,7 @@ def check_rela(run: Runner, vocab: Path, detectron2: Path) -> None:
     run.python(convert, cwd=run.out)
     scores = run.out / "rela_scores.json"
     scores.unlink(missing_ok=True)
+    run.cwd = run.out  # where the conversion lines wrote rela_pred.jsonl
     for command in commands(readme_block("rela-evaluate")):
         run.shell(run.substitute(command) + f" --out {scores}")
     if scores.is_file():
