@@ -79,7 +79,7 @@ SOURCES = {
     ),
 }  # fmt: skip
 
-RIAS_CITATION = "Referring Industrial Anomaly Segmentation, arXiv:2602.03673 (the MVTec-Ref task)."
+RIAS_CITATION = "Referring Industrial Anomaly Segmentation, arXiv:2602.03673"
 
 
 def source_terms(manifest: dict) -> SourceTerms:
@@ -164,10 +164,10 @@ def _body(manifest, records, sizes, images, terms) -> str:
     split_rows = ", ".join(f"{s} {v['num_examples']}" for s, v in sizes["default"].items())
     judge = manifest.get("pixel_judge", {})
     image_line = {
-        "embed": "`image` holds the source file's bytes (not re-encoded): this folder is self-contained.",
-        "link": "`image` holds only the absolute path of the source image on the machine that exported "
-        "it (`--images link`): it decodes there, nowhere else. Export with `--images embed` to share.",
-        "none": "There is no `image` column (`--images none`): read `image_path` under the source root.",
+        "embed": "- `image`: the source file's bytes (not re-encoded): this folder is self-contained.",
+        "link": "- `image`: only the absolute path of the source image on the machine that exported it "
+        "(`--images link`): it decodes there, nowhere else. Export with `--images embed` to share.",
+        "none": "- no `image` column (`--images none`): read `image_path` under the source root.",
     }[images]
     review = manifest.get("review")
     lines = [
@@ -176,9 +176,9 @@ def _body(manifest, records, sizes, images, terms) -> str:
         f"Built by mvtec-ref {manifest['toolkit_version']} from {terms.name}: {counts['images']} images "
         f"({counts['defect_images']} with defects), {counts['regions']} anomaly regions, {counts['refs']} "
         f"referring expressions (refs) with {counts['sentences']} sentences. One row per sentence: "
-        f"{split_rows}. The task ({RIAS_CITATION}): given an image and a sentence, segment exactly the "
-        "anomalous pixels the sentence refers to; a sentence that refers to nothing in the image "
-        "(any prompt on a defect-free image) has an empty mask.",
+        f"{split_rows}. The task (MVTec-Ref, {RIAS_CITATION}): given an image and a sentence, "
+        "segment exactly the anomalous pixels the sentence refers to; a sentence that refers to "
+        "nothing in the image (any prompt on a defect-free image) has an empty mask.",
         "",
         "```python",
         "from datasets import load_dataset",
@@ -191,12 +191,11 @@ def _body(manifest, records, sizes, images, terms) -> str:
         "",
         "## Columns (config `default`)",
         "",
-        f"- `image`: the image. {image_line}",
+        image_line,
         "- `mask`: the target: an 8-bit PNG of the image's size, 255 on the union of the target "
         "regions, all 0 when `no_target`; `segmentation` is the same mask as COCO RLE "
         "(`pycocotools.mask.decode`).",
-        "- `sentence`, `tokens`, `origin` (template, llm or human), `kind` (universal, type, "
-        "type+location, ..., no_target).",
+        f"- `sentence`, `tokens`, `origin` (template, llm or human), `kind` ({', '.join(sorted(kinds))}).",
         "- `region_ids` (within the image), `ann_ids` (config `regions`; the refcoco/grefcoco exports' "
         "annotation ids), `no_target`, `target_area` (pixels), `target_bbox` (`[x, y, w, h]`), "
         "`size` (the target's share of the image: small < "
@@ -226,6 +225,7 @@ def _body(manifest, records, sizes, images, terms) -> str:
             if judge
             else "."
         ),
+        "",
         "Sentence origins: "
         + ", ".join(f"{k} {v}" for k, v in sorted(origins.items()))
         + ". "
@@ -235,6 +235,7 @@ def _body(manifest, records, sizes, images, terms) -> str:
             if review
             else "No human review was applied."
         ),
+        "",
         "Refs per kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ".",
         "",
         "## Build configuration and fingerprint",
@@ -260,7 +261,7 @@ def _body(manifest, records, sizes, images, terms) -> str:
         terms.citation,
         "```",
         "",
-        f"and the task: {RIAS_CITATION}",
+        f"and the task: {RIAS_CITATION}.",
         "",
     ]
     return "\n".join(lines)
