@@ -154,14 +154,16 @@ def test_licence_follows_the_source(tmp_path):
         assert archive.licence.replace("-", " ").startswith(words.rsplit(" 4.0", 1)[0]), kind
 
 
-def test_rerun_is_byte_identical(synth_dataset, tmp_path):
-    out = tmp_path / "hf"
+def test_rerun_is_byte_identical(hf_export, synth_dataset, tmp_path):
+    first_out, _ = hf_export
+    out = tmp_path / "again"
     export_dataset(synth_dataset, "hf", out, images="embed", progress=False)
-    first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    export_dataset(synth_dataset, "hf", out, images="embed", progress=False)
+    first = {p.relative_to(first_out): p.read_bytes() for p in sorted(first_out.rglob("*")) if p.is_file()}
     second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert first.keys() == second.keys() and any(p.suffix == ".parquet" for p in first)
     assert [p for p in first if first[p] != second[p]] == []
+    export_dataset(synth_dataset, "hf", out, images="embed", progress=False)  # replaces its own output
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == first
 
 
 def test_link_and_none(synth_dataset, tmp_path):
