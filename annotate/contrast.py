@@ -301,7 +301,7 @@ def pixel_accepts(text: str, target: set[int], ev: Evidence) -> bool:
     """The pixel-based judge (annotate.pixel_judge): every claim visibly true of the target."""
     from annotate.pixel_judge import judge_sentence, measure_record
 
-    scene = ev.memo("scene", lambda: measure_record(ev.record, ev.image()))
+    scene = ev.memo("scene", lambda: measure_record(ev.record, ev.image(), vocab=ev.vocab))
     return not judge_sentence(text, sorted(target), ev.record, scene, ev.vocab, first_only=True)
 
 

@@ -10,6 +10,10 @@ image it picks out (``annotate.claims.denotation``) and compare with the ref's t
   nothing at all;
 - **ambiguous**: every claim is true of the target but also of another region;
 - **ok**: it denotes exactly the target (empty for no-target refs).
+
+Its words must also fit what the named type's region is (``annotate.roles``: no size word on a
+bent pin, no "cases" of a one-case transistor, no "on the transistor" where it may be missing):
+a sentence that breaks a role rule is unfaithful, whatever its denotation.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 
 from annotate.claims import Claims, denotation, matches
 from annotate.parse import ParseError, parse
+from annotate.roles import role_faults
 from annotate.vocab import Vocabulary
 
 OK, UNFAITHFUL, AMBIGUOUS = "ok", "unfaithful", "ambiguous"
@@ -35,6 +40,9 @@ def check_sentence(text: str, target: list[int], record: dict, vocab: Vocabulary
         claims = parse(text, record["category"], vocab, (record["defect_type"],))
     except ParseError as error:
         return Verdict(UNFAITHFUL, str(error))
+    faults = role_faults(text, record, vocab, claims)
+    if faults:
+        return Verdict(UNFAITHFUL, str(faults[0]))
     return judge(claims, set(target), record["regions"], record["defect_type"])
 
 

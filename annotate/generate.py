@@ -19,9 +19,10 @@ import numpy as np
 
 from annotate.claims import TERM_CELLS, Claims, denotation, matches, region_place
 from annotate.parse import tokenize
-from annotate.vocab import DefectWords, Vocabulary
+from annotate.roles import _wrong_place
+from annotate.vocab import DefectWords, Part, Vocabulary
 
-TEMPLATES_VERSION = "templates-3"
+TEMPLATES_VERSION = "templates-4"
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 SIZE_WORDS = {"small": ("small",), "medium": ("medium-sized",), "large": ("large", "big")}
 # Tone words are positive forms that compare a region with its own surround ("a dark spot"): the
@@ -82,23 +83,28 @@ ROUND_PLACES = {
 # Universal paraphrases by grammatical number: singular ones only for one region, plural ones
 # only for several, quantified ones ("any", "every") for either.
 UNIVERSAL_ONE = (
-    "the anomaly", "the defect", "the anomalous region", "the abnormal region on the {n}",
-    "the defect on the {n}", "the anomaly on the {n}", "the abnormality on the {n}",
+    "the anomaly", "the defect", "the anomalous region", "the abnormal region",
+    "the abnormal region on the {n}", "the defect on the {n}", "the anomaly on the {n}",
+    "the abnormality on the {n}",
 )  # fmt: skip
 UNIVERSAL_MANY = (
     "all anomalies", "all defects on the {n}", "the defects of the {n}", "the anomalous regions",
-    "all the anomalies on the {n}", "the abnormalities on the {n}", "the defects on the {n}",
+    "the anomalies", "all the anomalies on the {n}", "the abnormalities on the {n}",
+    "the defects on the {n}", "all defects",
 )  # fmt: skip
 UNIVERSAL_ANY = (
     "any defect", "any anomaly on the {n}", "every anomaly on the {n}", "everything abnormal on the {n}",
     "any defect on the {n}", "every defect on the {n}", "anything anomalous on the {n}",
-    "any abnormality on the {n}",
+    "any abnormality on the {n}", "any anomaly", "anything anomalous",
 )  # fmt: skip
 RETRIES = 5  # redraws of a sentence the pixel judge rejects (build's ``accept``)
 # Relative sizes/positions are only used when a reader would see them at a glance.
 CLEAR_AREA_RATIO = 1.25
 CLEAR_OFFSET = 0.1
 MAX_GROUP_REFS = 3
+# Counts people say at a glance; beyond, a count of mask pieces (a thread cut by a mesh into 17)
+# is no count of things a reader sees.
+MAX_COUNTED = 6
 FILL_SHARE = 0.6  # a region this wide and tall within its frame gets no place words
 PART_MARGIN = 0.03  # a part word ("upper", "left") needs the centroid this far inside its third
 NO_TARGET_TYPES = 3  # absent types named on a good image
@@ -127,9 +133,12 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=N
     frame = _frame_rule(record, vocab)
     if not regions:
         return _no_target_refs(record, vocab, noun, frame, rng)
-    w = _Writer(record, vocab.words(category, record["defect_type"]), noun, frame, rng, accept)
+    words = vocab.words(category, record["defect_type"])
+    w = _Writer(record, words, noun, frame, rng, accept, vocab)
     everything = [r["region_id"] for r in regions]
     options = (UNIVERSAL_ONE if len(regions) == 1 else UNIVERSAL_MANY) + UNIVERSAL_ANY
+    if words.absent:  # "the anomaly on the transistor" where the transistor may be gone
+        options = tuple(o for o in options if "{n}" not in o)
     universal = [_draw(rng, options).format(n=noun)]
     for _ in range(RETRIES if accept else 0):
         if accept(universal[0], everything):
@@ -138,16 +147,18 @@ def refs_for(record: dict, vocab: Vocabulary, rng: np.random.Generator, accept=N
     refs = [
         _ref("universal", everything, [("anomaly", "universal/anomaly"), (universal[0], "universal/other")])
     ]
-    refs.append(w.type_ref(everything))
-    if len(regions) > 1:
-        refs.append(w.count_ref(everything))
-    refs += w.location_refs()
-    refs += w.size_refs()
-    refs += w.relative_refs()
-    refs += w.attribute_refs()
+    if w.nameable:
+        refs.append(w.type_ref(everything))
+        if 1 < len(regions) <= MAX_COUNTED:
+            refs.append(w.count_ref(everything))
+        refs += w.location_refs()
+        refs += w.size_refs()
+        refs += w.relative_refs()
+        refs += w.attribute_refs()
     refs.append(_other_type_ref(record, vocab, noun, frame, rng))
     refs = _unique([ref for ref in refs if ref is not None])
-    w.top_up(refs, everything)
+    if w.nameable:
+        w.top_up(refs, everything)
     _top_up_universal(refs, options, noun, rng, accept)
     return refs
 
@@ -191,19 +202,56 @@ def _frame_rule(record: dict, vocab: Vocabulary) -> dict:
     kind = record["frame"].get("kind")
     if kind is None:  # a record written before frames had kinds
         kind = "texture" if record["frame"]["source"] == "image" else "box"
-    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox")}
+    # several objects on a background (VisA's candles): places are the image's, not one candle's
+    scene = kind == "texture" and vocab.object_count(record["category"]) != 1
+    return {**rule, "kind": kind, "bbox": record["frame"].get("bbox"), "scene": scene}
+
+
+def _place_rule(frame: dict) -> tuple:
+    """The hashable part of a frame rule that place phrases depend on."""
+    return (
+        frame["kind"],
+        tuple(frame["ends"]),
+        frame["rim"],
+        frame.get("edges", True),
+        frame.get("scene", False),
+    )
 
 
 class _Writer:
     def __init__(
-        self, record: dict, words: DefectWords, noun: str, frame: dict, rng: np.random.Generator, accept=None
+        self,
+        record: dict,
+        words: DefectWords,
+        noun: str,
+        frame: dict,
+        rng: np.random.Generator,
+        accept=None,
+        vocab: Vocabulary | None = None,
     ):
         self.accept = accept
+        category = record["category"]
+        self.part = vocab.part(category, record["defect_type"]) if vocab else None
+        self.colours = vocab.colours.get(category, frozenset()) if vocab else frozenset()
+        # How many there are of what the type's noun names: a part in a wrong state or missing is
+        # counted as the object has it, a whole object as the image shows it. More regions than
+        # that (one tip annotated in two pieces) cannot be named by the type: anomaly words only.
+        if words.role == "whole_object":
+            most = vocab.object_count(category) if vocab else 1
+        elif self.part is not None and words.role in ("part_state", "missing"):
+            most = self.part.count
+        else:
+            most = None
+        if vocab and _pluralizes_one_of(words, vocab.parts.get(category, {})):
+            most = 1  # "cables of the wrong colour" where the object has one cable
+        self.nameable = most is None or len(record["regions"]) <= most
+        self.one_of = most == 1  # no counts, comparisons or plurals of it
         self.regions = record["regions"]
         self.by_id = {r["region_id"]: r for r in self.regions}
         self.type = record["defect_type"]
         self.words, self.noun, self.frame, self.rng = words, noun, frame, rng
-        self.prep = "in" if record["frame"]["source"] == "image" else "on"
+        self.prep = words.prep or ("in" if record["frame"]["source"] == "image" else "on")
+        self.on_noun = f"on one of the {noun}" if frame.get("scene") else f"{self.prep} the {noun}"
         self.phrase_words = set(tokenize(" ".join(p for pair in words.phrases for p in pair)))
         self.heads = _heads(words)
         # No place words when the name already says where ("scratch on the head") or names the
@@ -292,12 +340,12 @@ class _Writer:
         own_prep = bool(set(tokenize(head)) & PREPOSITIONS)  # "gap left by ..." takes no "on the cable"
         if place:
             words.append(place)
-        elif not self.words.whole_object and not tail and self.rng.random() < 0.5:
+        elif not self.words.whole_object and not self.words.absent and not tail and self.rng.random() < 0.5:
             if self.words.placed:  # the phrase names a part: "the damaged tip of the screw"
                 if not own_prep or " on the " in f" {head} ":  # "the scratch on the head of the screw"
                     words.append(f"of the {self.noun}")
             elif not own_prep:
-                words.append(f"{self.prep} the {self.noun}")
+                words.append(self.on_noun)
         if tail:
             words.append(tail)
         return " ".join(w for w in words if w)
@@ -315,19 +363,14 @@ class _Writer:
         out = []
         size = common(lambda r: r["size"])
         # "medium-sized" is no size a reader would single a defect out by: it is never said
-        if (
-            size not in (None, "medium")
-            and not self.words.sized
-            and not self.words.whole_object
-            and "size" in looks
-        ):
+        if size not in (None, "medium") and not self.words.sized and "size" in looks:
             out.append(("size", size, SIZE_WORDS[size]))
         shape = common(lambda r: r["shape"]["word"])
         if shape in SHAPE_WORDS and "shape" in looks:
             out.append(("shape", shape, SHAPE_WORDS[shape]))
         tone = common(lambda r: r["appearance"]["tone"])
         colour = common(lambda r: r["appearance"]["colour"])
-        if colour and colour not in self.phrase_words and "colour" in looks:
+        if colour and colour not in self.phrase_words and colour not in self.colours and "colour" in looks:
             out.append(("colour", colour, (colour,)))
         elif tone in TONE_WORDS and "tone" in looks and not self.phrase_words & set(TONE_WORDS[tone]):
             out.append(("tone", tone, TONE_WORDS[tone]))
@@ -335,12 +378,20 @@ class _Writer:
 
     def shared_places(self, target) -> list[tuple[dict, tuple[str, ...]]]:
         """Place terms (claim changes, phrasings) true of every target region, most specific first."""
-        per_region = [place_terms(self.by_id[i], self.frame, self.noun) for i in target]
+        per_region = [self.places(self.by_id[i]) for i in target]
         keys = set.intersection(*({_key(c) for c, _ in terms} for terms in per_region))
         return [(c, texts) for c, texts in per_region[0] if _key(c) in keys]
 
+    def places(self, region: dict) -> list[tuple[dict, tuple[str, ...]]]:
+        """``place_terms`` of a region that fit where the type's part can be."""
+        return [
+            (c, t)
+            for c, t in place_terms(region, self.frame, self.noun)
+            if _part_allows(self.part, c, self.frame)
+        ]
+
     def term_keys(self, region_id: int) -> set:
-        return {_key(c) for c, _ in place_terms(self.by_id[region_id], self.frame, self.noun)}
+        return {_key(c) for c, _ in self.places(self.by_id[region_id])}
 
     def base(self) -> Claims:
         return Claims(defect_type=self.type)
@@ -399,7 +450,7 @@ class _Writer:
         groups: dict[tuple, list] = {}
         seen = set()
         for r in self.regions:
-            for changes, texts in place_terms(r, self.frame, self.noun):
+            for changes, texts in self.places(r):
                 if _key(changes) in seen:
                     continue
                 seen.add(_key(changes))
@@ -429,10 +480,10 @@ class _Writer:
         return [r for r in refs if r][:MAX_GROUP_REFS]
 
     def size_refs(self) -> list[dict]:
-        if self.words.sized or self.words.whole_object:
-            return []  # "the small flipped nut": the object's size is not the defect's
+        if self.words.sized or "size" not in self.words.looks:
+            return []  # "the small flipped nut", "the larger bent lead": a part's size is the part's
         if len(self.regions) == 1:
-            if "size" not in self.words.looks or self.regions[0]["size"] == "medium":
+            if self.regions[0]["size"] == "medium":
                 return []  # a logical anomaly's area is where the fault may be, not its size
             (r,) = self.regions
             claims = self.base().with_(size=r["size"])
@@ -462,7 +513,7 @@ class _Writer:
         return refs
 
     def relative_refs(self) -> list[dict]:
-        if len(self.regions) < 2:
+        if len(self.regions) < 2 or self.one_of:
             return []
         refs = []
         for extreme, axis, sign in (
@@ -537,21 +588,51 @@ def place_terms(region: dict, frame: dict, noun: str) -> list[tuple[dict, tuple[
             terms.append(({"ring": "rim"}, ROUND_PLACES["rim"]))
         return [(c, _along_only_long(region, tuple(t.format(n=noun, c=clock, rim=rim) for t in texts)))
                 for c, texts in terms]  # fmt: skip
-    edges = place.get("edges") or []
+    edges = place.get("edges") or [] if frame.get("edges", True) else []
     terms = []
+    side = _edge_noun(kind, noun)
     if len(edges) == 2:
         corner = " ".join(edges)
-        terms.append(({"edges": frozenset(edges)}, tuple(t.format(t=corner, n=noun) for t in CORNER_PLACES)))
+        terms.append(({"edges": frozenset(edges)}, tuple(t.format(t=corner, n=side) for t in CORNER_PLACES)))
     for edge in edges:
-        texts = _along_only_long(region, tuple(t.format(t=edge, n=noun) for t in EDGE_PLACES))
+        texts = _along_only_long(region, tuple(t.format(t=edge, n=side) for t in EDGE_PLACES))
         terms.append(({"edges": frozenset({edge})}, texts))
     for term in _terms_for(region["location"]):
         if not _clearly_in(term, region["rel_position"]):
             continue
         part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
         texts = PART_PLACES[_term_kind(term)]
-        terms.append(({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=noun) for t in texts)))
+        where = "image" if frame.get("scene") else noun
+        terms.append(
+            ({"cells": TERM_CELLS[term]}, tuple(t.format(t=term, part=part, n=where) for t in texts))
+        )
     return terms
+
+
+def _pluralizes_one_of(words: DefectWords, parts: dict[str, Part]) -> bool:
+    """Do the type's plural forms make several of a part the object has one of?"""
+    plurals = [f" {' '.join(tokenize(plural))} " for _, plural in words.phrases]
+    return any(
+        f" {name} " in form
+        for part in parts.values()
+        if part.count == 1
+        for _, name in part.names
+        for form in plurals
+    )
+
+
+def _edge_noun(kind: str, noun: str) -> str:
+    """Whose edges and corners a frame's place words name: a texture shows no edge of its own,
+    only the image's ("near the top edge of the image", never "of the leather")."""
+    return "image" if kind == "texture" else noun
+
+
+def _part_allows(part: Part | None, changes: dict, frame: dict) -> bool:
+    """Can the type's part be at the place ``changes`` claims (a lead is never at the top)?"""
+    if part is None or not part.where:
+        return True
+    claims = Claims(**{k: v for k, v in changes.items() if k in ("cells", "edges", "end", "ring", "clock")})
+    return _wrong_place(claims, part.where, frame) is None
 
 
 def _heads(words: DefectWords) -> frozenset:
@@ -613,14 +694,18 @@ def _template_kind(changes: dict) -> str:
 def _no_target_refs(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng) -> list[dict]:
     """Good image: the universal prompt, and two plausible defects of the category, placed at random."""
     refs = [_ref("no_target", [], [("anomaly", "no_target/anomaly")])]
-    types = [t for t in vocab.category_types(record["category"]) if t != "combined"]
-    types = [t for t in types if not t.endswith("_anomalies")]  # folder names, not defect kinds
+    # "combined", folder names, "other": no kind a reader could look for
+    types = [
+        t
+        for t in vocab.category_types(record["category"])
+        if vocab.words(record["category"], t).role != "unnamed"
+    ]
     sentences = [
         (_absent_phrase(vocab, record, t, noun, frame, rng), "no_target/type")
         for t in _pick(rng, types, NO_TARGET_TYPES)
     ]
     refs.append(_ref("no_target", [], sentences))
-    return refs
+    return [ref for ref in refs if ref is not None]
 
 
 def _draw(rng: np.random.Generator, options) -> str:
@@ -639,14 +724,14 @@ def _pick(rng: np.random.Generator, options: list, k: int) -> list:
 def _other_type_ref(record: dict, vocab: Vocabulary, noun: str, frame: dict, rng) -> dict | None:
     """A phrase of another defect type of the category: it refers to nothing here."""
     category, own = record["category"], record["defect_type"]
-    if own == "combined" or own.endswith("_anomalies"):
-        return None  # a combined image (or one named only by its folder) may show any type
+    if vocab.words(category, own).role == "unnamed":
+        return None  # a region of no named kind (combined, a folder's name) may be of any type
     own_words = set(vocab.words(category, own).phrases)
     alike = vocab.looks_like(category, own)  # "a deformed thread" next to a cut-off tip misleads
     types = [
         t
         for t in vocab.category_types(category)
-        if t not in alike and t != "combined" and not t.endswith("_anomalies")
+        if t not in alike and vocab.words(category, t).role != "unnamed"
     ]
     types = [t for t in types if not own_words & set(vocab.words(category, t).phrases)]
     # ... and so does an absent type placed where the present defect is
@@ -660,21 +745,57 @@ def _free_places(frame: dict, noun: str, regions: list[dict], defect_type: str) 
     """Place phrases of the frame that no region of the image lies in (read back with the
     parser's place reading, so "close to the tip" excludes a region at the tip)."""
     free = []
-    for text, changes in _place_claims(frame["kind"], tuple(frame["ends"]), frame["rim"], noun):
+    for text, changes in _place_claims(_place_rule(frame), noun):
         claims = Claims(universal=True, **changes)
-        if not any(matches(claims, r, defect_type) for r in regions):
+        if not any(matches(claims, r, defect_type) or _reaches(changes, r, frame) for r in regions):
             free.append(text)
     return tuple(free)
 
 
+def _reaches(changes: dict, region: dict, frame: dict) -> bool:
+    """Does any part of a region (its box, not only its centroid) lie in the cells or at the edges a
+    place phrase names? A long thread that starts in the bottom right corner is there too."""
+    if frame["kind"] not in ("box", "texture") or not frame.get("bbox"):
+        return False
+    fx, fy, fw, fh = frame["bbox"]
+    x, y, w, h = region["bbox"]
+    x0, x1 = (x - fx) / max(fw, 1), (x + w - fx) / max(fw, 1)
+    y0, y1 = (y - fy) / max(fh, 1), (y + h - fy) / max(fh, 1)
+    if changes.get("edges"):
+        from mvtec_ref.regions.frame import EDGE_BAND
+
+        near = {"top": y0 <= EDGE_BAND, "bottom": y1 >= 1 - EDGE_BAND, "left": x0 <= EDGE_BAND,
+                "right": x1 >= 1 - EDGE_BAND}  # fmt: skip
+        return all(near[side] for side in changes["edges"])
+    if changes.get("cells"):
+
+        def span(a, b):
+            return range(min(max(int(a * 3), 0), 2), min(max(int(min(b, 0.999) * 3), 0), 2) + 1)
+
+        touched = {(r, c) for r in span(y0, y1) for c in span(x0, x1)}
+        return bool(touched & changes["cells"])
+    return False
+
+
+def _places_for(part: Part | None, frame: dict, noun: str, places: tuple[str, ...] | None) -> tuple[str, ...]:
+    """``places`` (default: every place phrase of the frame) where the type's part can be."""
+    if places is None:
+        places = _all_places(_place_rule(frame), noun)
+    if part is None or not part.where:
+        return places
+    claims = dict(_place_claims(_place_rule(frame), noun))
+    return tuple(p for p in places if _part_allows(part, claims[p], frame))
+
+
 @cache
-def _place_claims(kind: str, ends: tuple[str, str], rim: str, noun: str) -> tuple[tuple[str, dict], ...]:
+def _place_claims(rule_key: tuple, noun: str) -> tuple[tuple[str, dict], ...]:
     """(place phrase, claim changes) of every place phrase of a frame."""
     from annotate.parse import _take_frame_places, _take_places
 
+    kind, ends, rim, _, _ = rule_key
     out = []
     rule = {"kind": kind, "ends": ends, "rim": rim}
-    for text in _all_places(kind, ends, rim, noun):
+    for text in _all_places(rule_key, noun):
         tokens, changes = _take_frame_places(_without(tokenize(text), tokenize(noun)), rule)
         _, cells, _, edges = _take_places(tokens)
         out.append((text, {**changes, "cells": cells, "edges": edges}))
@@ -695,26 +816,24 @@ def _without(tokens: list[str], run: list[str]) -> list[str]:
 
 ABSENT_SIZE = ("", "small", "tiny", "large", "big")
 ABSENT_ARTICLES = ("the", "a", "any")  # "a crack near ...", "any scratch on the head": nothing here
-ABSENT_LOOK = {"tone": ("dark", "bright"), "shape": ("thin", "long", "round"),
-               "colour": ("red", "brown", "black", "white", "gray", "yellow")}  # fmt: skip
+# Shapes only: a colour or tone is said only where the pixel judge measures it against the
+# surround, and a defect that is not there has no pixels to measure.
+ABSENT_LOOK = {"shape": ("thin", "long", "round")}
 
 
 def _absent_phrase(
     vocab: Vocabulary, record: dict, defect_type: str, noun: str, frame: dict, rng, places=None
 ) -> str:
-    """A plausible but absent defect of the category: size/look words its nature allows and a place
-    of the frame (one of ``places`` when given), at random (no colour words on grayscale images,
-    where they would be implausible)."""
+    """A plausible but absent defect of the category: size and shape words its role allows and a
+    place of the frame where its part can be (one of ``places`` when given), at random."""
     words = vocab.words(record["category"], defect_type)
     head = words.phrases[int(rng.integers(len(words.phrases)))][0]
     size = "" if words.sized or "size" not in words.looks else _draw(rng, ABSENT_SIZE)
     looks = [""]
-    for field in ("tone", "shape", "colour"):
-        if field in words.looks and (field != "colour" or record.get("channels", 3) == 3):
+    for field in ABSENT_LOOK:
+        if field in words.looks:
             looks += [w for w in ABSENT_LOOK[field] if not (size and w in ("thin", "long"))]
     look = _draw(rng, looks)
-    if words.whole_object:
-        size = ""  # "the big upside-down nut": the object's own size is not the defect's
     article = _draw(rng, ABSENT_ARTICLES)
     first = next(w for w in (size, look, head) if w)
     if article == "a" and first[0] in "aeiou":
@@ -725,18 +844,26 @@ def _absent_phrase(
     if words.placed:  # the phrase names a part of the object: "a damaged tip of the screw"
         part = not set(tokenize(head)) & PREPOSITIONS or " on the " in f" {head} "
         return f"{det} {head}" + _draw(rng, ("", f" of the {noun}" if part else ""))
-    if words.nature == "logical":  # a fault of count or arrangement ("a missing nectarine"): no place
-        tail = "" if set(tokenize(head)) & PREPOSITIONS else f" on the {noun}"
-        return f"{det} {head}" + _draw(rng, ("", tail))
-    if places is None:  # a good image: any place phrase of the frame, each equally likely
-        places = _all_places(frame["kind"], tuple(frame["ends"]), frame["rim"], noun)
+    # "an extra washer", "a missing nectarine" (logical: where it is is what is wrong), an absent
+    # object: no place; a missing part of an object that is there has one ("a missing lead on the
+    # left side of the transistor"), where the part can be
+    if (
+        words.role in ("logical", "unnamed")
+        or words.absent
+        or (words.role == "missing" and words.nature == "logical")
+    ):
+        own = set(tokenize(head)) & PREPOSITIONS or words.absent
+        return f"{det} {head}" + _draw(rng, ("", "" if own else f" {words.prep or 'on'} the {noun}"))
+    # a good image: any place phrase of the frame, each equally likely; only where its part can be
+    places = _places_for(vocab.part(record["category"], defect_type), frame, noun, places)
     places = _no_echo(places, _heads(words))
-    prep = "in" if frame["kind"] == "texture" else "on"
+    prep = words.prep or ("in" if frame["kind"] == "texture" else "on")
     return f"{det} {head} {_draw(rng, places)}" if places else f"{det} {head} {prep} the {noun}"
 
 
 @cache
-def _all_places(kind: str, ends: tuple[str, str], rim: str, noun: str) -> tuple[str, ...]:
+def _all_places(rule_key: tuple, noun: str) -> tuple[str, ...]:
+    kind, ends, rim, edges, scene = rule_key
     if kind == "axis":
         out = [t.format(e=e, n=noun) for e in ends for t in AXIS_PLACES["end"]]
         return tuple(out + [t.format(n=noun) for t in AXIS_PLACES["middle"]])
@@ -745,13 +872,18 @@ def _all_places(kind: str, ends: tuple[str, str], rim: str, noun: str) -> tuple[
         return tuple(out + [t.format(n=noun, c=c, rim=rim) for part in ("clock", "rimclock")
                             for t in ROUND_PLACES[part] for c in range(1, 13)])  # fmt: skip
     out = []
+    side = _edge_noun(kind, noun)
     for term in TERM_CELLS:
-        if " " in term:
-            out += [t.format(t=term, n=noun) for t in CORNER_PLACES]
+        if not edges:
+            pass  # a box that is no outline of its own has no edges or corners to name
+        elif " " in term:
+            out += [t.format(t=term, n=side) for t in CORNER_PLACES]
         elif term != "center":
-            out += [t.format(t=term, n=noun) for t in EDGE_PLACES]
+            out += [t.format(t=term, n=side) for t in EDGE_PLACES]
         part = " ".join({"top": "upper", "bottom": "lower"}.get(w, w) for w in term.split())
-        out += [t.format(t=term, part=part, n=noun) for t in PART_PLACES[_term_kind(term)]]
+        out += [
+            t.format(t=term, part=part, n="image" if scene else noun) for t in PART_PLACES[_term_kind(term)]
+        ]
     return tuple(out)
 
 

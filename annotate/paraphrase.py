@@ -226,7 +226,7 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
     New sentences get ``sent_id`` values after the largest in ``records``, in record order.
     ``pixel_judge(record, text, target) -> rule name or None`` vets them from the pixels too.
     """
-    from tqdm import tqdm
+    from mvtec_ref.progress import progress_bar
 
     next_id = 1 + max(
         (s["sent_id"] for r in records for ref in r["refs"] for s in ref["sentences"]), default=0
@@ -241,9 +241,7 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
     if max_sentences:
         todo = todo[:max_sentences]
     outcome: Counter = Counter()
-    for record, ref, sentence in tqdm(
-        todo, desc="paraphrase", unit="sent", disable=None if progress is None else not progress
-    ):
+    for record, ref, sentence in progress_bar(todo, desc="paraphrase", unit="sent", progress=progress):
         text = paraphraser.ask(vocab.noun(record["category"]), sentence["text"])
         if text is None:
             outcome["failed"] += 1
@@ -255,7 +253,8 @@ def paraphrase_records(records: list[dict], paraphraser: Paraphraser, vocab: Voc
         if verdict.verdict != OK:
             outcome[f"rejected_{verdict.verdict}"] += 1
             continue
-        rule = pixel_judge(record, text, ref["region_ids"]) if pixel_judge and ref["region_ids"] else None
+        # no-target paraphrases too: a colour or tone there has nothing to be measured on
+        rule = pixel_judge(record, text, ref["region_ids"]) if pixel_judge else None
         if rule is not None:
             outcome[f"rejected_pixel_judge_{rule}"] += 1
             continue

@@ -30,7 +30,7 @@ from functools import cached_property
 
 import numpy as np
 
-JUDGE_VERSION = "pixel-judge-2"
+JUDGE_VERSION = "pixel-judge-3"
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ RULES: tuple[Rule, ...] = (
     Rule("count", "count", 16,
          "a count equals the number of target regions, each of at least this many pixels (no specks)"),
     Rule("missing_part_look", "look", 0,
-         "a missing part is a gap: it has no colour or tone of its own"),
+         "a missing part or object (its role) is a gap: it has no colour or tone of its own"),
+    Rule("look_unmeasured", "look", 0,
+         "no colour or tone word where there is nothing to measure (a sentence with no target)"),
     Rule("tone", "tone", 20.0,
          "dark: median gray this far below the lower quartile of a ring around it (bright: above the upper)"),
     Rule("tone_share", "tone", 0.7,
@@ -59,6 +61,8 @@ RULES: tuple[Rule, ...] = (
          "a colour word needs CIE76 delta E of at least this against the surrounding ring (generation: 12)"),
     Rule("colour_name", "colour", 6.0,
          "the mean colour lies inside the word's hue/lightness band with this many degrees to spare"),
+    Rule("colour_surround", "colour", 15.0,
+         "the surround fails the word even with its band this much wider: no 'brown' on brown leather"),
     Rule("size_tiny", "size", 0.002,
          "'tiny': area under this share of the image"),
     Rule("size_small", "size", 0.008,
@@ -231,23 +235,25 @@ class Look:
 
     @cached_property
     def _colour(self) -> tuple:
-        """(delta E between the Lab of the mean colours inside and in the ring, HSV of the inside's)."""
+        """(delta E between the Lab of the mean colours inside and in the ring, HSV of the inside's,
+        HSV of the ring's)."""
         import colorsys
 
         import cv2
 
         window, inside, ring = self._window
         if window.ndim == 2:
-            return None, None
+            return None, None, None
         window = np.ascontiguousarray(window)
         mean_in = np.array(cv2.mean(window, mask=inside.view(np.uint8))[:3], np.float32)
-        delta_e = None
+        delta_e, ring_hsv = None, None
         if ring.any():
             mean_ring = np.array(cv2.mean(window, mask=ring.view(np.uint8))[:3], np.float32)
             lab = srgb_to_lab(np.stack([mean_in, mean_ring]))
             delta_e = float(np.linalg.norm(lab[0] - lab[1]))
+            ring_hsv = colorsys.rgb_to_hsv(*(float(v) / 255.0 for v in mean_ring))
         r, g, b = (float(v) / 255.0 for v in mean_in)
-        return delta_e, colorsys.rgb_to_hsv(r, g, b)
+        return delta_e, colorsys.rgb_to_hsv(r, g, b), ring_hsv
 
     @property
     def delta_e(self) -> float | None:
@@ -258,6 +264,11 @@ class Look:
     def hsv(self) -> tuple[float, float, float] | None:
         """HSV in [0, 1] of the mean RGB inside; None on grayscale."""
         return self._colour[1]
+
+    @property
+    def ring_hsv(self) -> tuple[float, float, float] | None:
+        """HSV in [0, 1] of the surrounding ring's mean RGB; None on grayscale or with no ring."""
+        return self._colour[2]
 
     # shape ----------------------------------------------------------------------------
     @cached_property
@@ -325,10 +336,11 @@ class Scene:
     frame: dict = None  # the record's frame: kind, bbox and, for axis/round kinds, axis or center+radius
 
 
-def measure_record(record: dict, image: np.ndarray, masks: dict | None = None) -> Scene:
+def measure_record(record: dict, image: np.ndarray, masks: dict | None = None, vocab=None) -> Scene:
     """Decode each region's RLE once; ``image`` is ``(H, W)`` or ``(H, W, 3)`` RGB uint8.
     ``masks``: region_id -> ``(H, W)`` bool, the decoded RLEs where the caller has them already
-    (the build, which has just encoded them)."""
+    (the build, which has just encoded them). ``vocab``: says which types are gaps (role missing,
+    or an object that may be gone); without it, types named "missing ..." are."""
     from pycocotools import mask as mask_utils
 
     given, masks, boxes = masks, {}, {}
@@ -343,7 +355,11 @@ def measure_record(record: dict, image: np.ndarray, masks: dict | None = None) -
         boxes[region["region_id"]] = [int(v) for v in mask_utils.toBbox(rle)]  # from the pixels
     frame = record.get("frame", {}).get("bbox") or [0, 0, record["width"], record["height"]]
     looks = {rid: Look(rid, masks, boxes[rid], image, frame) for rid in masks}
-    return Scene(looks, image.ndim == 2, is_missing_part(record["defect_type"]), record.get("frame") or {})
+    gap = is_missing_part(record["defect_type"])
+    if vocab is not None:
+        words = vocab.words(record["category"], record["defect_type"])
+        gap = gap or words.role == "missing" or words.absent
+    return Scene(looks, image.ndim == 2, gap, record.get("frame") or {})
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -569,11 +585,15 @@ def judge_sentence(
     """Every rule the sentence breaks for its target, in table order (empty: every claim holds
     with margin); ``first_only`` stops at the first, so later rules measure nothing.
 
-    Sentences with no target (good images, other defect types) claim nothing about pixels.
+    Sentences with no target (good images, other defect types) have no pixels to show: they may
+    make no claim that only pixels could bear out (a colour, a tone), and nothing else is measured.
     """
-    if not target:
-        return []
     claims = read_claims(text, record, vocab)
+    if not target:
+        looks = sorted({c.kind for c in claims if c.kind in ("tone", "colour", "comparative")})
+        if looks:
+            return [Failure("look_unmeasured", f"{'/'.join(looks)} word with no region to measure")]
+        return []
     target = sorted(target)
     failures = []
     for rule in RULES:
@@ -670,6 +690,25 @@ def _colour_distinct(rule, colour, target, scene):
     return _each(target, scene, test)
 
 
+def _colour_surround(rule, colour, target, scene):
+    if scene.grayscale:
+        return None  # already failed colour_distinct
+
+    def test(lk):
+        if lk.ring_hsv is not None and fits_loosely(colour, lk.ring_hsv, rule.threshold):
+            hsv = tuple(round(v, 2) for v in lk.ring_hsv)
+            return f"the surround (hsv {hsv}) is {colour} itself: the word names the material"
+        return None
+
+    return _each(target, scene, test)
+
+
+def fits_loosely(colour: str, hsv: tuple[float, float, float], slack_deg: float) -> bool:
+    """Could ``colour`` be said of a mean colour ``(h, s, v)`` at all: its hue band widened by
+    ``slack_deg``, paler and duskier tints included (the test for a surround's own colour)."""
+    return colour_fits(colour, hsv, -slack_deg, LOOSE)
+
+
 def _colour_name(rule, colour, target, scene):
     if scene.grayscale:
         return None  # already failed colour_distinct
@@ -687,27 +726,40 @@ HUE_BANDS = {"red": (-15, 15), "orange": (15, 45), "yellow": (45, 70), "green": 
              "blue": (165, 260), "purple": (260, 345)}  # fmt: skip
 
 
-def colour_fits(colour: str, hsv: tuple[float, float, float], margin_deg: float) -> bool:
-    """Does a mean colour ``(h, s, v)`` in [0, 1] clearly deserve ``colour``?"""
+# Saturation and value limits of colour words: STRICT for a word said of a region, LOOSE for
+# whether a word could be said of a surround at all. Keys: chromatic s/v minimum, red and orange
+# value minimum, black v maximum, white/gray s maximum, white v minimum, gray v range, brown s
+# minimum and v range.
+STRICT = {"s": 0.3, "v": 0.3, "red_v": 0.55, "orange_v": 0.65, "black_v": 0.15, "pale_s": 0.12,
+          "white_v": 0.85, "gray_v": (0.25, 0.8), "brown_s": 0.3, "brown_v": (0.12, 0.5)}  # fmt: skip
+LOOSE = {"s": 0.2, "v": 0.2, "red_v": 0.0, "orange_v": 0.0, "black_v": 0.25, "pale_s": 0.2,
+         "white_v": 0.7, "gray_v": (0.2, 0.85), "brown_s": 0.2, "brown_v": (0.08, 0.65)}  # fmt: skip
+
+
+def colour_fits(colour: str, hsv: tuple[float, float, float], margin_deg: float, limits=STRICT) -> bool:
+    """Does a mean colour ``(h, s, v)`` in [0, 1] clearly deserve ``colour``? ``margin_deg``: how far
+    inside its hue band (negative: how far outside is still allowed)."""
     h, s, v = hsv
     hue = h * 360.0
     if colour == "black":
-        return v < 0.15
+        return v < limits["black_v"]
     if colour == "white":
-        return s < 0.12 and v > 0.85
+        return s < limits["pale_s"] and v > limits["white_v"]
     if colour == "gray":
-        return s < 0.12 and 0.25 < v < 0.8
+        low, high = limits["gray_v"]
+        return s < limits["pale_s"] and low < v < high
     if colour == "brown":
         hue = hue - 360 if hue > 300 else hue
-        return s > 0.3 and 0.12 < v < 0.5 and -10 + margin_deg < hue < 45 - margin_deg
-    if colour not in HUE_BANDS or s < 0.3 or v < 0.3:
+        low, high = limits["brown_v"]
+        return s > limits["brown_s"] and low < v < high and -10 + margin_deg < hue < 45 - margin_deg
+    if colour not in HUE_BANDS or s < limits["s"] or v < limits["v"]:
         return False
     lo, hi = HUE_BANDS[colour]
     if colour == "red":
         hue = hue - 360 if hue > 180 else hue
-        if v < 0.55:
+        if v < limits["red_v"]:
             return False
-    if colour == "orange" and v < 0.65:
+    if colour == "orange" and v < limits["orange_v"]:
         return False
     return lo + margin_deg <= hue < hi - margin_deg
 
@@ -922,11 +974,13 @@ _CHECKS = {
     "number": _number,
     "count": _count,
     "missing_part_look": _missing_look,
+    "look_unmeasured": lambda rule, value, target, scene: None,  # empty targets: judge_sentence
     "tone": _tone,
     "tone_share": _tone_share,
     "comparative": _comparative,
     "colour_distinct": _colour_distinct,
     "colour_name": _colour_name,
+    "colour_surround": _colour_surround,
     "size_tiny": _size_check("below"),
     "size_small": _size_check("below"),
     "size_medium_low": _size_check("above"),
@@ -958,11 +1012,9 @@ def judge_record(
     record: dict, image: np.ndarray, vocab, *, origins=None, first_only: bool = False
 ) -> list[tuple[dict, dict, list[Failure]]]:
     """(ref, sentence, failures) for every sentence (of ``origins``, default all) that breaks a rule."""
-    scene = measure_record(record, image) if record["regions"] else None
+    scene = measure_record(record, image, vocab=vocab) if record["regions"] else None
     bad = []
     for ref in record["refs"]:
-        if not ref["region_ids"]:
-            continue
         for sentence in ref["sentences"]:
             if origins is not None and sentence["origin"] not in origins:
                 continue
@@ -981,7 +1033,7 @@ class Vetter:
 
     def __init__(self, record: dict, image: np.ndarray, vocab, masks: dict | None = None):
         self.record, self.vocab = record, vocab
-        self.scene = measure_record(record, image, masks)
+        self.scene = measure_record(record, image, masks, vocab)
         self.checked = 0
         self.rejected: Counter = Counter()
         self._seen: dict = {}
@@ -1013,7 +1065,7 @@ def drop_failing(
     for ref in record["refs"]:
         kept = []
         for sentence in ref["sentences"]:
-            failure = vetter.first_failure(sentence["text"], ref["region_ids"]) if ref["region_ids"] else None
+            failure = vetter.first_failure(sentence["text"], ref["region_ids"])
             if failure is None:
                 kept.append(sentence)
             else:

@@ -165,14 +165,16 @@ def verdict(rule, lang: list[float], ablation: list[float]) -> str:
         return ""
     kind, value = rule
     a, b = statistics.mean(lang), statistics.mean(ablation)
+    # shares are said as percentages, differences between them in points
     if kind == "above_by":
-        ok, text = a - b >= value, f">= ablation + {value:.2f}"
+        ok, text = a - b >= value, f">= ablation + {100 * value:g} points"
     elif kind == "at_least":
-        ok, text = a >= value, f">= {value:.2f}"
+        ok, text = a >= value, f">= {100 * value:g}%"
     elif kind == "below_by_at_most":
-        ok, text = b - a <= value, f">= ablation - {value:.2f}"
+        ok, text = b - a <= value, f">= ablation - {100 * value:g} points"
     else:  # well_above: (times, plus)
-        ok, text = a >= value[0] * b and a - b >= value[1], f">= {value[0]:g} x ablation and + {value[1]:.2f}"
+        ok = a >= value[0] * b and a - b >= value[1]
+        text = f">= {value[0]:g} x ablation and + {100 * value[1]:g} points"
     return f"{'met' if ok else 'NOT met'} ({text})"
 
 
@@ -180,7 +182,7 @@ def spread(values: list[float]) -> str:
     if not values:
         return "-"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} +- {sd:.3f}"
+    return f"{100 * statistics.mean(values):.1f}% +- {100 * sd:.1f}"
 
 
 def table(results: dict, preset: str) -> str:

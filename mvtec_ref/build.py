@@ -484,9 +484,9 @@ def _vocabulary_fallbacks(records: list[dict], source: str) -> list[dict]:
 def _process_all(
     root: Path, images: list[SourceImage], config: BuildConfig, workers: int, progress: bool | None
 ) -> Iterator[Processed]:
-    from tqdm import tqdm
+    from mvtec_ref.progress import progress_bar
 
-    bar = tqdm(total=len(images), desc="build", unit="img", disable=_no_bar(progress))
+    bar = progress_bar(total=len(images), desc="build", unit="img", progress=progress)
     with bar:
         if workers <= 1:
             for src in images:
@@ -512,11 +512,6 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the pool is the parallelism; nested threads only contend
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None lets tqdm hide the bar when stderr is not a terminal."""
-    return None if progress is None else not progress
 
 
 def _number(records: list[dict]) -> None:

@@ -9,6 +9,7 @@ import click
 
 from mvtec_ref import __version__
 from mvtec_ref.errors import MvtecRefError
+from mvtec_ref.wording import count
 
 
 class _Group(click.Group):
@@ -79,8 +80,8 @@ def synth(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--category") from None
     click.echo(
-        f"wrote {summary['images']} images ({summary['defect_images']} defective, "
-        f"{summary['regions_planned']} regions) to {out}"
+        f"wrote {count(summary['images'], 'image')} ({summary['defect_images']} defective, "
+        f"{count(summary['regions_planned'], 'region')}) to {out}"
     )
 
 
@@ -194,7 +195,7 @@ def _run_paraphrase(
     "--shard",
     metavar="K/N",
     help="Process only slice K of N of the images into the shard FILE --out; join all N with "
-    "mvtec-ref merge (see README, 'Building on a cluster').",
+    "mvtec-ref merge (see docs/datasets.md, 'Building on a cluster').",
 )
 def build(source, root, out, categories, seed, strict, workers, speck_area, protocol, split_ratios,
           expressions, llm, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path,
@@ -238,7 +239,7 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
         header = build_shard(Path(root).expanduser(), out, config, *shard, workers=workers,
                              progress=_progress(quiet))  # fmt: skip
         click.echo(f"wrote shard {shard[0]}/{shard[1]} to {out}: {header['shard_images']} of "
-                   f"{header['images']} images")  # fmt: skip
+                   f"{count(header['images'], 'image')}")  # fmt: skip
         return
     result = build_dataset(Path(root).expanduser(), out, config, workers=workers, progress=_progress(quiet),
                            reviews=reviews)  # fmt: skip
@@ -248,10 +249,14 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
     counts = result.manifest["counts"]
     skipped = sum(p["action"] == "skipped" for p in result.problems)
     click.echo(
-        f"built {out}: {counts['images']} images ({counts['defect_images']} defective), "
-        f"{counts['regions']} regions, {counts['refs']} refs; "
-        f"{len(result.problems)} problems, {skipped} samples skipped"
+        f"built {out}: {count(counts['images'], 'image')} ({counts['defect_images']} defective), "
+        f"{count(counts['regions'], 'region')}, {count(counts['refs'], 'ref')}; "
+        f"{count(len(result.problems), 'problem')}, {count(skipped, 'sample')} skipped"
     )
+    if "review" in result.manifest:
+        from mvtec_ref.review.summary import review_line
+
+        click.echo(review_line(result.manifest["review"]))
     if llm:
         _run_paraphrase(
             out, base_url, model, temperature, timeout_s, retries, max_sentences, cache_path, quiet
@@ -282,9 +287,14 @@ def merge(shards, out, quiet, reviews) -> None:
             click.echo(f"warning: {p['path']}: {p['problem']} [{p['action']}]", err=True)
     counts = result.manifest["counts"]
     click.echo(
-        f"merged {len(shards)} shards into {out}: {counts['images']} images, "
-        f"{counts['regions']} regions, {counts['refs']} refs; {len(result.problems)} problems"
+        f"merged {count(len(shards), 'shard')} into {out}: {count(counts['images'], 'image')}, "
+        f"{count(counts['regions'], 'region')}, {count(counts['refs'], 'ref')}; "
+        f"{count(len(result.problems), 'problem')}"
     )
+    if "review" in result.manifest:
+        from mvtec_ref.review.summary import review_line
+
+        click.echo(review_line(result.manifest["review"]))
 
 
 @main.command()
@@ -310,11 +320,14 @@ def paraphrase(dataset, base_url, model, temperature, timeout_s, retries, max_se
     show_default=True,
     help="Processes reading the files of --deep; the lines are identical for any number.",
 )
-def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers: int) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers: int, quiet: bool) -> None:
     """Check a dataset directory: schemas, ids, RLE/area/bbox, refs, files."""
     from mvtec_ref.validate import validate_dataset
 
-    problems = validate_dataset(dataset, check_files=not no_files, deep=deep, workers=workers)
+    problems = validate_dataset(
+        dataset, check_files=not no_files, deep=deep, workers=workers, progress=_progress(quiet)
+    )
     if problems:
         for line in problems[:max_lines]:
             click.echo(line, err=True)
@@ -367,8 +380,20 @@ def export(
         dataset, fmt, out, images=images, progress=_progress(quiet), test_split=test_split,
         reviewed_only=reviewed_only,
     )  # fmt: skip
-    shown = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int | dict))
-    click.echo(f"exported {dataset} as {fmt} to {out}: {shown}")
+    click.echo(f"exported {dataset} as {fmt} to {out}: {_export_words(summary)}")
+
+
+def _export_words(summary: dict) -> str:
+    """An export's summary in words: "389 refs, 135 annotations, 158 no-target refs; split test as testA"."""
+    nouns = {"refs": "ref", "annotations": "annotation", "no_target_refs": "no-target ref", "lines": "line",
+             "images": "image", "sentences": "sentence"}  # fmt: skip
+    numbers = [count(v, nouns.get(k, k.replace("_", " "))) for k, v in summary.items() if isinstance(v, int)]
+    groups = [", ".join(numbers)] if numbers else []
+    for split, counts in (summary.get("splits") or {}).items():
+        groups.append(f"{split}: " + ", ".join(count(n, nouns.get(k, k)) for k, n in counts.items()))
+    names = summary.get("split_names") or {}
+    renamed = [f"{ours} as {theirs}" for ours, theirs in names.items() if ours != theirs]
+    return "; ".join(groups + (["split " + ", ".join(renamed)] if renamed else []))
 
 
 @main.command()
@@ -393,7 +418,10 @@ def report(dataset: Path, out: Path, quiet: bool, workers: int | None) -> None:
 
     check_apart(dataset, out, given_flag="DATASET", inside_ok=True)
     result = build_report(dataset, out, progress=_progress(quiet), workers=workers)
-    click.echo(f"wrote {out / 'index.html'} ({result['samples']} samples, {result['plots']} figures)")
+    click.echo(
+        f"wrote {out / 'index.html'} ({count(result['samples'], 'sample')}, "
+        f"{count(result['plots'], 'figure')})"
+    )
 
 
 @main.command()
@@ -417,7 +445,10 @@ def show(dataset: Path, image_id: str | None, sample: int | None, seed: int, out
         raise click.UsageError("give exactly one of --image ID and --sample N")
     rows = show_sentences(dataset, out, image=image_id, sample=sample, seed=seed)
     sentences = sum(len(r["sent_ids"]) for r in rows)
-    click.echo(f"wrote {len(rows)} pictures ({sentences} sentences) to {out}; review.tsv lists them")
+    click.echo(
+        f"wrote {count(len(rows), 'picture')} ({count(sentences, 'sentence')}) to {out}; "
+        "review.tsv lists them"
+    )
 
 
 @main.command()
@@ -434,11 +465,12 @@ def show(dataset: Path, image_id: str | None, sample: int | None, seed: int, out
     type=click.Path(file_okay=False, path_type=Path),
     help="Also draw PNG figures into this folder (needs matplotlib).",
 )
-def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def stats(dataset: Path, json_path: Path | None, plots_dir: Path | None, quiet: bool) -> None:
     """Print regions and expression figures by split, category and defect type."""
     from mvtec_ref.stats import format_tables, summarize
 
-    summary = summarize(dataset, with_raw=plots_dir is not None)
+    summary = summarize(dataset, with_raw=plots_dir is not None, progress=_progress(quiet))
     click.echo(format_tables(summary))
     if json_path is not None:
         from mvtec_ref.stats import save_stats_json
@@ -479,7 +511,8 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
     from mvtec_ref.review.app import serve
     from mvtec_ref.review.session import ReviewSession
 
-    reviews = reviews or dataset.absolute().parent / f"{dataset.absolute().name}.reviews.jsonl"
+    dataset = dataset.resolve()  # no "../" in what the page and this command show
+    reviews = (reviews or dataset.parent / f"{dataset.name}.reviews.jsonl").resolve()
     if reviews.exists() and not reviews.is_file():
         raise click.BadParameter(f"{reviews} is not a file", param_hint="--reviews")
     session = ReviewSession(dataset, reviews, reviewer or getpass.getuser())
@@ -488,7 +521,7 @@ def review(dataset: Path, reviews: Path | None, reviewer: str | None, port: int,
 
     def ready(url: str) -> None:
         n = len(session.keys)
-        click.echo(f"reviewing {n} sentences of {dataset}; decisions go to {reviews}")
+        click.echo(f"reviewing {count(n, 'sentence')} of {dataset.resolve()}; decisions go to {reviews}")
         click.echo(f"open {url}  (Ctrl+C to stop; every decision is saved as it is made)")
 
     try:
@@ -520,7 +553,9 @@ def probes(dataset: Path, split: str, out: Path | None, seed: int, quiet: bool) 
     header, items = build_probes(dataset, split=split, seed=seed, progress=_progress(quiet))
     save_probes(header, items, out)
     shown = ", ".join(f"{k} {v}" for k, v in header["edits"].items())
-    click.echo(f"wrote {len(items)} probes of {header['sentences']} sentences ({shown}) to {out}")
+    click.echo(
+        f"wrote {count(len(items), 'probe')} of {count(header['sentences'], 'sentence')} ({shown}) to {out}"
+    )
 
 
 @main.command()
@@ -543,14 +578,17 @@ def probes(dataset: Path, split: str, out: Path | None, seed: int, quiet: bool) 
     help="Score a contrast set (mvtec-ref probes) instead, on its own split: per edit kind, mIoU, "
     "empty answered empty and sensitivity; --pred holds <probe_id> and <sent_id> masks.",
 )
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
-    dataset: Path, pred: Path, split: str, out: Path | None, allow_missing: bool, probes_path
+    dataset: Path, pred: Path, split: str, out: Path | None, allow_missing: bool, probes_path, quiet: bool
 ) -> None:
     """Score any model's masks: mIoU, oIoU, gIoU, Prec@0.5-0.9, N-acc, T-acc, by kind/size/category."""
     if probes_path is not None:
         from mvtec_ref.probes import evaluate_probes, format_contrast, save_contrast_json
 
-        result = evaluate_probes(dataset, probes_path, pred, allow_missing=allow_missing)
+        result = evaluate_probes(
+            dataset, probes_path, pred, allow_missing=allow_missing, progress=_progress(quiet)
+        )
         click.echo(format_contrast(result))
         if out is not None:
             save_contrast_json(result, out)
@@ -558,7 +596,9 @@ def evaluate(
         return
     from mvtec_ref.evaluate import evaluate_predictions, format_metrics
 
-    result = evaluate_predictions(dataset, pred, split=split, allow_missing=allow_missing)
+    result = evaluate_predictions(
+        dataset, pred, split=split, allow_missing=allow_missing, progress=_progress(quiet)
+    )
     click.echo(format_metrics(result))
     if out is not None:
         from mvtec_ref.errors import DatasetError
@@ -677,13 +717,14 @@ def _quiet_transformers() -> None:
 )
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda when available]")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--probes",
     "probes_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --dataset: also predict this contrast set (mvtec-ref probes) as <probe_id>.png.",
 )
-def predict(run, image, texts, dataset, split, out, checkpoint, device, probes_path):
+def predict(run, image, texts, dataset, split, out, checkpoint, device, quiet, probes_path):
     """Segment with a trained baseline: masks are the argmax of two logits, no threshold."""
     if (image is None) == (dataset is None):
         raise click.UsageError("give either --image with --text, or --dataset")
@@ -715,13 +756,13 @@ def predict(run, image, texts, dataset, split, out, checkpoint, device, probes_p
         written = predict_files(run, image, list(texts), out, checkpoint=checkpoint, device=device)
     else:
         written = predict_dataset(run, dataset, split, out, checkpoint=checkpoint, device=device,
-                                  probes=probes_path)  # fmt: skip
+                                  probes=probes_path, progress=_progress(quiet))  # fmt: skip
         click.echo(f"score them with: mvtec-ref evaluate {dataset} --pred {out} --split {split}")
         if probes_path is not None:
             click.echo(
                 f"and its probes with: mvtec-ref evaluate {dataset} --pred {out} --probes {probes_path}"
             )
-    click.echo(f"wrote {written} masks to {out}")
+    click.echo(f"wrote {count(written, 'mask')} to {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover
@@ -764,9 +805,9 @@ def download(name, out, cache, source_file, url, sha256, show):
                           archive.licence if archive else "", archive.page if archive else "")  # fmt: skip
     bar = None
     if source_file is None:
-        from tqdm import tqdm
+        from mvtec_ref.progress import progress_bar
 
-        bar = tqdm(unit="B", unit_scale=True, desc=name, disable=None)
+        bar = progress_bar(unit="B", unit_scale=True, desc=name, progress=None)
 
         def progress(done, total):
             bar.total = total

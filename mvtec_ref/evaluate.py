@@ -24,6 +24,7 @@ import numpy as np
 from mvtec_ref.build import iter_samples, load_manifest
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.metrics import RefSegMetrics, target_size
+from mvtec_ref.wording import percent
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ def ref_groups(record: dict, ref: dict, gt: np.ndarray, cuts: tuple[float, float
 
 
 def evaluate_predictions(
-    dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False
-) -> dict:
+    dataset: Path, pred: Path, *, split: str = "test", allow_missing: bool = False,
+    progress: bool | None = False,
+) -> dict:  # fmt: skip
+    from mvtec_ref.progress import progress_bar
     from mvtec_ref.regions.mask import decode_rle
 
     manifest = load_manifest(dataset)
@@ -130,7 +133,9 @@ def evaluate_predictions(
     resized = []
     metrics = RefSegMetrics()
     missing, scored = [], 0
-    for _, record in iter_samples(dataset):
+    records = progress_bar(iter_samples(dataset), desc="evaluate", unit="img",
+                           total=manifest["counts"]["images"], progress=progress)  # fmt: skip
+    for _, record in records:
         if split != "all" and record["split"] != split:
             continue
         masks = {g["region_id"]: g for g in record["regions"]}
@@ -186,7 +191,7 @@ def format_metrics(result: dict) -> str:
     keys = ["samples", "mIoU", "oIoU", "gIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9", "N-acc", "T-acc"]
 
     def cell(v):
-        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+        return "-" if v is None else (str(v) if isinstance(v, int) else percent(v, 2))
 
     rows = [("overall", result["overall"])]
     for name in ("expression", "scope", "kind", "size"):

@@ -30,6 +30,7 @@ import numpy as np
 from mvtec_ref import __version__
 from mvtec_ref.build import SAMPLES, iter_samples, load_manifest
 from mvtec_ref.errors import DatasetError, OutputError
+from mvtec_ref.wording import percent
 
 FORMAT = "mvtec-ref-probes"
 EDIT_KINDS = ("location", "type", "size", "extreme", "count", "attribute", "universal")
@@ -71,19 +72,17 @@ def build_probes(
     dataset: Path, *, split: str = "test", seed: int = 0, progress=None
 ) -> tuple[dict, list[dict]]:
     """(header, probes) for every sentence of the defect images of ``split`` ('all': every split)."""
-    from tqdm import tqdm
-
     from annotate import load_vocabulary
     from annotate.contrast import CONTRAST_VERSION, JUDGES, Evidence, probes_for_sentence
+    from mvtec_ref.progress import progress_bar
 
     manifest = load_manifest(dataset)
     vocab = load_vocabulary(manifest.get("config", {}).get("refs", {}).get("vocabulary", "mvtec_ad"))
     root = Path(manifest["source"]["root"])
     probes, images, sentences = [], 0, 0
     records = iter_samples(dataset)
-    for _, record in tqdm(
-        records, desc="probes", unit="img", disable=None if progress is None else not progress
-    ):
+    total = manifest["counts"]["images"]
+    for _, record in progress_bar(records, desc="probes", unit="img", total=total, progress=progress):
         if (split != "all" and record["split"] != split) or not record["regions"]:
             continue
         images += 1
@@ -168,10 +167,14 @@ def check_matches(header: dict, dataset: Path, path: Path) -> None:
 # -- scoring ----------------------------------------------------------------------------------
 
 
-def evaluate_probes(dataset: Path, probes_path: Path, pred: Path, *, allow_missing: bool = False) -> dict:
+def evaluate_probes(
+    dataset: Path, probes_path: Path, pred: Path, *, allow_missing: bool = False,
+    progress: bool | None = False,
+) -> dict:  # fmt: skip
     """Score the masks in ``pred`` for every probe and its source sentence (``ContrastMetrics``)."""
     from mvtec_ref.evaluate import NO_TARGET, load_predictions
     from mvtec_ref.metrics import ContrastMetrics
+    from mvtec_ref.progress import progress_bar
     from mvtec_ref.regions.mask import decode_rle
 
     header, probes = load_probes(probes_path)
@@ -182,7 +185,10 @@ def evaluate_probes(dataset: Path, probes_path: Path, pred: Path, *, allow_missi
         by_image.setdefault(probe["id"], []).append(probe)
     metrics = ContrastMetrics()
     missing, needed = [], 0
-    for _, record in iter_samples(dataset):
+    records = progress_bar(iter_samples(dataset), desc="evaluate", unit="img",
+                           total=load_manifest(dataset)["counts"]["images"],
+                           progress=progress)  # fmt: skip
+    for _, record in records:
         mine = by_image.pop(record["id"], None)
         if not mine:
             continue
@@ -241,7 +247,7 @@ def format_contrast(result: dict) -> str:
             ("truth_shift_moved", "truth-moved")]  # fmt: skip
 
     def cell(v):
-        return "-" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.2f}")
+        return "-" if v is None else (str(v) if isinstance(v, int) else percent(v, 2))
 
     rows = [("overall", result["overall"]), *result["by_edit"].items()]
     width = max(len(name) for name, _ in rows)

@@ -113,12 +113,13 @@ def _verdicts(record: dict, image: np.ndarray, ref: dict, sentences: list[dict],
     """The pixel judge on each sentence: "ok" or the rules it breaks."""
     from annotate.pixel_judge import judge_sentence, measure_record
 
-    if not ref["region_ids"]:
-        return ["no target" for _ in sentences]
-    scene = measure_record(record, image)
+    scene = measure_record(record, image, vocab=vocab)
     out = []
     for sentence in sentences:
         failures = judge_sentence(sentence["text"], ref["region_ids"], record, scene, vocab)
+        if not failures and not ref["region_ids"]:
+            out.append("no target")
+            continue
         out.append("ok" if not failures else "; ".join(f"{f.rule}: {f.detail}" for f in failures))
     return out
 

@@ -1,13 +1,15 @@
 """Dataset statistics read from a dataset directory (no source files needed).
 
 ``summarize`` returns region figures grouped by split, category and defect type, and
-expression quality figures by split and category; ``format_tables`` prints them,
+expression quality figures by split and category; ``stat_tables`` lays them out as tables,
+``format_tables`` prints them, ``mvtec_ref.report`` shows the same tables,
 ``schemas/stats.schema.json`` describes the JSON form, and ``mvtec_ref.plots`` draws them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,19 +53,24 @@ class _RegionGroup:
         }
 
 
-def summarize(dataset: Path, *, with_raw: bool = False) -> dict:
+def summarize(dataset: Path, *, with_raw: bool = False, progress: bool | None = False) -> dict:
     """Figures by split, category and defect type (``ALL`` rows included).
 
     With ``with_raw`` the result also holds the raw lists the plots need (not in the JSON).
+    ``progress``: as ``mvtec_ref.progress.progress_bar``.
     """
     from annotate import load_vocabulary
     from annotate.quality import ExpressionQuality, sentence_verdicts
+    from mvtec_ref.progress import progress_bar
 
     manifest = load_manifest(dataset)
     vocab = load_vocabulary(manifest["config"]["refs"].get("vocabulary", "mvtec_ad"))
     regions = {by: defaultdict(_RegionGroup) for by in ("split", "category", "defect_type")}
     quality = {by: defaultdict(ExpressionQuality) for by in ("split", "category")}
-    for _, record in iter_samples(dataset):
+    records = progress_bar(
+        iter_samples(dataset), desc="stats", unit="img", total=manifest["counts"]["images"], progress=progress
+    )
+    for _, record in records:
         keys = {"split": record["split"], "category": record["category"],
                 "defect_type": f"{record['category']}/{record['defect_type']}"}  # fmt: skip
         for by, table in regions.items():
@@ -97,23 +104,51 @@ def _order(table: dict) -> list[str]:
     return sorted(table, key=lambda k: (k == "ALL", k))
 
 
-def format_tables(summary: dict) -> str:
-    """Plain-text tables: regions by split / category / defect type, then expressions."""
-    lines = []
-    for by in ("split", "category", "defect_type"):
-        lines += _region_table(by, summary["regions"][by]) + [""]
-    lo, hi = summary["size_cuts"]
-    lines.append(f"size buckets by area ratio: small < {lo:.0%} <= medium < {hi:.0%} <= large")
-    for by in ("split", "category"):
-        lines += ["", *_expression_table(by, summary["expressions"][by])]
-    kinds = summary["expressions"]["split"]["ALL"]["kinds"]
-    lines.append("kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items()))
-    if summary.get("review"):
-        from mvtec_ref.review.summary import format_review
+@dataclass(frozen=True)
+class Table:
+    """One table of ``stats``. ``note``: a line said before it (a note alone has no header);
+    ``gap``: a blank line before it in the terminal; ``terse``: the terminal prints the note only."""
 
-        lines += ["", *format_review(summary["review"])]
+    title: str
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    note: str = ""
+    gap: bool = True
+    terse: bool = False
+
+
+def stat_tables(summary: dict) -> list[Table]:
+    """Every table ``stats`` prints, in order; ``report`` shows the same ones."""
+    tables = [
+        Table(f"Regions by {by.replace('_', ' ')}", *_region_table(by, summary["regions"][by]))
+        for by in ("split", "category", "defect_type")
+    ]
+    lo, hi = summary["size_cuts"]
+    buckets = f"size buckets by area ratio: small < {lo:.0%} <= medium < {hi:.0%} <= large"
+    tables.append(Table("Size buckets", note=buckets))
+    for by in ("split", "category"):
+        tables.append(Table(f"Expressions by {by}", *_expression_table(by, summary["expressions"][by])))
+    kinds = summary["expressions"]["split"]["ALL"]["kinds"]
+    note = "kinds (share of sentences): " + ", ".join(f"{k} {v:.0%}" for k, v in kinds.items())
+    rows = [[k, f"{v:.0%}"] for k, v in kinds.items()]
+    tables.append(Table("Expression kinds", ["kind", "share"], rows, note, gap=False, terse=True))
+    if summary.get("review"):
+        from mvtec_ref.review.summary import review_tables
+
+        tables += review_tables(summary["review"])
     if "pixel_judge" in summary:
-        lines += ["", *_judge_table(summary["pixel_judge"])]
+        tables.append(_judge_table(summary["pixel_judge"]))
+    return tables
+
+
+def format_tables(summary: dict) -> str:
+    """Plain-text tables: regions by split / category / defect type, then expressions, review, judge."""
+    lines: list[str] = []
+    for table in stat_tables(summary):
+        if lines and table.gap:
+            lines.append("")
+        lines += [table.note] if table.note else []
+        lines += _align(table.header, table.rows) if table.header and not table.terse else []
     return "\n".join(lines)
 
 
@@ -121,7 +156,7 @@ def _pct(value) -> str:
     return "-" if value is None else f"{value:.3%}"
 
 
-def _region_table(by: str, rows: dict) -> list[str]:
+def _region_table(by: str, rows: dict) -> tuple[list[str], list[list[str]]]:
     cuts = [f"<{c * 100:g}%" for c in FIXED_CUTS]
     header = [by, "images", "defect", "regions", "reg/img", "p10 ratio", "median", "p90", *SIZES, *cuts]
     body = [
@@ -132,10 +167,10 @@ def _region_table(by: str, rows: dict) -> list[str]:
         ]
         for name, r in rows.items()
     ]  # fmt: skip
-    return _align(header, body)
+    return header, body
 
 
-def _expression_table(by: str, groups: dict) -> list[str]:
+def _expression_table(by: str, groups: dict) -> tuple[list[str], list[list[str]]]:
     header = [f"expressions by {by}", "sentences", "per defect img", "distinct", "w/o 'anomaly'", "vocab",
               "mean words", "p90 words", "faithful", "unambiguous"]  # fmt: skip
     body = []
@@ -147,21 +182,24 @@ def _expression_table(by: str, groups: dict) -> list[str]:
             f"{q['distinct_ratio_without_prompt']:.2f}", str(q["vocabulary"]), f"{q['mean_words']:.1f}",
             f"{q['p90_words']:.0f}", f"{faithful:.1%}", f"{unambiguous:.1%}",
         ])  # fmt: skip
-    return _align(header, body)
+    return header, body
 
 
-def _judge_table(judge: dict) -> list[str]:
-    """Candidate template sentences the pixel judge rejected in build, by the first rule each broke."""
+def _judge_table(judge: dict) -> Table:
+    """Candidate template sentences the pixel judge rejected in build, by the first rule each broke;
+    only the rules that rejected something get a row."""
+    from mvtec_ref.wording import count, plural
+
     checked, removed = judge["sentences_checked"], judge["sentences_removed"]
     share = f"{removed / checked:.1%}" if checked else "-"
-    head = (f"pixel judge ({judge['version']}): rejected {removed} of {checked} candidate sentences with a "
-            f"target ({share}; each redrawn or left out); {judge['refs_dropped']} refs lost every sentence "
-            "after generation")  # fmt: skip
-    body = [
-        [rule, f"{judge['thresholds'].get(rule, 0):g}", str(n)]
-        for rule, n in judge["removed_by_rule"].items()
-    ]
-    return [head, *_align(["rule", "threshold", "removed"], body)]
+    fired = {rule: n for rule, n in judge["removed_by_rule"].items() if n}
+    silent = len(judge["removed_by_rule"]) - len(fired)
+    head = (f"pixel judge ({judge['version']}): rejected {removed} of {count(checked, 'candidate sentence')} "
+            f"with a target ({share}; each redrawn or left out); {count(judge['refs_dropped'], 'ref')} lost "
+            f"every sentence after generation; {silent} other {plural(silent, 'rule')} "
+            "rejected none")  # fmt: skip
+    body = [[rule, f"{judge['thresholds'].get(rule, 0):g}", str(n)] for rule, n in fired.items()]
+    return Table("Pixel judge", ["rule", "threshold", "removed"] if body else [], body, note=head)
 
 
 def _align(header: list[str], body: list[list[str]]) -> list[str]:

@@ -11,8 +11,9 @@ from mvtec_ref.schema import schema_errors
 
 
 def validate_dataset(
-    dataset: Path, *, check_files: bool = True, deep: bool = False, workers: int = 1
-) -> list[str]:
+    dataset: Path, *, check_files: bool = True, deep: bool = False, workers: int = 1,
+    progress: bool | None = False,
+) -> list[str]:  # fmt: skip
     """Every problem found, as ``"<where>: <problem>"`` lines; empty when the dataset is sound.
 
     Checks: both files parse and match their schemas; ids are unique; every sentence
@@ -24,8 +25,10 @@ def validate_dataset(
     must equal the union of its regions pixel for pixel, and every sentence (template,
     paraphrase or hand-written) must pass the pixel judge (``annotate.pixel_judge``).
     ``workers`` > 1 reads the files of ``deep`` in that many processes; the lines are the same,
-    in the same order.
+    in the same order. ``progress``: as ``mvtec_ref.progress.progress_bar``.
     """
+    from mvtec_ref.progress import progress_bar
+
     dataset = Path(dataset)
     problems: list[str] = []
     try:
@@ -72,17 +75,23 @@ def validate_dataset(
             stop.append(str(error))
 
     context = (root, deep, region_config)
-    if workers > 1 and check_files and deep:  # only reading and judging the pixels is worth a process
-        import multiprocessing
+    images = _dig(manifest, "counts", "images", default=None)
+    bar = progress_bar(desc="validate", unit="img", total=images if isinstance(images, int) else None,
+                       progress=progress)  # fmt: skip
+    with bar:
+        if workers > 1 and check_files and deep:  # only reading and judging the pixels is worth a process
+            import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_init_worker, initargs=(context, vocab_used)
-        ) as pool:
-            for i, lines in pool.imap(_file_job, records(), chunksize=4):
-                problems += heads.pop(i) + lines
-    else:
-        for i, files in records():
-            problems += heads.pop(i) + _check_with_files(files, context, vocab)
+            with multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_init_worker, initargs=(context, vocab_used)
+            ) as pool:
+                for i, lines in pool.imap(_file_job, records(), chunksize=4):
+                    problems += heads.pop(i) + lines
+                    bar.update()
+        else:
+            for i, files in records():
+                problems += heads.pop(i) + _check_with_files(files, context, vocab)
+                bar.update()
     if stop:
         return problems + stop
     counts = manifest.get("counts", {})

@@ -95,9 +95,9 @@ def test_checker_verdicts(text, target, verdict):
 
 
 def test_parser_reads_longest_type_phrase_first():
-    claims = parse("the gap left by a missing conductor on the cable", "cable", VOCAB)
+    claims = parse("the gap where a conductor is missing on the cable", "cable", VOCAB)
     assert claims.defect_type == "missing_cable" and claims.cells is None
-    claims = parse("the little chip near the top right corner", "bottle", VOCAB)
+    claims = parse("the small chip in the rim near the top right corner", "bottle", VOCAB)
     assert claims.defect_type == "broken_small" and claims.size is None
     assert claims.cells is None and claims.edges == {"top", "right"}
     assert parse("the gray stroke", "tile", VOCAB).colour is None

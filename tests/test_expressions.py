@@ -144,9 +144,14 @@ def test_edges_and_corners_only_near_the_frame_sides():
     assert check_sentence("the glue spot in the top left corner of the grid", [0], inner, VOCAB).verdict != OK
     assert check_sentence("the glue spot close to the top edge of the grid", [0], inner, VOCAB).verdict != OK
     corner = _record("grid", "glue", [_region(0, 0.06, 0.08)], kind="texture")
-    assert any("top left corner" in t for _, t in _sentences(corner))
+    assert any("top left corner of the image" in t for _, t in _sentences(corner))
     assert (
-        check_sentence("the glue spot in the top left corner of the grid", [0], corner, VOCAB).verdict == OK
+        check_sentence("the glue spot in the top left corner of the image", [0], corner, VOCAB).verdict == OK
+    )
+    # a texture has no corner of its own: only the image has (issue 31)
+    assert (
+        "frame_edges"
+        in check_sentence("the glue spot in the top left corner of the grid", [0], corner, VOCAB).reason
     )
 
 

@@ -115,7 +115,7 @@ def test_table_gives_mean_and_spread_and_holds_each_target():
     rows = {
         line[:38].strip(): line for line in table({"lang": good, "nolang": ablation}, "tiny").splitlines()
     }
-    assert "0.460 +- 0.020" in rows["part-scope mIoU"] and "0.300 +- 0.000" in rows["part-scope mIoU"]
+    assert "46.0% +- 2.0" in rows["part-scope mIoU"] and "30.0% +- 0.0" in rows["part-scope mIoU"]
     # "NOT met (" also holds " met (": a met row must hold the one and not the other
     assert all(" met (" in rows[name] and "NOT met" not in rows[name] for name in TARGET_ROWS)
     bad = {s: scores(0.40, 0.7, 0.5, 0.75, 0.08) for s in range(3)}

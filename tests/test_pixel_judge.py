@@ -58,8 +58,9 @@ def record_for(masks, category="carpet", defect_type="hole", frame=None, size=SI
 
 def rules_broken(text, masks, image, target=(0,), **kw):
     record = record_for(masks, **kw)
-    scene = measure_record(record, image)
-    return {f.rule for f in judge_sentence(text, list(target), record, scene, load_vocabulary("mvtec_ad"))}
+    vocab = load_vocabulary("mvtec_ad")
+    scene = measure_record(record, image, vocab=vocab)
+    return {f.rule for f in judge_sentence(text, list(target), record, scene, vocab)}
 
 
 def one_dark_disc(value=60, background=150, r=12):
@@ -173,6 +174,14 @@ CASES = [
      (0,), {"category": "cable", "defect_type": "missing_wire"}, True),
     ("missing_part_look", "borderline", "the darker missing wire", two_discs(60, 120),
      (0,), {"category": "cable", "defect_type": "missing_wire"}, True),
+    # issue 31: the vocabulary's role says what is a gap, whatever the type's name (a transistor
+    # that may be missing from its place)
+    ("missing_part_look", "false", "the dark misplaced or missing transistor", one_dark_disc(),
+     (0,), {"category": "transistor", "defect_type": "misplaced"}, True),
+    # issue 31: a colour or tone is only said where the judge can measure it
+    ("look_unmeasured", "true", "the hole", one_dark_disc(), (), {}, False),
+    ("look_unmeasured", "false", "the dark hole", one_dark_disc(), (), {}, True),
+    ("look_unmeasured", "borderline", "the red color stain", coloured((220, 30, 30)), (), {}, True),
     ("tone", "true", "the dark hole", one_dark_disc(60), (0,), {}, False),
     ("tone", "false", "the dark hole", one_dark_disc(220), (0,), {}, True),
     ("tone", "borderline", "the dark hole", one_dark_disc(135), (0,), {}, True),  # 15 levels: generation's 12
@@ -196,6 +205,15 @@ CASES = [
      (0,), {"defect_type": "color"}, True),
     ("colour_name", "borderline", "the red color stain", coloured(hsv_rgb(12, 0.8, 0.8)),
      (0,), {"defect_type": "color"}, True),  # hue 12: generation's red ends at 15
+    # issue 31: never the material's own colour, measured on the surround
+    ("colour_surround", "true", "the blue color stain", coloured(hsv_rgb(215, 0.8, 0.8)),
+     (0,), {"defect_type": "color"}, False),
+    ("colour_surround", "false", "the brown color stain",
+     coloured(hsv_rgb(25, 0.7, 0.3), hsv_rgb(25, 0.6, 0.6)),
+     (0,), {"defect_type": "color"}, True),  # dark brown on brown: as brown as what is around it
+    ("colour_surround", "borderline", "the red color stain",
+     coloured(hsv_rgb(0, 0.85, 0.8), hsv_rgb(24, 0.5, 0.6)),
+     (0,), {"defect_type": "color"}, True),  # a reddish-brown surround, 9 degrees outside red's band
     ("size_tiny", "true", "the tiny hole", size_case(0.001), (0,), {}, False),
     ("size_tiny", "false", "the tiny hole", size_case(0.03), (0,), {}, True),
     ("size_tiny", "borderline", "the tiny hole", size_case(0.004), (0,), {}, True),
@@ -342,7 +360,10 @@ def test_universal_prompt_and_no_target_pass():
     assert not rules_broken("anomaly", masks, image, (0, 1))
     record = record_for(masks)
     scene = measure_record(record, image)
-    assert judge_sentence("the dark holes", [], record, scene, load_vocabulary("mvtec_ad")) == []
+    vocab = load_vocabulary("mvtec_ad")
+    assert judge_sentence("the holes", [], record, scene, vocab) == []
+    # nothing to measure a tone on (issue 31): no colour or brightness word without a target
+    assert [f.rule for f in judge_sentence("the dark holes", [], record, scene, vocab)] == ["look_unmeasured"]
 
 
 def test_first_only_stops_at_the_first_rule_in_table_order():

@@ -42,7 +42,7 @@ VOCAB = {
     "categories": {
         "washer": {
             "noun": "washer",
-            "defects": {"dent": {"phrases": [["pressed-in dent", "pressed-in dents"]]}},
+            "defects": {"dent": {"role": "on", "phrases": [["pressed-in dent", "pressed-in dents"]]}},
         }
     },
 }

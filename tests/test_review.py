@@ -161,7 +161,10 @@ def test_build_applies_reviews_across_seeds(synth_tree, synth_dataset, tmp_path)
             str(reviews),
         ]
     )
-    assert "1 problems" in result.output
+    assert "1 problem," in result.output
+    # build says what it applied, in the line stats prints, and the app counts the same
+    said = [line for line in result.output.splitlines() if line.startswith("human review")]
+    assert len(said) == 1 and "3 of 4 decisions applied, 1 match nothing" in said[0]
     samples = {r["image_path"]: r for r in _records(out)}
 
     def sentences(record, ref):
@@ -188,8 +191,16 @@ def test_build_applies_reviews_across_seeds(synth_tree, synth_dataset, tmp_path)
 
     stats = runner_ok(["stats", str(out)]).output
     assert "review by kind" in stats and "review by origin" in stats and "review by category" in stats
-    assert "3 of 4 decisions applied, 1 match nothing" in stats
+    assert said[0] in stats.splitlines()
     total = review["total"]["sentences"]
+    assert f"3 of {total:,} sentences reviewed" in said[0]
+    from mvtec_ref.review.session import ReviewSession
+
+    index = ReviewSession(out, reviews, "tester").index()  # the app on the rebuilt dataset
+    states = index["items"]["state"]
+    assert (sum(1 for s in states if s) + index["removed"], len(states) + index["removed"]) == (3, total)
+    human = [i for i, o in enumerate(index["items"]["origin"]) if index["names"]["origin"][o] == "human"]
+    assert len(human) == 1 and states[human[0]] == 3  # the reviewer's own rewrite counts as reviewed
     rows = [line.split() for line in stats.split("review by kind")[1].splitlines() if line.startswith("ALL")]
     assert rows[0] == ["ALL", str(total), "3", f"{3 / total:.1%}", "1", "1", "1", "33.3%"]
 
@@ -541,3 +552,76 @@ def test_review_in_headless_chromium(server, synth_tree, synth_dataset, tmp_path
         ("the scratch at the top left of the bottle", fourth, True),
     ]
     assert load_manifest(out)["review"]["unmatched"] == 0
+
+
+@needs_chromium
+def test_batch_accept_undo_and_layout_at_1366x768(synth_tree, tmp_path):
+    """Shift+A accepts a ref, Shift+I an image, one u undoes either; the editor's save button and
+    the progress details stay in view at 1366x768; a rebuilt dataset counts as stats does."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    dataset = tmp_path / "carpet"
+    build_dataset(synth_tree, dataset, BuildConfig(categories=("carpet",)), progress=False)
+    reviews = tmp_path / "carpet.reviews.jsonl"
+    process, url = _start_server(dataset, reviews)
+    driver = headless_chromium(tmp_path / "profile", "1366,768")
+    wait = WebDriverWait(driver, 20)
+
+    def lines():
+        return [json.loads(x) for x in reviews.read_text().splitlines()] if reviews.exists() else []
+
+    def done():
+        return int(driver.find_element(By.ID, "progress-text").text.split(" / ")[0])
+
+    def in_view(element_id):
+        return driver.execute_script(
+            "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+            "return r.width > 0 && r.top >= 0 && r.bottom <= innerHeight && r.right <= innerWidth",
+            element_id,
+        )
+
+    try:
+        driver.get(url)
+        wait.until(lambda d: d.execute_script("return window.__review && window.__review.ready"))
+        assert driver.find_element(By.ID, "dataset").text.startswith("carpet ·")  # the folder's name
+        ref_size, image_size = driver.execute_script(
+            "const cur = document.querySelector('.ref.current');"
+            "return [cur.querySelectorAll('.sent').length, document.querySelectorAll('#refs .sent').length]"
+        )
+        assert 1 <= ref_size < image_size
+        ActionChains(driver).send_keys("A").perform()  # the current ref
+        wait.until(lambda d: done() == ref_size)
+        n_ref = len(lines())  # a text repeated under one target is one decision
+        ActionChains(driver).send_keys("I").perform()  # the rest of the image
+        wait.until(lambda d: done() == image_size)
+        n_image = len(lines())
+        assert 1 <= n_ref < n_image and {x["decision"] for x in lines()} == {"accept"}
+        ActionChains(driver).send_keys("u").perform()  # undoes the image's batch only
+        wait.until(lambda d: done() == ref_size and len(lines()) == 2 * n_image - n_ref)
+        assert {x["decision"] for x in lines()[n_image:]} == {"clear"}
+        ActionChains(driver).send_keys("u").perform()
+        wait.until(lambda d: done() == 0)
+        assert load_decisions(reviews)[0] == {}
+
+        ActionChains(driver).send_keys("e").perform()  # the editor opens in view
+        wait.until(lambda d: d.find_element(By.ID, "save").is_displayed())
+        assert in_view("save") and in_view("rewrite") and in_view("message")
+        driver.find_element(By.ID, "rewrite").send_keys(Keys.ESCAPE)
+        driver.find_element(By.ID, "toggle-progress").click()
+        assert in_view("progress-panel")
+        # below the header: the progress bar and its button stay visible and clickable
+        assert driver.execute_script(
+            "const h = document.querySelector('header').getBoundingClientRect().bottom;"
+            "return document.getElementById('progress-panel').getBoundingClientRect().top >= h"
+            " && document.querySelector('.panel').getBoundingClientRect().top >= h"
+        )
+        shot = os.environ.get("MVTEC_REF_REVIEW_SCREENSHOT_1366", str(tmp_path / "review-1366.png"))
+        assert driver.save_screenshot(shot)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

@@ -64,6 +64,12 @@ def test_visa_split_csv_and_class_ids(tmp_path):
         rows.append(
             f"pcb1,test,anomaly,pcb1/Data/Images/Anomaly/{i:03d}.JPG,pcb1/Data/Masks/Anomaly/{i:03d}.png"
         )
+    for i, value in ((2, 1), (3, 255)):  # one class; a binarized mask whose values name nothing
+        _image(root / f"pcb1/Data/Images/Anomaly/{i:03d}.JPG", 10 + i)
+        _mask(root / f"pcb1/Data/Masks/Anomaly/{i:03d}.png", [(10, 10, 20, 12, value)])
+        rows.append(
+            f"pcb1,test,anomaly,pcb1/Data/Images/Anomaly/{i:03d}.JPG,pcb1/Data/Masks/Anomaly/{i:03d}.png"
+        )
     rows.append(
         "pcb1,test,anomaly,pcb1/Data/Images/Anomaly/009.JPG,pcb1/Data/Masks/Anomaly/009.png"
     )  # no file
@@ -73,18 +79,22 @@ def test_visa_split_csv_and_class_ids(tmp_path):
         "image,label,mask\n"
         "pcb1/Data/Images/Anomaly/000.JPG,melt,x\n"
         'pcb1/Data/Images/Anomaly/001.JPG,"melt, bent",y\n'
+        "pcb1/Data/Images/Anomaly/003.JPG,scratch,z\n"
     )
     result = _build("visa", root, tmp_path / "out")
     samples = _samples(tmp_path / "out")
     a0, a1 = samples["pcb1/Data/Images/Anomaly/000.JPG"], samples["pcb1/Data/Images/Anomaly/001.JPG"]
-    # class ids 1..3 (far below the 0/255 threshold) are defect; each region keeps its id
-    assert [r["source_class"] for r in a0["regions"]] == ["1", "2"] and a0["defect_type"] == "melt"
-    assert sorted(r["source_class"] for r in a1["regions"]) == ["2", "3"] and a1["defect_type"] == "combined"
+    # class ids 1..4 (far below the 0/255 threshold) are defect; spot-diff's id2class.py names them
+    # (pcb1: 1 bent, 2 melt, 3 scratch, 4 missing), the image's type and each region's own
+    assert [r["source_class"] for r in a0["regions"]] == ["bent", "melt"] and a0["defect_type"] == "combined"
+    assert sorted(r["source_class"] for r in a1["regions"]) == ["melt", "scratch"]
+    assert a1["defect_type"] == "combined"
+    assert samples["pcb1/Data/Images/Anomaly/002.JPG"]["defect_type"] == "bent"
+    assert samples["pcb1/Data/Images/Anomaly/003.JPG"]["defect_type"] == "scratch"  # from image_anno.csv
     assert samples["pcb1/Data/Images/Normal/0000.JPG"]["split"] == "train"
     problems = {p["path"]: p for p in result.problems}
     assert "pcb1/Data/Images/Anomaly/009.JPG" in problems
-    fallbacks = [p for p in result.problems if p["kind"] == "vocabulary"]
-    assert {p["path"] for p in fallbacks} == {"pcb1/melt"}  # named by image_anno.csv, not in the vocabulary
+    assert not [p for p in result.problems if p["kind"] == "vocabulary"]  # every VisA class has its entry
 
 
 def test_visa_raw_layout_without_csv(tmp_path):

@@ -193,17 +193,25 @@ class TextEncoder(nn.Module):
         return _pooled(words, mask)
 
     @torch.no_grad()
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = 64) -> None:
+    def prefill(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = 64,
+        progress: bool | None = False,
+    ) -> None:  # fmt: skip
         """Encode every sentence a run will read, before it starts (frozen only). Sentences of one
         length go together in fixed chunks, in sorted order, so a fresh and a resumed run hold the
         same features bit for bit: encoded as batches first met them, they differed in the last
-        bits and a resumed run drifted from the uninterrupted one."""
+        bits and a resumed run drifted from the uninterrupted one. ``progress``: as
+        ``mvtec_ref.progress.progress_bar`` (full MVTec AD: tens of thousands of sentences)."""
+        from mvtec_ref.progress import progress_bar
+
         if not self.frozen:
             return
         rows = dict(self._keyed(input_ids, attention_mask))
-        self._encode(sorted((k, r) for k, r in rows.items() if k not in self.cache), chunk)
+        todo = sorted((k, r) for k, r in rows.items() if k not in self.cache)
+        with progress_bar(total=len(todo), desc="text features", unit="sent", progress=progress) as bar:
+            self._encode(todo, chunk, bar)
 
-    def _encode(self, rows: list, chunk: int = 64) -> None:
+    def _encode(self, rows: list, chunk: int = 64, bar=None) -> None:
         """Cache ``(key, token ids)`` rows, those of one length together, without padding."""
         by_length: dict[int, list] = {}
         for key, row in rows:
@@ -214,6 +222,8 @@ class TextEncoder(nn.Module):
                 ids = torch.stack([row for _, row in part]).to(self.model.device)
                 out = self.model(input_ids=ids).last_hidden_state.float()
                 self.cache.update(zip([key for key, _ in part], out, strict=True))
+                if bar is not None:
+                    bar.update(len(part))
 
     @torch.no_grad()
     def sentences(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -26,18 +26,21 @@ def masks_at(logits, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     return out
 
 
-def iter_masks(model, data, *, device, batch_size: int = 16, limit: int = 0, progress=False):
+def iter_masks(
+    model, data, *, device, batch_size: int = 16, limit: int = 0, progress: bool | None = None, desc="eval"
+):
     """``(item, (H, W) bool mask)`` for the first ``limit`` sentences of ``data`` (all when 0), in
     order, masks at each image's original size. Each image is read and encoded once for up to
-    ``batch_size`` of its sentences."""
+    ``batch_size`` of its sentences. ``progress``: as ``mvtec_ref.progress.progress_bar``."""
     import torch
-    from tqdm import tqdm
+
+    from mvtec_ref.progress import progress_bar
 
     n = len(data) if limit <= 0 else min(limit, len(data))
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for r, mine in enumerate(tqdm(data.by_record, desc="eval", unit="img", disable=not progress)):
+        for r, mine in enumerate(progress_bar(data.by_record, desc=desc, unit="img", progress=progress)):
             mine = [i for i in mine if i < n]
             record = data.records[r]
             for start in range(0, len(mine), batch_size):
@@ -52,7 +55,9 @@ def iter_masks(model, data, *, device, batch_size: int = 16, limit: int = 0, pro
     model.train(was_training)
 
 
-def evaluate_model(model, data, *, device, batch_size: int = 16, limit: int = 0, progress=False) -> dict:
+def evaluate_model(
+    model, data, *, device, batch_size: int = 16, limit: int = 0, progress: bool | None = None, desc="eval"
+) -> dict:
     """Score every sentence of ``data`` at the original mask resolution; returns
     ``RefSegMetrics.compute()`` with the usual breakdowns."""
     from mvtec_ref.evaluate import ref_groups
@@ -60,7 +65,9 @@ def evaluate_model(model, data, *, device, batch_size: int = 16, limit: int = 0,
 
     cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
     metrics = RefSegMetrics()
-    masks = iter_masks(model, data, device=device, batch_size=batch_size, limit=limit, progress=progress)
+    masks = iter_masks(
+        model, data, device=device, batch_size=batch_size, limit=limit, progress=progress, desc=desc
+    )
     for item, pred in masks:
         record = data.records[item.record]
         gt = data.target(item)

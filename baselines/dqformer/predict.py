@@ -54,10 +54,11 @@ def predict_files(
 
 def predict_dataset(
     run: Path, dataset: Path, split: str, out: Path, *, checkpoint: str = "best", device=None,
-    probes: Path | None = None,
+    probes: Path | None = None, progress: bool | None = None,
 ) -> int:  # fmt: skip
     """Write ``<sent_id>.png`` (0/255, original size) for every sentence of ``split``, and with
-    ``probes`` (a contrast set of that split) ``<probe_id>.png`` for each probe."""
+    ``probes`` (a contrast set of that split) ``<probe_id>.png`` for each probe. ``progress``: as
+    ``mvtec_ref.progress.progress_bar``."""
     from baselines.dqformer.data import open_split
     from baselines.dqformer.infer import iter_masks, load_run
 
@@ -68,7 +69,7 @@ def predict_dataset(
         names += add_probe_items(data, probes)
     device = next(model.parameters()).device
     with staged_directory(out, marker=MARKER) as stage:
-        masks = iter_masks(model, data, device=device)
+        masks = iter_masks(model, data, device=device, progress=progress, desc="predict")
         for (_, mask), name in zip(masks, _in_yield_order(data, names), strict=True):
             (stage / f"{name}.png").write_bytes(_png(mask.astype(np.uint8) * 255))
         record = {"run": str(run), "checkpoint": checkpoint, "dataset": str(dataset), "split": split,

@@ -253,9 +253,13 @@ class Trainer:
     amp: bool
 
 
-def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist, hf_configs=None) -> Trainer:
+def build_trainer(
+    config: DQFormerConfig, data: TrainData, device, dist: Dist, hf_configs=None,
+    progress: bool | None = False,
+) -> Trainer:  # fmt: skip
     """``hf_configs``: transformers configs for the backbone and text encoder (random init; see
-    ``build_dqformer``), else the config's named parts."""
+    ``build_dqformer``), else the config's named parts. ``progress``: a bar while a frozen text
+    encoder reads every sentence."""
     import torch
 
     from baselines.dqformer.model import build_dqformer
@@ -263,7 +267,7 @@ def build_trainer(config: DQFormerConfig, data: TrainData, device, dist: Dist, h
     model = build_dqformer(config, hf_configs=hf_configs).to(device)
     for split in (data.units.dataset, data.val):  # a frozen text encoder reads every sentence once, here
         if split is not None:
-            model.text_encoder.prefill(**split.tokenize(split.texts()))
+            model.text_encoder.prefill(**split.tokenize(split.texts()), progress=progress)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
     trained = [p for group in optimizer.param_groups for p in group["params"]]
@@ -335,11 +339,15 @@ def epoch_loader(config: DQFormerConfig, data: TrainData, epoch: int, step: int,
     )  # fmt: skip
 
 
-def evaluate_epoch(trainer: Trainer, data: TrainData, config: DQFormerConfig, state: RunState, epoch: int):
+def evaluate_epoch(
+    trainer: Trainer, data: TrainData, config: DQFormerConfig, state: RunState, epoch: int, progress=None
+):
     """Score the eval split (rank 0), append the metrics line; True when it is the best so far."""
     from baselines.dqformer.infer import evaluate_model
 
-    scores = evaluate_model(trainer.model, data.val, device=trainer.device, limit=config.max_eval_sentences)
+    desc = f"{config.eval_split} {epoch + 1}/{config.epochs}"
+    scores = evaluate_model(trainer.model, data.val, device=trainer.device, limit=config.max_eval_sentences,
+                            progress=progress, desc=desc)  # fmt: skip
     state.history.append({
         "epoch": epoch + 1, "step": state.step, "train_loss": state.running[0] / max(1, state.running[1]),
         "lr": config.lr * lr_factor(state.step - 1, data.total_steps, config), "split": config.eval_split,
@@ -412,7 +420,8 @@ def train(
     """
     import torch
     import torch.distributed as tdist
-    from tqdm import tqdm
+
+    from mvtec_ref.progress import progress_bar
 
     out = Path(out)
     check_config(config)
@@ -424,14 +433,15 @@ def train(
     random.seed(config.seed + dist.rank)
 
     data = load_data(config, dataset, dist)
-    trainer = build_trainer(config, data, device, dist)
+    trainer = build_trainer(config, data, device, dist, progress=progress if dist.main else False)
     state = load_state(out, trainer, dist) if resume else start_run(out, config, data.tokenizer, dist)
-    show = dist.main and progress
+    show = progress if dist.main else False  # None: a bar on a terminal (rank 0 only)
     trainer.net.train()
     for epoch in range(state.step // data.steps_per_epoch, config.epochs):
         loader = epoch_loader(config, data, epoch, state.step, dist, device)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
-                   disable=None if progress is None else not show) if dist.main else loader  # fmt: skip
+        # tick: the first step (workers starting, the model warming up) can take a minute
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", progress=show,
+                           tick=1.0) if dist.main else loader  # fmt: skip
         for batch in bar:
             factor = lr_factor(state.step, data.total_steps, config)
             loss, stepped = train_step(trainer, batch, config, factor, dist)
@@ -451,7 +461,7 @@ def train(
                 save_state(out / "last.pt", trainer, config, state, epoch, dist)
             if stop_after and state.step >= stop_after:
                 return {"stopped_at_step": state.step}
-        is_best = evaluate_epoch(trainer, data, config, state, epoch) if dist.main else False
+        is_best = evaluate_epoch(trainer, data, config, state, epoch, show) if dist.main else False
         state.running = [0.0, 0]
         if dist.world > 1:
             flag = [is_best]
@@ -482,7 +492,7 @@ def _score_best(out: Path, dataset: Path, split: str, device, progress) -> None:
     result = {
         "dataset": data.manifest["name"], "split": split, "predictions": str(out / "best.pt"),
         "missing_scored_as_empty": 0, "resolution": "original mask resolution",
-        **evaluate_model(model, data, device=device, progress=progress),
+        **evaluate_model(model, data, device=device, progress=progress, desc=split),
     }  # fmt: skip
     errors = schema_errors("metrics", result)
     if errors:

@@ -78,7 +78,11 @@ def export_dataset(
     manifest = load_manifest(dataset)
     if reviewed_only and "review" not in manifest:
         raise DatasetError(f"{dataset}: no review applied; build it with --reviews FILE first")
-    records = [r for _, r in iter_samples(dataset)]
+    from mvtec_ref.progress import progress_bar
+
+    reading = progress_bar(iter_samples(dataset), desc="read", unit="img", total=manifest["counts"]["images"],
+                           progress=progress)  # fmt: skip
+    records = [r for _, r in reading]
     if reviewed_only:
         from mvtec_ref.review.apply import reviewed_records
 

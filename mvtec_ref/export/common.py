@@ -86,10 +86,10 @@ def source_image(record: dict, root: Path) -> Path:
 
 
 def place_images(records, root: Path, folder: Path, how: str, progress) -> None:
-    from tqdm import tqdm
+    from mvtec_ref.progress import progress_bar
 
     folder.mkdir(parents=True, exist_ok=True)
-    for r in tqdm(records, desc="images", unit="img", disable=None if progress is None else not progress):
+    for r in progress_bar(records, desc="images", unit="img", progress=progress):
         source = source_image(r, root)
         target = folder / file_name(r)
         if how == "copy":

@@ -31,6 +31,7 @@ import numpy as np
 
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.export.common import file_name, source_image, target_mask
+from mvtec_ref.progress import progress_bar
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 TABLES = ("images", "regions", "refs")  # configs beside "default" (sentences), for Croissant
@@ -125,8 +126,6 @@ def _image_columns(records):
 
 def write_hf(records: list[dict], stage: Path, *, manifest: dict, root: Path, images: str, progress) -> dict:
     """Write the Parquet files, the card and croissant.json into ``stage``; returns the summary."""
-    from tqdm import tqdm
-
     from mvtec_ref.export.card import write_card
     from mvtec_ref.export.croissant import write_croissant
 
@@ -136,7 +135,7 @@ def write_hf(records: list[dict], stage: Path, *, manifest: dict, root: Path, im
     splits = [s for s in HF_SPLITS if any(r["split"] == s for r in records)]
     files: dict[str, dict[str, list[str]]] = {"default": {}, **{t: {} for t in TABLES}}
     sizes: dict[str, dict[str, dict]] = {"default": {}, **{t: {} for t in TABLES}}
-    bar = tqdm(total=len(records), desc="hf", unit="img", disable=None if progress is None else not progress)
+    bar = progress_bar(total=len(records), desc="hf", unit="img", progress=progress)
     with bar:
         for split in splits:
             part = [r for r in records if r["split"] == split]

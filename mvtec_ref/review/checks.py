@@ -31,7 +31,9 @@ def pixel_check(text: str, target: list[int], record: dict, vocab, image) -> str
     """The pixel-based judge (annotate.pixel_judge): is each claim visibly true of the target?"""
     from annotate.pixel_judge import judge_sentence, measure_record
 
-    failures = judge_sentence(text, target, record, measure_record(record, image()), vocab, first_only=True)
+    failures = judge_sentence(
+        text, target, record, measure_record(record, image(), vocab=vocab), vocab, first_only=True
+    )
     return f"{failures[0].rule}: {failures[0].detail}" if failures else ""
 
 

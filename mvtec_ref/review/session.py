@@ -51,6 +51,7 @@ class ReviewSession:
         self.images: dict[str, list] = {"id": [], "category": [], "defect": []}
         self.items: dict[str, list[int]] = {k: [] for k in ("image", "ref", "sent", "kind", "origin")}
         self.keys: list[tuple[str, str, str]] = []
+        self.written: dict[int, str] = {}  # item -> the reviewer's text, for sentences build --reviews wrote
         path = self.dataset / SAMPLES
         try:
             f = path.open("rb")
@@ -84,6 +85,12 @@ class ReviewSession:
         for r, ref in enumerate(record["refs"]):
             target = target_key(record, ref["region_ids"])
             for s, sentence in enumerate(ref["sentences"]):
+                text = sentence["text"]
+                if sentence["origin"] == "human" and sentence.get("rewrite_of"):
+                    # a rewrite applied by build --reviews stands for the sentence it replaced: its
+                    # decision is the rewrite, so it counts as reviewed, and a new decision replaces it
+                    self.written[len(self.keys)] = text
+                    text = sentence["rewrite_of"]
                 for field, value in (
                     ("image", image),
                     ("ref", r),
@@ -92,21 +99,30 @@ class ReviewSession:
                     ("origin", _code(self.names["origin"], sentence["origin"])),
                 ):
                     self.items[field].append(value)
-                self.keys.append((record["image_path"], target, sentence["text"]))
+                self.keys.append((record["image_path"], target, text))
 
     # -- what the page reads ----------------------------------------------------------------
 
     def index(self) -> dict:
         """Every sentence as columns of small integers (the page's filters, counts and order)."""
         return {
-            "dataset": self.manifest["name"],
+            "dataset": self.dataset.resolve().name,
             "reviewer": self.reviewer,
             "reviews_file": str(self.writer.path),
+            "removed": self.removed(),
             "names": {k: list(v) for k, v in self.names.items()},
             "images": self.images,
             "items": {**self.items, "state": [STATES[self._decision(k)] for k in self.keys]},
             "problems": self.problems,
         }
+
+    def removed(self) -> int:
+        """Sentences that build --reviews dropped as rejected by this reviews file: no longer in the
+        dataset, but reviewed, so the page counts them as ``stats`` does."""
+        review = self.manifest.get("review") or {}
+        if review.get("file") != self.writer.path.name:
+            return 0
+        return int(review.get("total", {}).get("rejected", 0))
 
     def _decision(self, key) -> str | None:
         line = self.decisions.get(key)
@@ -137,7 +153,7 @@ class ReviewSession:
                 sentences.append(
                     {
                         "item": item,
-                        "text": sentence["text"],
+                        "text": self.keys[item][2],  # for a written sentence, the one it replaced
                         "origin": sentence["origin"],
                         "decision": line.get("decision"),
                         "rewrite": line.get("rewrite"),
@@ -219,6 +235,9 @@ class ReviewSession:
         the result has ``refused`` and the checks' reasons, and nothing is written.
         """
         image_path, target, original = self.keys[item]
+        if decision == "accept" and item in self.written:  # accepting the reviewer's text keeps it
+            previous = self.decisions.get(self.keys[item]) or {}
+            decision, text, keep = "rewrite", previous.get("rewrite", self.written[item]), True
         line = {
             "image": image_path,
             "target": target,

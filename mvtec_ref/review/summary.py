@@ -22,17 +22,33 @@ def _rates(row: dict) -> dict:
     }
 
 
-def format_review(review: dict) -> list[str]:
-    """Plain-text lines: one table per grouping, then the unmatched decisions."""
-    from mvtec_ref.stats import _align
+def review_line(review: dict) -> str:
+    """The one line that ``build --reviews``, ``stats`` and ``report`` say about the review; its
+    "N of M sentences reviewed" is what the review app counts on the rebuilt dataset."""
+    from mvtec_ref.wording import count, plural
+
+    total = review["total"]
+    reviewed = total["accepted"] + total["rejected"] + total["rewritten"]
+    share = f"{reviewed / total['sentences']:.1%}" if total["sentences"] else "-"
+    asserted = count(review.get("asserted", 0), "rewrite")
+    decisions = plural(review["decisions"], "decision")
+    return (
+        f"human review ({review['file']}): {review['matched']} of {review['decisions']} {decisions} applied, "
+        f"{review['unmatched']} match nothing (listed in the manifest's problems); {reviewed} of "
+        f"{count(total['sentences'], 'sentence')} reviewed ({share}): {total['accepted']} accepted, "
+        f"{total['rejected']} rejected, {total['rewritten']} rewritten "
+        f"({asserted} asserted against the checks)"
+    )
+
+
+def review_tables(review: dict) -> list:
+    """The head line, then one table per grouping (``mvtec_ref.stats.Table``)."""
+    from mvtec_ref.stats import Table
 
     rates = review_rates(review)
-    lines = [
-        f"human review ({review['file']}): {review['matched']} of {review['decisions']} decisions "
-        f"applied, {review['unmatched']} match nothing (listed in the manifest's problems), "
-        f"{review.get('asserted', 0)} rewrites asserted against the checks"
-    ]
+    head = Table("Human review", note=review_line(review))
     header = ["sentences", "reviewed", "coverage", "accepted", "rejected", "rewritten", "acceptance"]
+    tables = [head]
     for by in ("kind", "origin", "category"):
         body = [
             [
@@ -47,5 +63,5 @@ def format_review(review: dict) -> list[str]:
             ]
             for name, r in [*rates[by].items(), ("ALL", rates["all"]["ALL"])]
         ]
-        lines += ["", *_align([f"review by {by}", *header], body)]
-    return lines
+        tables.append(Table(f"Review by {by}", [f"review by {by}", *header], body))
+    return tables

@@ -73,7 +73,10 @@ def description_vocabulary(path: Path) -> dict:
     data = read_description(path)
     categories = {}
     for name, spec in data["categories"].items():
-        defects = {d: {"phrases": [list(p)]} for d, p in (spec.get("defects") or {}).items() if p}
+        # A description names its phrases only: each region is taken as a thing on the object.
+        defects = {
+            d: {"role": "on", "phrases": [list(p)]} for d, p in (spec.get("defects") or {}).items() if p
+        }
         categories[name] = {"noun": spec.get("noun", name.replace("_", " ")), "defects": defects}
     return {"source": data.get("name", path.parent.name), "categories": categories}
 

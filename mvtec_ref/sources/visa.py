@@ -13,10 +13,13 @@ see ``shared/reference/datasets-and-formats.md`` section 2.1)::
 
 With ``1cls.csv`` its splits are kept (every anomaly is in test); without it every image is a
 test image and the benchmark splits stratify them. Masks hold class ids (1, 2, ...), not 255:
-every non-zero pixel is defect and each region keeps its class id (``source_class``). The
-defect type comes from ``image_anno.csv`` when present (several names -> "combined"), else
-"anomaly". VisA is CC BY 4.0 (the dataset's LICENSE-DATASET). Cite Zou et al., "SPot-the-
-Difference Self-supervised Pre-training for Anomaly Detection and Segmentation", ECCV 2022.
+every non-zero pixel is defect, and the ids name the defects through spot-diff's
+``utils/id2class.py`` (``CLASS_NAMES``): the image's defect type is its mask's class name
+("combined" when it holds several) and each region keeps its own (``source_class``). A
+mask whose values name nothing (binarized to 255) leaves the type from ``image_anno.csv``
+when present (several names -> "combined"), else "anomaly". VisA is CC BY 4.0 (the dataset's
+LICENSE-DATASET). Cite Zou et al., "SPot-the-Difference Self-supervised Pre-training for
+Anomaly Detection and Segmentation", ECCV 2022.
 """
 
 from __future__ import annotations
@@ -41,6 +44,31 @@ SPLIT_CSV = "split_csv/1cls.csv"
 HEADER = ["object", "split", "label", "image", "mask"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UNNAMED = "anomaly"
+# spot-diff utils/id2class.py (amazon-science/spot-diff @ 2a692ab): mask pixel value -> defect class,
+# lower-cased with underscores (its own spelling kept: "foreign_particals_on_candle").
+_ID2CLASS = {
+    "candle": ("chunk_of_wax_missing", "damaged_corner_of_packaging", "weird_candle_wick",
+               "different_colour_spot", "extra_wax_in_candle", "foreign_particals_on_candle",
+               "wax_melded_out_of_the_candle", "other"),
+    "capsules": ("bubble", "discolor", "scratch", "leak", "misshape"),
+    "fryum": ("burnt", "corner_or_edge_breakage", "different_colour_spot", "fryum_stuck_together",
+              "middle_breakage", "similar_colour_spot", "small_scratches", "other"),
+    "cashew": ("burnt", "corner_or_edge_breakage", "different_colour_spot", "middle_breakage",
+               "small_holes", "small_scratches", "stuck_together", "same_colour_spot", "other"),
+    "chewinggum": ("chunk_of_gum_missing", "corner_missing", "scratches", "similar_colour_spot",
+                   "small_cracks", "other"),
+    "macaroni1": ("chip_around_edge_and_corner", "different_colour_spot", "middle_breakage",
+                  "similar_colour_spot", "small_cracks", "small_scratches", "other"),
+    "macaroni2": ("breakage_down_the_middle", "color_spot_similar_to_the_object", "different_color_spot",
+                  "small_chip_around_edge", "small_cracks", "small_scratches", "other"),
+    "pcb1": ("bent", "melt", "scratch", "missing"),
+    "pcb2": ("bent", "melt", "scratch", "missing"),
+    "pcb3": ("bent", "melt", "scratch", "missing"),
+    "pcb4": ("burnt", "scratch", "missing", "damage", "extra", "wrong_place", "dirt"),
+    "pipe_fryum": ("burnt", "corner_and_edge_breakage", "different_colour_spot", "middle_breakage",
+                   "similar_colour_spot", "small_scratches", "stuck_together", "small_cracks", "other"),
+}  # fmt: skip
+CLASS_NAMES = {c: tuple(enumerate(names, start=1)) for c, names in _ID2CLASS.items()}
 
 
 def scan_visa(root: Path, categories: Iterable[str] | None = None) -> ScanResult:
@@ -125,7 +153,16 @@ def _scan_raw(root: Path, category: str, names: dict[str, str], result: ScanResu
 
 def _image(category: str, image: str, mask: str | None, split: str, names: dict[str, str]) -> SourceImage:
     defect = GOOD if mask is None else names.get(Path(image).name, UNNAMED)
-    return SourceImage(category, defect, image, mask, split, "object", mask_values="ids")
+    return SourceImage(
+        category,
+        defect,
+        image,
+        mask,
+        split,
+        "object",
+        mask_values="ids",
+        value_names=CLASS_NAMES.get(category, ()),
+    )
 
 
 def _defect_names(root: Path, category: str) -> dict[str, str]:

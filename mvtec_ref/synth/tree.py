@@ -86,13 +86,11 @@ def write_synthetic_tree(
     per_type: int | None = None,
 ) -> dict:
     """Write the tree to ``out`` atomically; returns a summary (images, regions planned)."""
-    from tqdm import tqdm
+    from mvtec_ref.progress import progress_bar
 
     jobs = plan_jobs(scale, seed, categories=categories, per_type=per_type)
     with staged_directory(out, marker=MARKER) as stage:
-        bar = tqdm(
-            total=len(jobs), desc="synth", unit="img", disable=None if progress is None else not progress
-        )
+        bar = progress_bar(total=len(jobs), desc="synth", unit="img", progress=progress)
         with bar:
             if workers <= 1:
                 for job in jobs:

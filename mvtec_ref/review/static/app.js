@@ -13,7 +13,7 @@ let filtered = [];       // item indices that pass the filters
 let pos = 0;             // position in filtered
 const views = new Map(); // image index -> Promise of /api/image/n
 const pixels = new Map(); // image index -> Promise of a decoded <img>
-const undo = [];         // {item, prev: {decision, rewrite}}
+const undo = [];         // [{item, prev: {decision, rewrite}}, ...]: one entry per key press
 let editing = false;
 let checkTimer = null;
 
@@ -95,12 +95,14 @@ function applyFilters(keepItem) {
 }
 
 function progress() {
+  // sentences that build --reviews dropped as rejected count as reviewed, as in stats
   const it = idx.items;
-  let done = 0;
+  let done = idx.removed;
   for (const s of it.state) if (s) done++;
-  const total = it.state.length;
+  const total = it.state.length + idx.removed;
   $("bar-done").style.width = `${total ? (100 * done) / total : 0}%`;
   $("progress-text").textContent = `${done} / ${total} reviewed (${total ? ((100 * done) / total).toFixed(1) : 0}%)`;
+  $("progress-text").title = idx.removed ? `${idx.removed} rejected by an earlier review and removed by the build` : "";
   if (!$("progress-panel").hidden) progressTables();
 }
 
@@ -305,7 +307,7 @@ async function act(decision) {
   const item = filtered[pos], t0 = performance.now();
   try {
     const result = await decide(item, decision);
-    undo.push({ item, prev: result.prev });
+    undo.push([{ item, prev: result.prev }]);
     say(`${decision === "accept" ? "accepted" : "rejected"}; saved`);
     progress();
     if (pos < filtered.length - 1) pos++;
@@ -313,13 +315,37 @@ async function act(decision) {
   } catch (error) { say(error.message, true); }
 }
 
+async function acceptAll(scope) {
+  // every unreviewed sentence of the current ref ("ref") or image ("image"); decided ones stay
+  if (!filtered.length) return;
+  const item = filtered[pos], it = idx.items, image = it.image[item];
+  const v = await view(image);
+  const refs = scope === "ref" ? [v.refs[it.ref[item]]] : v.refs;
+  const todo = [];
+  for (const r of refs) for (const s of r.sentences) if (!it.state[s.item] && !todo.includes(s.item)) todo.push(s.item);
+  if (!todo.length) { say(`every sentence of this ${scope} is already reviewed`); return; }
+  const done = [];
+  try {
+    for (const i of todo) {
+      if (it.state[i]) continue; // a sentence sharing a key with one just accepted
+      const result = await decide(i, "accept");
+      done.push({ item: i, prev: result.prev });
+    }
+  } catch (error) { say(error.message, true); }
+  if (done.length) undo.push(done);
+  say(`accepted ${done.length} sentence${done.length === 1 ? "" : "s"} of this ${scope}; saved (u undoes them together)`);
+  progress();
+  await render(performance.now());
+}
+
 async function undoLast() {
   const last = undo.pop();
   if (!last) { say("nothing to undo"); return; }
-  const { item, prev } = last;
   try {
-    await decide(item, prev.decision || "clear", prev.rewrite, true);
-    say(`undone: the sentence is ${prev.decision ? prev.decision + "ed" : "unreviewed"} again`.replace("rewriteed", "rewritten"));
+    for (const { item, prev } of [...last].reverse()) await decide(item, prev.decision || "clear", prev.rewrite, true);
+    const { item, prev } = last[0];
+    say(last.length > 1 ? `undone: ${last.length} sentences are as they were`
+      : `undone: the sentence is ${prev.decision ? prev.decision + "ed" : "unreviewed"} again`.replace("rewriteed", "rewritten"));
     progress();
     const at = filtered.indexOf(item);
     if (at >= 0) pos = at;
@@ -374,7 +400,7 @@ async function saveRewrite(keep) {
       say("refused: the rewrite does not denote the target (see why above); keep it anyway with Shift+Enter", true);
       return;
     }
-    undo.push({ item, prev: result.prev });
+    undo.push([{ item, prev: result.prev }]);
     closeEditor();
     say(keep ? "rewrite kept, marked as asserted by you; saved" : "rewrite accepted by the checks; saved");
     progress();
@@ -396,6 +422,7 @@ document.addEventListener("keydown", (event) => {
     j: () => move(1), ArrowRight: () => move(1), ArrowDown: () => move(1),
     k: () => move(-1), ArrowLeft: () => move(-1), ArrowUp: () => move(-1),
     a: () => act("accept"), r: () => act("reject"), e: () => openEditor(),
+    A: () => acceptAll("ref"), I: () => acceptAll("image"),
     u: () => undoLast(), z: () => undoLast(), n: () => nextUnreviewed(),
   };
   if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
@@ -426,6 +453,12 @@ $("toggle-progress").addEventListener("click", () => {
   $("progress-panel").hidden = !$("progress-panel").hidden;
   progress();
 });
+$("accept-ref").addEventListener("click", () => acceptAll("ref"));
+$("accept-image").addEventListener("click", () => acceptAll("image"));
+// the panel and the progress details sit below the header, whose height depends on the width
+const fitHeader = () => document.documentElement.style.setProperty("--header", `${document.querySelector("header").offsetHeight}px`);
+new ResizeObserver(fitHeader).observe(document.querySelector("header")); // it wraps as its texts fill in
+fitHeader();
 
 function onFilter() {
   const current = filtered[pos];
@@ -439,6 +472,9 @@ async function start() {
     idx = (await api("api/index")).data;
   } catch (error) { say(error.message, true); return; }
   $("dataset").textContent = `${idx.dataset} · reviewer ${idx.reviewer}`;
+  $("dataset").title = `decisions go to ${idx.reviews_file}`;
+  document.title = `${idx.dataset}: mvtec-ref review`;
+  fitHeader();
   fillSelect($("f-category"), idx.names.category);
   fillSelect($("f-defect"), idx.names.defect);
   fillSelect($("f-kind"), idx.names.kind);
