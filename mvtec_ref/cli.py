@@ -406,7 +406,9 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["refcoco", "grefcoco", "coco", "jsonl"]), required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["refcoco", "grefcoco", "coco", "jsonl", "hf"]), required=True
+)
 @click.option(
     "--out",
     required=True,
@@ -415,10 +417,11 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 )
 @click.option(
     "--images",
-    type=click.Choice(["link", "copy", "none"]),
-    default="link",
-    show_default=True,
-    help="Symlink, copy or leave out the image files.",
+    type=click.Choice(["link", "copy", "embed", "none"]),
+    help="refcoco/grefcoco/coco: symlink (default), copy or leave out the image files. hf: link "
+    "(default) stores each row's image as its absolute path (small; loads on this machine only); "
+    "embed stores the source file's bytes in every row (loads anywhere, pushable to the Hub; each "
+    "image repeats once per sentence); none: no image column.",
 )
 @click.option(
     "--test-split",
@@ -432,9 +435,10 @@ def validate(dataset: Path, no_files: bool, deep: bool, max_lines: int, workers:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export(
-    dataset: Path, fmt: str, out: Path, images: str, test_split: str, reviewed_only: bool, quiet: bool
+    dataset: Path, fmt: str, out: Path, images: str | None, test_split: str, reviewed_only: bool, quiet: bool
 ) -> None:
-    """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools or scripts (jsonl)."""
+    """Export a dataset for refer/LAVT/CRIS (refcoco), ReLA (grefcoco), COCO tools, scripts (jsonl) or
+    Hugging Face datasets with a Croissant description (hf; needs pip install 'mvtec-ref[hf]')."""
     from mvtec_ref.export import export_dataset
     from mvtec_ref.fileio import check_apart
 

@@ -138,3 +138,14 @@ def test_export_cli_and_errors(synth_dataset, tmp_path):
     )
     assert result.exit_code == 1 and "nope: not found; is" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_hf_without_its_extra_is_one_line(synth_dataset, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "datasets" else real(n, *a))
+    args = ["export", str(synth_dataset), "--format", "hf", "--out", str(tmp_path / "h")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "pip install 'mvtec-ref[hf]'" in result.output
+    assert not (tmp_path / "h").exists()

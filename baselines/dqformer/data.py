@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mvtec_ref.api import resize_image  # the API's rule, so both resize alike
 from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 
@@ -39,14 +40,6 @@ _SIDE_WORD = re.compile(r"\b(leftmost|rightmost|left|right)\b(?! (?:by|behind|ov
 
 
 _CLOCK = re.compile(r"\b(1[0-2]|[1-9]) o'clock\b")
-
-
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Square resize: area averaging when shrinking (no aliasing of thin defects), else bilinear."""
-    import cv2
-
-    shrink = size < max(image.shape[:2])
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def mirror_text(text: str) -> str:

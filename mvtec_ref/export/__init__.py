@@ -17,9 +17,13 @@ In both refer layouts the dataset's ``test`` split is written as ``testA`` by de
 - ``coco``: ``annotations/instances_<split>.json`` (COCO instance segmentation, RLE dicts)
   + ``images/``.
 - ``jsonl``: ``refs.jsonl``, one line per (image, sentence) with the target mask as RLE.
+- ``hf``: Parquet shards, a dataset card and ``croissant.json`` that Hugging Face
+  ``datasets.load_dataset(FOLDER)`` reads as is (``export/hf.py``; needs ``mvtec-ref[hf]``).
 
 Image files are linked (``images="link"``), copied, or left out; file names are the
-sample ids with "/" replaced by "_" so that all images share one folder.
+sample ids with "/" replaced by "_" so that all images share one folder. The hf export
+stores the images' absolute paths in its rows (``images="link"``), embeds their bytes
+(``embed``) or leaves them out (``none``).
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from pathlib import Path
 from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 from mvtec_ref.export.common import file_name, place_images
+from mvtec_ref.export.hf import IMAGE_MODES as HF_IMAGE_MODES
 from mvtec_ref.fileio import dumps_json, staged_directory, write_text_atomic
 
-FORMATS = ("refcoco", "grefcoco", "coco", "jsonl")
+FORMATS = ("refcoco", "grefcoco", "coco", "jsonl", "hf")
 MARKER = "EXPORT.json"
 IMAGE_DIRS = {"refcoco": "images/mscoco/images/train2014", "grefcoco": "images/train2014", "coco": "images"}
 REFER_FORMATS = ("refcoco", "grefcoco")
 TEST_SPLITS = ("testA", "testB", "test")
+IMAGE_MODES = {"hf": HF_IMAGE_MODES}  # every other format: link, copy, none; link first: the default
 
 __all__ = ["FORMATS", "export_dataset", "file_name"]
 
@@ -45,7 +51,7 @@ def export_dataset(
     fmt: str,
     out: Path,
     *,
-    images: str = "link",
+    images: str | None = None,
     progress: bool | None = None,
     test_split: str = "testA",
     reviewed_only: bool = False,
@@ -54,10 +60,19 @@ def export_dataset(
 
     ``test_split``: the name the ``test`` split gets in the refer layouts (``refcoco``,
     ``grefcoco``); the other formats keep the dataset's split names. ``reviewed_only``: only
-    sentences a person accepted or wrote (a dataset built with --reviews).
+    sentences a person accepted or wrote (a dataset built with --reviews). ``images``: how the
+    images travel (``IMAGE_MODES``; None: ``link``).
     """
     if fmt not in FORMATS:
         raise DatasetError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    modes = IMAGE_MODES.get(fmt, ("link", "copy", "none"))
+    images = images or modes[0]
+    if images not in modes:
+        raise DatasetError(
+            f"--images {images} does not apply to the {fmt} export; use one of {', '.join(modes)}"
+        )
+    if fmt == "hf":
+        _check_hf_installed()
     if test_split not in TEST_SPLITS:
         raise DatasetError(f"unknown test split name {test_split!r}; use one of {', '.join(TEST_SPLITS)}")
     dataset = as_dataset(dataset, progress=progress)
@@ -77,7 +92,12 @@ def export_dataset(
         names = {"train": "train", "val": "val", "test": test_split}
         records = [{**r, "split": names[r["split"]]} for r in records]
     with staged_directory(out, marker=MARKER) as stage:
-        summary = _writer(fmt)(records, stage)
+        if fmt == "hf":
+            from mvtec_ref.export.hf import write_hf
+
+            summary = write_hf(records, stage, manifest=manifest, root=root, images=images, progress=progress)
+        else:
+            summary = _writer(fmt)(records, stage)
         if fmt in IMAGE_DIRS and images != "none":
             place_images(records, root, stage / IMAGE_DIRS[fmt], images, progress)
         if fmt == "refcoco" and images != "none":  # CRIS reads images/train2014, refer/LAVT mscoco/
@@ -94,6 +114,14 @@ def export_dataset(
         }
         write_text_atomic(stage / MARKER, dumps_json(summary))
     return summary
+
+
+def _check_hf_installed() -> None:
+    import importlib.util
+
+    missing = [m for m in ("datasets", "mlcroissant") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DatasetError(f"the hf export needs {' and '.join(missing)}: pip install 'mvtec-ref[hf]'")
 
 
 def _writer(fmt: str):

@@ -75,16 +75,22 @@ def target_mask(record, region_ids) -> np.ndarray:
     return union
 
 
+def source_image(record: dict, root: Path) -> Path:
+    """The record's image file under the source root; DatasetError when it is gone."""
+    source = root / record["image_path"]
+    if not source.is_file():
+        raise DatasetError(
+            f"{source}: source image is missing (moved? rebuild the dataset or use --images none)"
+        )
+    return source
+
+
 def place_images(records, root: Path, folder: Path, how: str, progress) -> None:
     from mvtec_ref.progress import progress_bar
 
     folder.mkdir(parents=True, exist_ok=True)
     for r in progress_bar(records, desc="images", unit="img", progress=progress):
-        source = root / r["image_path"]
-        if not source.is_file():
-            raise DatasetError(
-                f"{source}: source image is missing (moved? rebuild the dataset or use --images none)"
-            )
+        source = source_image(r, root)
         target = folder / file_name(r)
         if how == "copy":
             shutil.copyfile(source, target)
