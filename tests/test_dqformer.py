@@ -351,16 +351,77 @@ def test_masks_are_the_argmax_at_the_original_size():
 
 def test_train_writes_run_folder(trained_run, tiny_dataset):
     names = {p.name for p in trained_run.iterdir()}
-    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer"} <= names
+    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer",
+            "language.png"} <= names  # fmt: skip
     lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(x["overall"]["samples"] == 12 and np.isfinite(x["train_loss"]) for x in lines)
+    for line in lines:  # the language curves: a fixed train subset and the eval split, every epoch
+        assert set(line["language"]) == {"train", "val"}
+        for figures in line["language"].values():
+            assert figures["sentences"] > 0
+            assert all(0 <= figures[name] <= 1 for name in ("part_iou_target", "part_iou_union"))
+            assert all(figures[name] >= 0 for name in ("var_lma", "var_pixel", "var_logits"))
+    assert (trained_run / "language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     test = json.loads((trained_run / "test_metrics.json").read_text())
     assert schema_errors("metrics", test) == []
     assert test["split"] == "test" and test["overall"]["samples"] > 12  # every test sentence
     assert {"expression", "kind", "size", "category"} <= set(test["by"])
     config = DQFormerConfig.from_record(json.loads((trained_run / "config.json").read_text()))
     assert config == small_config()
+
+
+def test_spread_across_sentences_is_zero_when_the_sentence_changes_nothing():
+    import torch
+
+    from baselines.dqformer.diagnose import spread_across
+
+    x = torch.randn(1, 8, 5, 5)
+    assert spread_across(x.expand(4, -1, -1, -1)) == 0.0
+    moved = torch.cat([x, x + 0.5 * torch.randn_like(x)])
+    assert 0.1 < spread_across(moved) == pytest.approx(spread_across(10 * moved))
+
+
+def test_language_figures_tell_every_region_from_the_target(trained_run, tiny_dataset):
+    import torch
+    from torch import nn
+
+    from baselines.dqformer.data import open_split
+    from baselines.dqformer.diagnose import curve_records, language_figures
+    from baselines.dqformer.infer import load_run
+    from mvtec_ref.evaluate import target_scope
+
+    model, config, tokenizer = load_run(trained_run, device="cpu")
+    data = open_split(tiny_dataset, "train", config, tokenizer)
+    records = curve_records(data)
+    refs = [(data.records[r], ref) for r in records for ref in data.records[r]["refs"]]
+    part = sum(len(ref["sentences"]) for record, ref in refs if target_scope(record, ref) == "part")
+    figures = language_figures(model, data, records, device=torch.device("cpu"))
+    assert figures["sentences"] == part > 0 and figures["var_lma"] > 0
+
+    class EveryRegion(nn.Module):
+        """The trained model's internals, but a mask of every region whatever the sentence."""
+
+        def __init__(self):
+            super().__init__()
+            self.lma, self.current = model.lma, None
+
+        def forward(self, images, text, image_index):
+            model(images, text, image_index=image_index)  # LMA runs, so its hooks see it
+            union = torch.from_numpy(data.union(self.current)).float()
+            every = torch.nn.functional.interpolate(union[None, None], size=images.shape[-2:])[0, 0]
+            return torch.stack([-every, every]).expand(len(image_index), -1, -1, -1), None
+
+    blind = EveryRegion()
+    for r in records:
+        blind.current = r
+        got = language_figures(blind, data, [r], device=torch.device("cpu"))
+        assert got["part_iou_union"] == 1.0 and got["var_logits"] == 0.0
+        assert got["part_iou_target"] < 0.9
+    # the no-language ablation reads "anomaly" for every sentence: nothing varies
+    ablation = open_split(tiny_dataset, "train", config.replace(no_language=True), tokenizer)
+    same = language_figures(model, ablation, records, device=torch.device("cpu"))
+    assert same["var_lma"] == same["var_pixel"] == same["var_logits"] == 0.0
 
 
 def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path):

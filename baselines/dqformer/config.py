@@ -45,6 +45,7 @@ class DQFormerConfig:
     no_language: bool = False  # ablation: every sentence replaced by the universal prompt "anomaly"
     negative_share: float = 0.25  # chance a defect image's sentence slot names nothing there (empty target)
     contrast_share: float = 0.0  # chance a defect image's slot is one of its sentences with one claim edited
+    part_share: float = 0.0  # chance a slot of an image with part-scope sentences is one of them (seeded)
     good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
     composite_share: float = 0.5  # units given another image's defect (composite.py); half keep the test look
     # --- optimisation -----------------------------------------------------------------------
@@ -63,6 +64,7 @@ class DQFormerConfig:
     seed: int = 0  # data order, augmentation and initialisation; same seed => same run
     eval_split: str = "val"  # model selection: scored each epoch, best.pt = its best overall gIoU; not test
     max_eval_sentences: int = 0  # 0 = every sentence of the split
+    curve_images: int = 8  # images (>= 2 regions) per split drawing the language curves; 0 = none
 
     def replace(self, **changes) -> DQFormerConfig:
         return dataclasses.replace(self, **changes)

@@ -163,6 +163,7 @@ class RefSegDataset:
         no_language: bool = False,
         negative_share: float = 0.0,
         contrast_share: float = 0.0,
+        part_share: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.dataset = Path(dataset)
@@ -196,6 +197,10 @@ class RefSegDataset:
         if self.contrast_share > 0:
             self.contrast = contrast_pools(self.records, self.items, self.root, vocabulary, seed)
         self.is_good = [not r["regions"] for r in self.records]
+        # The sampler by sentence kind: part-scope sentences, the only ones that need the words to
+        # pick among an image's defects, are otherwise rare slots (about 1% of an epoch's).
+        self.part_share = part_share if augment else 0.0
+        self.parts = part_pools(self.records, self.items)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -265,9 +270,11 @@ class RefSegDataset:
     def group(self, epoch: int, record_index: int, k: int) -> dict:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
         when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
-        one from its negative pool (empty target); augmented together. Pure function of (seed,
-        epoch, record_index). ``image (3, S, S)``, ``target (k, S, S)`` long,
-        ``input_ids``/``attention_mask`` ``(k, L)``."""
+        one from its negative pool (empty target), then with chance ``contrast_share`` by an edited
+        sentence, then, on an image with part-scope sentences, with chance ``part_share`` by one of
+        those (so that share of its slots is part-scope whatever the other shares); augmented
+        together. Pure function of (seed, epoch, record_index). ``image (3, S, S)``,
+        ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
         import torch
 
@@ -280,6 +287,7 @@ class RefSegDataset:
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
         items = _swap_in(items, self.negatives[record_index], self.negative_share, rng)
         items = _swap_in(items, self.contrast[record_index], self.contrast_share, rng)
+        items = _swap_in(items, self.parts[record_index], self.part_share, rng)
         s = self.image_size
         image = self.resized_image(record_index)
         targets = np.stack(
@@ -317,6 +325,18 @@ class RefSegDataset:
         return bool(self.region_ids(item))
 
 
+def part_pools(records: list[dict], items: list[Item]) -> list[list[Item]]:
+    """Per record: its part-scope sentences (the target is some, not all, of its regions)."""
+    from mvtec_ref.evaluate import target_scope
+
+    pools: list[list[Item]] = [[] for _ in records]
+    for item in items:
+        record = records[item.record]
+        if item.ref >= 0 and target_scope(record, record["refs"][item.ref]) == "part":
+            pools[item.record].append(item)
+    return pools
+
+
 def _swap_in(items: list[Item], pool: list[Item], share: float, rng: np.random.Generator) -> list[Item]:
     """Each slot replaced, with chance ``share``, by a random item of ``pool``; nothing is drawn
     when the pool is empty or the share 0 (the unit's other draws stay those of a run without)."""
@@ -334,7 +354,7 @@ def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool =
     if training:
         options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
                        negative_share=config.negative_share,
-                       contrast_share=config.contrast_share)  # fmt: skip
+                       contrast_share=config.contrast_share, part_share=config.part_share)  # fmt: skip
     return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
                          **options)  # fmt: skip
