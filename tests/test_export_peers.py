@@ -4,7 +4,7 @@ fails CI. Each rule is restated from the peer's public code (ReLA: henghuiding/R
 detectron2's ``PolygonMasks`` and ``ResizeTransform``; CRIS: DerrickWang005/CRIS.pytorch
 ``tools/data_process.py``, ``tools/refer.py``, ``tools/folder2lmdb.py``; LAVT:
 yz93/LAVT-RIS ``refer/refer.py``); the readers below are ours. The same exports were also
-run through the peers' own code (see the README section "Use with LAVT / CRIS / ReLA").
+run through the peers' own code (see docs/exports.md, "Use with LAVT / CRIS / ReLA").
 """
 
 import json

@@ -44,7 +44,7 @@ def find_description(root: Path) -> Path:
             return root / name
     raise SourceLayoutError(
         f"{root}: no folder description; write {DESCRIPTIONS[0]} there (see `mvtec-ref build --help` and the "
-        "README's 'Your own images' section): at least `categories: {CATEGORY: {}}`"
+        "section 'Other datasets' of docs/datasets.md): at least `categories: {CATEGORY: {}}`"
     )
 
 
