@@ -60,7 +60,8 @@ bench-train: setup
 
 # On a GPU machine with the working tree and this venv (or any python with the deps and the
 # offline wheels), no package registry: throughput, peak memory and a 5-minute lite run with
-# its contrast-set scores, under 8 minutes (benchmarks/gpu_check.py). The CPU dry run is a test.
+# its contrast-set scores, under 8 minutes, then issue 23's protocol at lite size (GPU_CHECK_ARGS=
+# "--no-protocol" skips it; benchmarks/gpu_check.py). The CPU dry run is a test.
 gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 

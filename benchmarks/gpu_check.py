@@ -1,4 +1,5 @@
-"""``make gpu-check``: the DQFormer baseline on the one GPU it is given, offline, in under 8 minutes.
+"""``make gpu-check``: the DQFormer baseline on the one GPU it is given, offline: steps 1-3 sized for
+8 minutes, then issue 23's protocol at ``lite`` size (step 4, untimed).
 
 1. Draws a synthetic MVTec AD tree and builds a dataset from it (kept in ``--out`` and reused).
 2. Throughput through train-baseline's own path (``load_data``'s dataset and TrainGroups, its

@@ -294,6 +294,39 @@ def test_dice_counts_only_sentences_with_a_target():
     assert float(dice_loss(logits, target)) == pytest.approx((1 - 1 / 9) / 2, abs=1e-6)  # sum / B
 
 
+def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import RefSegDataset, TrainGroups
+    from mvtec_ref.evaluate import target_scope
+
+    def open_train(**options):  # no flips, so a slot's tokens are its sentence's
+        return RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
+                             augment=True, hflip=False, negative_share=0.5, **options)  # fmt: skip
+
+    def rows(ids):
+        return {row.tobytes() for row in ids.numpy()}
+
+    plain, parts = open_train(), open_train(part_share=1.0)
+    multi = [r for r, pool in enumerate(parts.parts) if pool]
+    assert multi and all(len(parts.records[r]["regions"]) >= 2 for r in multi)
+    part_rows = rows(parts.tokenize([item.text for r in multi for item in parts.parts[r]])["input_ids"])
+    for r in multi:
+        record = parts.records[r]
+        assert all(target_scope(record, record["refs"][item.ref]) == "part" for item in parts.parts[r])
+        assert rows(parts.group(0, r, 8)["input_ids"]) <= part_rows  # every slot, negatives or not
+    assert not rows(plain.group(0, multi[0], 8)["input_ids"]) <= part_rows
+    # share 0 draws nothing: the units are those of a run without the sampler
+    off = open_train(part_share=0.0)
+    assert all(torch.equal(off.group(1, r, 4)["input_ids"], plain.group(1, r, 4)["input_ids"]) for r in multi)
+    # multi_region_share 1: every unit is an image with part-scope sentences; seeded; draws differ
+    units = TrainGroups(parts, 4, multi_region_share=1.0)
+    again = TrainGroups(open_train(part_share=1.0), 4, multi_region_share=1.0)
+    drawn = [units[(0, j)] for j in range(len(units))]
+    assert all(torch.equal(u["input_ids"], again[(0, j)]["input_ids"]) for j, u in enumerate(drawn))
+    assert all(rows(u["input_ids"]) <= part_rows for u in drawn)
+    assert len({u["input_ids"].numpy().tobytes() for u in drawn}) > len(multi)
+
+
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
     import cv2
 
