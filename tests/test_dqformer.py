@@ -114,6 +114,47 @@ def test_param_groups_slow_the_pretrained_parts_and_spare_norms_from_decay():
     assert {id(p) for g in groups for p in g["params"]} == trainable
 
 
+def test_the_sentence_moves_lma_from_the_first_step():
+    """Issue 33's mechanism: with plain attention and no norms, one image's sentences change LMA's
+    output by ~0.2% at initialisation (a product of small projections behind uniform attention);
+    cosine attention and the norms make it O(10%), and it is the sentences that make it."""
+    from baselines.dqformer.backbone import build_text_encoder, load_tokenizer
+    from baselines.dqformer.diagnose import spread_across
+    from baselines.dqformer.lma import LanguageGatedAggregation
+
+    texts = ["the small stain on the left of the carpet", "the small stain on the right of the carpet",
+             "the larger stain in the carpet", "the stain closest to the top edge"]  # fmt: skip
+    tokens = load_tokenizer("minilm")(texts, padding=True, return_tensors="pt")
+    words, mask, sentence = build_text_encoder("minilm", pretrained=True, frozen=True)(
+        tokens["input_ids"], tokens["attention_mask"]
+    )
+    channels = (24, 40, 112, 320)
+    spread, seen = {}, {}
+    for loud in (False, True):
+        torch.manual_seed(0)
+        lma = LanguageGatedAggregation(channels, 64, 2, cosine=loud, norm=loud)
+        project_words, project_sentence = torch.nn.Linear(384, 64), torch.nn.Linear(384, 64)
+        features = [torch.randn(1, c, 64 // s, 64 // s) for c, s in zip(channels, (1, 2, 4, 8), strict=True)]
+        lma.gates[0].register_forward_hook(lambda m, i, out: seen.__setitem__("level", out))
+        with torch.no_grad():
+            index = torch.zeros(4, dtype=torch.long)
+            pixels, _ = lma(features, index, project_words(words), mask, project_sentence(sentence))
+            spread[loud] = (spread_across(seen["level"]), spread_across(pixels))
+            same, _ = lma(features, index, project_words(words[:1]).expand(4, -1, -1), mask[:1].expand(4, -1),
+                          project_sentence(sentence[:1]).expand(4, -1))  # fmt: skip
+        assert spread_across(same) == 0.0
+    assert max(spread[False]) < 0.01 and min(spread[True]) > 0.05, spread
+
+
+def test_a_run_saved_before_the_lma_switches_loads_without_them():
+    record = PRESETS["tiny"]().as_record()
+    for name in ("cosine_attention", "lma_norm"):
+        del record[name]
+    old = DQFormerConfig.from_record(record)
+    assert not old.cosine_attention and not old.lma_norm
+    assert PRESETS["tiny"]().cosine_attention and PRESETS["paper"]().lma_norm
+
+
 def test_model_shapes_losses_and_shared_backbone():
     from baselines.dqformer.model import build_dqformer
 
@@ -253,6 +294,39 @@ def test_dice_counts_only_sentences_with_a_target():
     assert float(dice_loss(logits, target)) == pytest.approx((1 - 1 / 9) / 2, abs=1e-6)  # sum / B
 
 
+def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import RefSegDataset, TrainGroups
+    from mvtec_ref.evaluate import target_scope
+
+    def open_train(**options):  # no flips, so a slot's tokens are its sentence's
+        return RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
+                             augment=True, hflip=False, negative_share=0.5, **options)  # fmt: skip
+
+    def rows(ids):
+        return {row.tobytes() for row in ids.numpy()}
+
+    plain, parts = open_train(), open_train(part_share=1.0)
+    multi = [r for r, pool in enumerate(parts.parts) if pool]
+    assert multi and all(len(parts.records[r]["regions"]) >= 2 for r in multi)
+    part_rows = rows(parts.tokenize([item.text for r in multi for item in parts.parts[r]])["input_ids"])
+    for r in multi:
+        record = parts.records[r]
+        assert all(target_scope(record, record["refs"][item.ref]) == "part" for item in parts.parts[r])
+        assert rows(parts.group(0, r, 8)["input_ids"]) <= part_rows  # every slot, negatives or not
+    assert not rows(plain.group(0, multi[0], 8)["input_ids"]) <= part_rows
+    # share 0 draws nothing: the units are those of a run without the sampler
+    off = open_train(part_share=0.0)
+    assert all(torch.equal(off.group(1, r, 4)["input_ids"], plain.group(1, r, 4)["input_ids"]) for r in multi)
+    # multi_region_share 1: every unit is an image with part-scope sentences; seeded; draws differ
+    units = TrainGroups(parts, 4, multi_region_share=1.0)
+    again = TrainGroups(open_train(part_share=1.0), 4, multi_region_share=1.0)
+    drawn = [units[(0, j)] for j in range(len(units))]
+    assert all(torch.equal(u["input_ids"], again[(0, j)]["input_ids"]) for j, u in enumerate(drawn))
+    assert all(rows(u["input_ids"]) <= part_rows for u in drawn)
+    assert len({u["input_ids"].numpy().tobytes() for u in drawn}) > len(multi)
+
+
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
     import cv2
 
@@ -351,16 +425,77 @@ def test_masks_are_the_argmax_at_the_original_size():
 
 def test_train_writes_run_folder(trained_run, tiny_dataset):
     names = {p.name for p in trained_run.iterdir()}
-    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer"} <= names
+    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer",
+            "language.png"} <= names  # fmt: skip
     lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(x["overall"]["samples"] == 12 and np.isfinite(x["train_loss"]) for x in lines)
+    for line in lines:  # the language curves: a fixed train subset and the eval split, every epoch
+        assert set(line["language"]) == {"train", "val"}
+        for figures in line["language"].values():
+            assert figures["sentences"] > 0
+            assert all(0 <= figures[name] <= 1 for name in ("part_iou_target", "part_iou_union"))
+            assert all(figures[name] >= 0 for name in ("var_lma", "var_pixel", "var_logits"))
+    assert (trained_run / "language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     test = json.loads((trained_run / "test_metrics.json").read_text())
     assert schema_errors("metrics", test) == []
     assert test["split"] == "test" and test["overall"]["samples"] > 12  # every test sentence
     assert {"expression", "kind", "size", "category"} <= set(test["by"])
     config = DQFormerConfig.from_record(json.loads((trained_run / "config.json").read_text()))
     assert config == small_config()
+
+
+def test_spread_across_sentences_is_zero_when_the_sentence_changes_nothing():
+    import torch
+
+    from baselines.dqformer.diagnose import spread_across
+
+    x = torch.randn(1, 8, 5, 5)
+    assert spread_across(x.expand(4, -1, -1, -1)) == 0.0
+    moved = torch.cat([x, x + 0.5 * torch.randn_like(x)])
+    assert 0.1 < spread_across(moved) == pytest.approx(spread_across(10 * moved))
+
+
+def test_language_figures_tell_every_region_from_the_target(trained_run, tiny_dataset):
+    import torch
+    from torch import nn
+
+    from baselines.dqformer.data import open_split
+    from baselines.dqformer.diagnose import curve_records, language_figures
+    from baselines.dqformer.infer import load_run
+    from mvtec_ref.evaluate import target_scope
+
+    model, config, tokenizer = load_run(trained_run, device="cpu")
+    data = open_split(tiny_dataset, "train", config, tokenizer)
+    records = curve_records(data)
+    refs = [(data.records[r], ref) for r in records for ref in data.records[r]["refs"]]
+    part = sum(len(ref["sentences"]) for record, ref in refs if target_scope(record, ref) == "part")
+    figures = language_figures(model, data, records, device=torch.device("cpu"))
+    assert figures["sentences"] == part > 0 and figures["var_lma"] > 0
+
+    class EveryRegion(nn.Module):
+        """The trained model's internals, but a mask of every region whatever the sentence."""
+
+        def __init__(self):
+            super().__init__()
+            self.lma, self.current = model.lma, None
+
+        def forward(self, images, text, image_index):
+            model(images, text, image_index=image_index)  # LMA runs, so its hooks see it
+            union = torch.from_numpy(data.union(self.current)).float()
+            every = torch.nn.functional.interpolate(union[None, None], size=images.shape[-2:])[0, 0]
+            return torch.stack([-every, every]).expand(len(image_index), -1, -1, -1), None
+
+    blind = EveryRegion()
+    for r in records:
+        blind.current = r
+        got = language_figures(blind, data, [r], device=torch.device("cpu"))
+        assert got["part_iou_union"] == 1.0 and got["var_logits"] == 0.0
+        assert got["part_iou_target"] < 0.9
+    # the no-language ablation reads "anomaly" for every sentence: nothing varies
+    ablation = open_split(tiny_dataset, "train", config.replace(no_language=True), tokenizer)
+    same = language_figures(model, ablation, records, device=torch.device("cpu"))
+    assert same["var_lma"] == same["var_pixel"] == same["var_logits"] == 0.0
 
 
 def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path):

@@ -26,3 +26,7 @@ def test_gpu_check_dry_run_measures_trains_and_scores_contrast_sets(tmp_path, ca
     assert run["test_overall"]["samples"] > 0 and run["contrast"]["overall"]["probes"] > 0
     out = capsys.readouterr().out
     assert "contrast sets (test split)" in out and "empty-ok" in out
+    # step 4: issue 23's protocol at lite size (here one seed, one epoch, tiny sizes), its table
+    table = result["protocol"]["table"]
+    assert "lite vs its no-language ablation" in table and "part-scope mIoU" in table
+    assert set(result["protocol"]["runs"]) == {"lang", "nolang"} and table in out

@@ -109,7 +109,8 @@ def build_dqformer(config: DQFormerConfig, *, pretrained: bool = True, hf_config
         config.text_encoder, pretrained=pretrained and config.text_pretrained, frozen=config.freeze_text,
         hf_config=hf_configs.get("text_encoder"),
     )  # fmt: skip
-    lma = LanguageGatedAggregation(backbone.channels, config.dim, config.heads)
+    lma = LanguageGatedAggregation(backbone.channels, config.dim, config.heads,
+                                   cosine=config.cosine_attention, norm=config.lma_norm)  # fmt: skip
     decoder = MaskGroupDecoder(
         config.dim, config.heads, config.decoder_layers, config.ffn_dim, config.dropout
     )

@@ -6,7 +6,9 @@ data (``load_data``), model (``build_trainer``), step (``train_step``), evaluati
 Run folder ``out``:
   config.json      the frozen config (DQFormerConfig.as_record())
   tokenizer/       the text encoder's tokenizer, so predict needs no hub
-  metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute())
+  metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute()) and
+                   ``language``: the language curves (diagnose.py) on a fixed train subset and on val
+  language.png     those curves, redrawn after every epoch
   last.pt, best.pt checkpoints (best = highest val gIoU), each written atomically
   test_metrics.json  the best checkpoint scored on the test split (metrics schema)
 
@@ -222,6 +224,7 @@ class TrainData:
     val: object  # data.RefSegDataset of config.eval_split, or None off rank 0
     steps_per_epoch: int
     total_steps: int
+    curves: dict = field(default_factory=dict)  # split -> record indices of the language curves
 
 
 def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
@@ -231,7 +234,8 @@ def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
     tokenizer = load_tokenizer(config.text_encoder, pretrained=config.text_pretrained)
     units = TrainGroups(open_split(dataset, "train", config, tokenizer, training=True),
                         config.sentences_per_image, config.good_per_epoch,
-                        composite_share=config.composite_share)  # fmt: skip
+                        composite_share=config.composite_share,
+                        multi_region_share=config.multi_region_share)  # fmt: skip
     val = open_split(dataset, config.eval_split, config, tokenizer) if dist.main else None
     steps_per_epoch = len(units) // (config.batch_size * dist.world)
     if steps_per_epoch == 0:
@@ -239,7 +243,13 @@ def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
             f"{getattr(dataset, 'path', dataset)}: {len(units)} training images fill no batch of "
             f"{config.batch_size} x {dist.world} processes; lower --batch-size"
         )
-    return TrainData(tokenizer, units, val, steps_per_epoch, steps_per_epoch * config.epochs)
+    curves = {}
+    if dist.main and config.curve_images > 0:
+        from baselines.dqformer.diagnose import curve_records
+
+        curves = {"train": curve_records(units.dataset, config.curve_images),
+                  config.eval_split: curve_records(val, config.curve_images)}  # fmt: skip
+    return TrainData(tokenizer, units, val, steps_per_epoch, steps_per_epoch * config.epochs, curves)
 
 
 @dataclass
@@ -344,16 +354,21 @@ def epoch_loader(config: DQFormerConfig, data: TrainData, epoch: int, step: int,
 def evaluate_epoch(
     trainer: Trainer, data: TrainData, config: DQFormerConfig, state: RunState, epoch: int, progress=None
 ):
-    """Score the eval split (rank 0), append the metrics line; True when it is the best so far."""
+    """Score the eval split (rank 0) and draw the language curves, append the metrics line; True
+    when it is the best so far."""
+    from baselines.dqformer.diagnose import language_figures
     from baselines.dqformer.infer import evaluate_model
 
     desc = f"{config.eval_split} {epoch + 1}/{config.epochs}"
     scores = evaluate_model(trainer.model, data.val, device=trainer.device, limit=config.max_eval_sentences,
                             progress=progress, desc=desc)  # fmt: skip
+    splits = {"train": data.units.dataset, config.eval_split: data.val}
+    language = {split: language_figures(trainer.model, splits[split], records, device=trainer.device)
+                for split, records in data.curves.items()}  # fmt: skip
     state.history.append({
         "epoch": epoch + 1, "step": state.step, "train_loss": state.running[0] / max(1, state.running[1]),
         "lr": config.lr * lr_factor(state.step - 1, data.total_steps, config), "split": config.eval_split,
-        **scores,
+        **scores, "language": language,
     })  # fmt: skip
     score = scores["overall"][BEST_METRIC]
     if score is None or score <= state.best:
@@ -488,12 +503,23 @@ def train(
         if dist.main:
             lines = "".join(dumps_json(h, indent=None) + "\n" for h in state.history)
             write_text_atomic(out / "metrics.jsonl", lines)
+            _draw_curves(state.history, out / "language.png")
     if dist.main and test_split:
         _score_best(out, dataset, test_split, device, progress=show)
     if dist.world > 1:
         tdist.barrier()
         tdist.destroy_process_group()
     return state.history[-1] if state.history else {}
+
+
+def _draw_curves(history: list, path: Path) -> None:
+    """language.png from the metrics lines; a missing matplotlib costs the picture, not the run."""
+    from baselines.dqformer.diagnose import plot_language
+
+    try:
+        plot_language(history, path)
+    except ImportError:
+        log.warning("%s: not drawn, matplotlib is not installed (pip install matplotlib)", path)
 
 
 def _score_best(out: Path, dataset: Path, split: str, device, progress) -> None:
