@@ -26,7 +26,7 @@ from annotate.parse import (
     parse,
     tokenize,
 )
-from annotate.vocab import Vocabulary
+from annotate.vocab import Vocabulary, frame_places
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,15 @@ def _counted(tokens: list[str]) -> bool:
 
 
 def _wrong_place(claims: Claims, where: tuple[str, ...], frame: dict) -> str | None:
-    """How a place claim misses every place the part can be, or None."""
+    """How a place claim misses every place the part can be, or None. ``where`` is in the words of
+    the category's frame; when the object was measured as another kind (a round bottle too small
+    to find its rim falls back to a box), no claim can be checked against it, so any is refused."""
     kind = frame["kind"]
+    if not set(where) <= set(frame_places(frame)):
+        claimed = (claims.cells, claims.edges, claims.end, claims.ring, claims.clock)
+        if any(c is not None for c in claimed):
+            return f"placed, but the {kind} frame measured here cannot show where the part is"
+        return None
     if kind == "axis":
         allowed = {e for e, name in zip(("start", "end"), frame["ends"], strict=True) if name in where}
         allowed |= {"middle"} if "middle" in where else set()

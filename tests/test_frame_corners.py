@@ -231,4 +231,28 @@ def test_validate_deep_catches_a_rewritten_corner_on_a_good_image(box_dataset, b
     deep = CliRunner().invoke(main, ["validate", str(dataset), "--deep", "--max-lines", "500"])
     assert deep.exit_code == 1
     (line,) = [x for x in deep.output.splitlines() if repr(text) in x]
-    assert "pixel judge: corner_outline" in line and record["id"] in line
+    at = f"samples.jsonl:{records.index(record) + 1}: refs[1].sentences[0]"
+    assert "pixel judge: corner_outline" in line and at in line
+
+
+def test_a_part_placed_in_another_frame_kind_is_refused_not_a_crash():
+    """A bottle's rim is a round frame's word; an object measured as a box (a picture too small to
+    find the rim) gives no place to check it against: any place claim is refused, none is fine."""
+    from annotate.claims import TERM_CELLS, Claims
+    from annotate.roles import _wrong_place
+
+    box = {"kind": "box", "ends": ("top", "bottom"), "rim": "edge", "edges": True}
+    assert _wrong_place(Claims(cells=TERM_CELLS["top"]), ("rim",), box) is not None
+    assert _wrong_place(Claims(), ("rim",), box) is None
+    assert _wrong_place(Claims(cells=TERM_CELLS["top"]), ("top",), box) is None
+
+
+def test_a_one_pixel_image_of_a_round_category_builds(synth_tree, tmp_path):
+    """Issue 32's re-probe: a 1x1 good bottle image crashed the no-target generator (KeyError 'rim')."""
+    src = tmp_path / "src" / "bottle"
+    shutil.copytree(synth_tree / "bottle", src)
+    cv2.imwrite(str(src / "test" / "good" / "000.png"), np.zeros((1, 1, 3), np.uint8))
+    args = ["build", "--root", str(tmp_path / "src"), "--out", str(tmp_path / "ds"), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
