@@ -110,6 +110,7 @@ def plot_language(history: list[dict], path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from mvtec_ref.fileio import write_bytes_atomic
 
@@ -141,6 +142,8 @@ def plot_language(history: list[dict], path) -> None:
     var_ax.set_ylabel("std across one image's sentences / std")
     var_ax.set_title("How much the sentence changes LMA, pixels, logits")
     var_ax.legend(fontsize=8)
+    for ax in (iou_ax, var_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
