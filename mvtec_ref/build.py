@@ -101,7 +101,7 @@ def build_dataset(
     check_options(root, out, config, reviews)
     root, config, scan = scan_source(root, config)  # checks the seed and ratios before any image is read
     processed = _process_all(root, scan.images, config, workers, progress)
-    return finish_build(root, out, config, scan, processed, reviews=reviews)
+    return finish_build(root, out, config, scan, processed, reviews=reviews, progress=progress)
 
 
 def scan_source(root: Path, config: BuildConfig) -> tuple[Path, BuildConfig, ScanResult]:
@@ -138,10 +138,12 @@ def finish_build(
     *,
     reviews: Path | None = None,
     blame: str = "a toolkit bug",
+    progress: bool | None = False,
 ) -> BuildResult:
     """The dataset-wide part of a build: collect ``processed`` (one per ``scan.images``, in
     order), assign splits and ids, apply ``reviews``, check, write ``out``. Shared by build and
-    merge; ``blame`` is what a sentence failing the checker means (merge: edited shards)."""
+    merge; ``blame`` is what a sentence failing the checker means (merge: edited shards).
+    ``progress``: "check" and "write" bars (``mvtec_ref.progress.progress_bar``)."""
     skip = ("missing_mask", "unreadable", "duplicate_id")
     problems = [_problem(p, "skipped" if p.kind in skip else "ignored") for p in scan.problems]
 
@@ -173,7 +175,7 @@ def finish_build(
         review, review_problems = apply_reviews(records, reviews)
         problems += review_problems
     _number(records)
-    _check_expressions(records, config.vocabulary, prechecked, blame)
+    _check_expressions(records, config.vocabulary, prechecked, blame, progress=progress)
     problems += _vocabulary_fallbacks(records, config.vocabulary)
     categories = sorted({src.category for src in scan.images})
     manifest = _manifest(root, config, categories, records, hashes, problems, heldout)
@@ -181,7 +183,7 @@ def finish_build(
         manifest["review"] = review
     manifest["pixel_judge"] = _judge_summary(judged)
     log.info("writing %s (%d samples)", out, len(records))
-    save_dataset(out, manifest, records)
+    save_dataset(out, manifest, records, progress=progress)
     return BuildResult(Path(out), manifest, problems)
 
 
@@ -240,8 +242,9 @@ def check_options(root: Path, out: Path, config: BuildConfig, reviews: Path | No
         raise DatasetError(f"seed {config.seed} is negative; use a seed >= 0")
 
 
-def save_dataset(out: Path, manifest: dict, records: list[dict]) -> None:
-    """Check both files against their schemas, then replace ``out`` atomically.
+def save_dataset(out: Path, manifest: dict, records: list[dict], *, progress: bool | None = False) -> None:
+    """Check both files against their schemas, then replace ``out`` atomically (``progress``: a
+    "write" bar over the records).
 
     ``manifest["counts"]`` is recomputed from ``records`` so that it cannot drift.
     """
@@ -252,7 +255,9 @@ def save_dataset(out: Path, manifest: dict, records: list[dict]) -> None:
     if errors:
         raise DatasetError(f"{MANIFEST}: {errors[0]} (a toolkit bug)")
     lines, seen, cuts = [], _Seen(), manifest["config"]["regions"]["size_cuts"]
-    for n, record in enumerate(records, start=1):
+    from mvtec_ref.progress import progress_bar
+
+    for n, record in enumerate(progress_bar(records, progress=progress, desc="write", unit="img"), start=1):
         # what open_dataset will check on reading it back, so that every dataset written opens
         errors = check_sample(record, seen=seen, where=f"line {n}", size_cuts=cuts)
         if errors:
@@ -448,7 +453,12 @@ def _hide_heldout_types(records: list[dict], heldout: dict, source: str) -> None
 
 
 def _check_expressions(
-    records: list[dict], source: str, prechecked: dict | None = None, blame: str = "a toolkit bug"
+    records: list[dict],
+    source: str,
+    prechecked: dict | None = None,
+    blame: str = "a toolkit bug",
+    *,
+    progress: bool | None = False,
 ) -> None:
     """Every template sentence must denote exactly its target; anything else is our bug.
 
@@ -458,11 +468,13 @@ def _check_expressions(
     again; any other template sentence (no worker verdict, or a record from elsewhere) is."""
     from annotate import load_vocabulary
     from annotate.faithful import OK, check_sentence
+    from mvtec_ref.progress import progress_bar
 
     vocab = load_vocabulary(source)
     prechecked = prechecked or {}
     bad = []
-    for record in records:  # the order and filter of annotate.check_record
+    # the order and filter of annotate.check_record
+    for record in progress_bar(records, progress=progress, desc="check", unit="img"):
         keys, refused = prechecked.get(id(record), ((), {}))
         for ref in record["refs"]:
             for s in ref["sentences"]:

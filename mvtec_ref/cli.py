@@ -336,7 +336,7 @@ def build(source, root, out, categories, seed, strict, workers, speck_area, prot
     type=click.Path(file_okay=False, path_type=Path),
     help="Dataset folder to write, replaced atomically: the same bytes as a one-process build.",
 )
-@click.option("--quiet", is_flag=True, help="No per-problem lines.")
+@click.option("--quiet", is_flag=True, help="No per-problem lines and no progress bar.")
 @click.option(
     "--reviews",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -346,7 +346,7 @@ def merge(shards, out, quiet, reviews) -> None:
     """Join the shard files of build --shard K/N (all N, any order) into a dataset."""
     from mvtec_ref.shards import merge_shards
 
-    result = merge_shards(list(shards), out, reviews=reviews)
+    result = merge_shards(list(shards), out, reviews=reviews, progress=_progress(quiet))
     if not quiet:
         for p in result.problems:
             click.echo(f"warning: {p['path']}: {p['problem']} [{p['action']}]", err=True)

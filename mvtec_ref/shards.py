@@ -86,7 +86,9 @@ def build_shard(
     return header
 
 
-def merge_shards(paths: Sequence[Path], out: Path, *, reviews: Path | None = None):
+def merge_shards(
+    paths: Sequence[Path], out: Path, *, reviews: Path | None = None, progress: bool | None = False
+):
     """Join the shard files ``paths`` (all N of one ``build --shard``, any order) into the dataset
     ``out``: byte-identical to ``build`` of the same root and options. A missing, duplicated or
     foreign shard raises MvtecRefError naming it, before anything is written."""
@@ -126,9 +128,13 @@ def merge_shards(paths: Sequence[Path], out: Path, *, reviews: Path | None = Non
     config = _config_from_record(first["config"])
     slots: list = [None] * first["images"]
     cuts = config.regions.size_cuts
-    for k in sorted(seen):
-        for index, source_image, done in _read_items(seen[k], k, n, by_path[seen[k]], cuts):
-            slots[index] = (source_image, done)
+    from mvtec_ref.progress import progress_bar
+
+    with progress_bar(total=len(slots), progress=progress, desc="read shards", unit="img") as bar:
+        for k in sorted(seen):
+            for index, source_image, done in _read_items(seen[k], k, n, by_path[seen[k]], cuts):
+                slots[index] = (source_image, done)
+                bar.update()
     scan = ScanResult(
         images=[slot[0] for slot in slots],
         problems=[_error_from_record(p) for p in first["scan_problems"]],
@@ -137,7 +143,7 @@ def merge_shards(paths: Sequence[Path], out: Path, *, reviews: Path | None = Non
     if _images_digest(scan.images) != first["images_digest"]:
         raise MvtecRefError(f"merge: the shards' images do not add up to the scanned list ({first_path})")
     processed = (slot[1] for slot in slots)
-    return finish_build(Path(first["root"]), out, config, scan, processed, reviews=reviews,
+    return finish_build(Path(first["root"]), out, config, scan, processed, reviews=reviews, progress=progress,
                         blame="the shard files were edited or damaged; rerun build --shard")  # fmt: skip
 
 

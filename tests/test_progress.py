@@ -157,3 +157,34 @@ def test_training_shows_every_long_step_on_a_terminal(tmp_path):
     assert rc == 0, on_terminal[-3000:]
     for bar in ("text features: 100%|", "epoch 1/1: 100%|", "val 1/1: 100%|", "test: 100%|"):
         assert bar in on_terminal, (bar, on_terminal[-3000:])
+
+
+def test_build_and_merge_show_their_last_steps_on_a_terminal(synth_tree, tmp_path):
+    """After the per-image bar, build checks every sentence and writes every record (about 16 s each
+    on full MVTec AD); merge also reads its shards first: each step has its bar, none when piped."""
+    shards = [tmp_path / f"s{k}.jsonl" for k in (1, 2)]
+    for k, shard in enumerate(shards, start=1):
+        args = [
+            "build",
+            "--root",
+            str(synth_tree),
+            "--category",
+            "bottle",
+            "--out",
+            str(shard),
+            "--shard",
+            f"{k}/2",
+        ]
+        assert _run(["-m", "mvtec_ref", *args, "--quiet"], terminal=False)[0] == 0
+    build = ["-m", "mvtec_ref", "build", "--root", str(synth_tree), "--category", "bottle", "--out"]
+    merge = ["-m", "mvtec_ref", "merge", *map(str, shards), "--out"]
+    for args, bars in ((build, ("build: 100%|", "check: 100%|", "write: 100%|")),
+                       (merge, ("read shards: 100%|", "check: 100%|", "write: 100%|"))):  # fmt: skip
+        rc, on_terminal = _run([*args, str(tmp_path / f"{args[3]}-tty")], terminal=True)
+        assert rc == 0, on_terminal[-2000:]
+        for bar in bars:
+            assert bar in on_terminal, (bar, on_terminal[-2000:])
+        rc, piped = _run([*args, str(tmp_path / f"{args[3]}-piped")], terminal=False)
+        assert rc == 0 and BAR not in piped, piped[-2000:]
+        rc, quiet = _run([*args, str(tmp_path / f"{args[3]}-quiet"), "--quiet"], terminal=True)
+        assert rc == 0 and BAR not in quiet, quiet[-2000:]
