@@ -453,8 +453,15 @@ def export(
 def _export_words(summary: dict) -> str:
     """An export's summary in words: "389 refs, 135 annotations, 158 no-target refs; split test as testA"."""
     nouns = {"refs": "ref", "annotations": "annotation", "no_target_refs": "no-target ref", "lines": "line",
-             "images": "image", "sentences": "sentence"}  # fmt: skip
-    numbers = [count(v, nouns.get(k, k.replace("_", " "))) for k, v in summary.items() if isinstance(v, int)]
+             "images": "image", "sentences": "sentence", "rows": "row", "shards": "shard"}  # fmt: skip
+    numbers = []
+    for key, value in summary.items():
+        noun = nouns.get(key, key.replace("_", " ").removesuffix("s"))
+        if isinstance(value, int) and not isinstance(value, bool):
+            numbers.append(count(value, noun))
+        elif key == "rows" and isinstance(value, dict):  # the hf export: rows by split
+            each = ", ".join(f"{split} {n:,}" for split, n in value.items())
+            numbers.append(f"{count(sum(value.values()), noun)} ({each})")
     groups = [", ".join(numbers)] if numbers else []
     for split, counts in (summary.get("splits") or {}).items():
         groups.append(f"{split}: " + ", ".join(count(n, nouns.get(k, k)) for k, n in counts.items()))

@@ -4,6 +4,7 @@ every row against samples.jsonl, masks pixel for pixel; same bytes on a rerun; t
 import hashlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -228,3 +229,14 @@ def test_croissant_validates_and_loads(hf_export, synth_dataset):
     assert len(list(ds.records("images"))) == len(records)
     assert len(list(ds.records("regions"))) == sum(len(r["regions"]) for r in records)
     assert len(list(ds.records("refs"))) == sum(len(r["refs"]) for r in records)
+
+
+def test_the_summary_line_is_words(synth_dataset, tmp_path):
+    """ "3 shardss" once: every count in the line agrees with its noun, rows add up over the splits."""
+    args = ["export", str(synth_dataset), "--format", "hf", "--images", "none", "--quiet"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    rows = json.loads((tmp_path / "hf" / "EXPORT.json").read_text())["rows"]
+    assert f"{sum(rows.values()):,} rows (" in line and "shardss" not in line
+    assert re.search(r"\b1 shard\b|\b[0-9,]+ shards\b", line), line
