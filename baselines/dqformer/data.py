@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvtec_ref.api import resize_image  # the API's rule, so both resize alike
+from mvtec_ref.api import read_image, resize_image  # the API's rules, so both read and resize alike
 from mvtec_ref.dataset import Dataset, as_dataset
 from mvtec_ref.errors import DatasetError
 
@@ -200,13 +200,9 @@ class RefSegDataset:
         return len(self.items)
 
     def image(self, record: dict) -> np.ndarray:
-        """``(H, W, 3)`` uint8 RGB at the original size."""
-        from mvtec_ref.dataset import read_image
-
-        array = read_image(self.root, record)  # size from the header, bounded, checked against the record
-        if array.ndim == 2:
-            return np.repeat(array[:, :, None], 3, axis=2)
-        return array
+        """``(H, W, 3)`` uint8 RGB at the original size, read as the API reads it (size from the
+        header, bounded, checked against the record; grayscale as three equal channels)."""
+        return read_image(self.root, record)
 
     def target(self, item: Item) -> np.ndarray:
         """``(H, W)`` uint8 {0, 1}: the union of the sentence's target regions (original size)."""
