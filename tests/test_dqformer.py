@@ -325,6 +325,21 @@ def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):
     assert all(torch.equal(u["input_ids"], again[(0, j)]["input_ids"]) for j, u in enumerate(drawn))
     assert all(rows(u["input_ids"]) <= part_rows for u in drawn)
     assert len({u["input_ids"].numpy().tobytes() for u in drawn}) > len(multi)
+    # focus epochs: every unit an image with part-scope sentences, focus_share of its slots those;
+    # afterwards the run's own shares (here none); the no-language ablation gets no focus
+    focus = open_train(focus_epochs=2, focus_share=1.0)
+    units = TrainGroups(focus, 4)
+    own = [it.text for it in focus.items if it.record in multi]
+    multi_texts = rows(focus.tokenize(own)["input_ids"])
+    for epoch in (0, 1):
+        drawn = [units[(epoch, j)] for j in range(len(units))]
+        assert all(rows(u["input_ids"]) <= part_rows for u in drawn)
+    after = [units[(2, j)]["input_ids"] for j in range(len(units))]
+    assert not all(rows(ids) <= multi_texts | part_rows for ids in after)  # single-region images again
+    assert all(torch.equal(focus.group(2, r, 4)["input_ids"], plain.group(2, r, 4)["input_ids"])
+               for r in multi)  # fmt: skip
+    ablation = open_train(no_language=True, focus_epochs=2, focus_share=1.0)
+    assert ablation.focus_epochs == 0 and ablation.part_share_at(0) == 0.0
 
 
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):

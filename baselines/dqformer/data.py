@@ -158,6 +158,8 @@ class RefSegDataset:
         negative_share: float = 0.0,
         contrast_share: float = 0.0,
         part_share: float = 0.0,
+        focus_epochs: int = 0,
+        focus_share: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.dataset = dataset.path if isinstance(dataset, Dataset) else Path(dataset)
@@ -195,6 +197,14 @@ class RefSegDataset:
         # pick among an image's defects, are otherwise rare slots (about 1% of an epoch's).
         self.part_share = part_share if augment else 0.0
         self.parts = part_pools(self.records, self.items)
+        # The focus epochs (issue 33): while the union of an image's defects answers most training
+        # sentences, the words stay silent; the first epochs show only sentences it does not answer.
+        # The ablation has no words to pick a defect with: it gets none, as it gets no negatives.
+        self.focus_epochs = focus_epochs if augment and not no_language and any(self.parts) else 0
+        self.focus_share = focus_share
+
+    def part_share_at(self, epoch: int) -> float:
+        return self.focus_share if epoch < self.focus_epochs else self.part_share
 
     def __len__(self) -> int:
         return len(self.items)
@@ -255,8 +265,9 @@ class RefSegDataset:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
         when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
         one from its negative pool (empty target), then with chance ``contrast_share`` by an edited
-        sentence, then, on an image with part-scope sentences, with chance ``part_share`` by one of
-        those (so that share of its slots is part-scope whatever the other shares); augmented
+        sentence, then, on an image with part-scope sentences, with chance ``part_share`` (in a focus
+        epoch ``focus_share``) by one of those (so that share of its slots is part-scope whatever
+        the other shares); augmented
         together. Pure function of (seed, epoch, record_index, draw): ``draw`` tells apart two
         draws of one image in one epoch. ``image (3, S, S)``, ``target (k, S, S)`` long,
         ``input_ids``/``attention_mask`` ``(k, L)``."""
@@ -272,7 +283,7 @@ class RefSegDataset:
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
         items = _swap_in(items, self.negatives[record_index], self.negative_share, rng)
         items = _swap_in(items, self.contrast[record_index], self.contrast_share, rng)
-        items = _swap_in(items, self.parts[record_index], self.part_share, rng)
+        items = _swap_in(items, self.parts[record_index], self.part_share_at(epoch), rng)
         s = self.image_size
         image = self.resized_image(record_index)
         targets = np.stack(
@@ -339,7 +350,8 @@ def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool =
     if training:
         options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
                        negative_share=config.negative_share,
-                       contrast_share=config.contrast_share, part_share=config.part_share)  # fmt: skip
+                       contrast_share=config.contrast_share, part_share=config.part_share,
+                       focus_epochs=config.focus_epochs, focus_share=config.focus_share)  # fmt: skip
     return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
                          **options)  # fmt: skip
@@ -353,7 +365,8 @@ class TrainGroups:
     With chance ``multi_region_share`` a unit is instead one of the images with part-scope
     sentences (several regions; drawn uniformly, seeded by (epoch, j)): the images where the words
     must pick among the defects are then a set share of every batch, however few the split has
-    (46 of 254 training images in the ablation's dataset, behind 80% composites)."""
+    (46 of 254 training images in the ablation's dataset, behind 80% composites). In the dataset's
+    focus epochs every unit is one of them."""
 
     def __init__(
         self,
@@ -388,9 +401,10 @@ class TrainGroups:
         return self._epoch[1]
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        if self.multi_share > 0:
+        share = 1.0 if self.multi and key[0] < self.dataset.focus_epochs else self.multi_share
+        if share > 0:
             rng = np.random.default_rng([self.dataset.seed, key[0], key[1], 37])
-            if rng.random() < self.multi_share:
+            if rng.random() < share:
                 r = self.multi[int(rng.integers(len(self.multi)))]
                 return self.dataset.group(key[0], r, self.k, draw=key[1])
         epoch, r = key[0], self.epoch_records(key[0])[key[1]]
