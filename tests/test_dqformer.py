@@ -155,6 +155,29 @@ def test_a_run_saved_before_the_lma_switches_loads_without_them():
     assert PRESETS["tiny"]().cosine_attention and PRESETS["paper"]().lma_norm
 
 
+def test_focus_epochs_are_a_share_of_the_run_and_reach_the_training_split(tiny_dataset):
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import open_split
+
+    tiny = PRESETS["tiny"]()
+    assert (tiny.focus_epochs, tiny.replace(epochs=8).focus_epochs, tiny.replace(epochs=1).focus_epochs) == (
+        10,
+        3,
+        0,
+    )
+    assert (
+        tiny.replace(focus_fraction=0.0).focus_epochs == 0
+        and tiny.replace(focus_fraction=1.0).focus_epochs == 24
+    )
+    assert DQFormerConfig.from_record({}).focus_epochs == 0  # a run saved before them had none
+    tokenizer = load_tokenizer("minilm")
+    config = small_config(epochs=5, focus_fraction=0.4)
+    train = open_split(tiny_dataset, "train", config, tokenizer, training=True)
+    assert train.focus_epochs == 2 and train.part_share_at(1) == config.focus_share
+    assert train.part_share_at(2) == config.part_share
+    assert open_split(tiny_dataset, "val", config, tokenizer).focus_epochs == 0  # scoring draws nothing
+
+
 def test_model_shapes_losses_and_shared_backbone():
     from baselines.dqformer.model import build_dqformer
 
