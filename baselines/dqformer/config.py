@@ -114,9 +114,10 @@ def tiny() -> DQFormerConfig:
     part-scope sentences, half of their slots those sentences: about 170 such slots an epoch, not 7.
     Still, in the protocol the mask stayed the union of the image's defects (val part-scope IoU
     0.39 at epoch 24) while most sentences were answered by it. 10 focus epochs (0.4 of 24), in
-    which nearly every sentence names some of its image's defects, end that by epoch 13 (val
-    0.52; 0.65 at epoch 24, with gIoU 81% and N-acc 85% against 78% and 77% without them: one
-    seed, docs/baseline.md)."""
+    which nearly every sentence names some of its image's defects, ended it on val (one seed: 0.65
+    at epoch 24, gIoU 81% and N-acc 85% against 78% and 77% without them); in the protocol two
+    seeds of three leave the union (test part-scope 56% against the ablation's 41%), at a cost in
+    type swaps and universal prompts (docs/baseline.md)."""
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
         epochs=24, batch_size=4, sentences_per_image=4, lr=2e-3, backbone_lr_mult=0.25, warmup_steps=20,

@@ -267,10 +267,9 @@ class RefSegDataset:
         one from its negative pool (empty target), then with chance ``contrast_share`` by an edited
         sentence, then, on an image with part-scope sentences, with chance ``part_share`` (in a focus
         epoch ``focus_share``) by one of those (so that share of its slots is part-scope whatever
-        the other shares); augmented
-        together. Pure function of (seed, epoch, record_index, draw): ``draw`` tells apart two
-        draws of one image in one epoch. ``image (3, S, S)``, ``target (k, S, S)`` long,
-        ``input_ids``/``attention_mask`` ``(k, L)``."""
+        the other shares); augmented together. Pure function of (seed, epoch, record_index, draw):
+        ``draw`` tells apart two draws of one image in one epoch. ``image (3, S, S)``,
+        ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
         import torch
 
