@@ -501,7 +501,11 @@ def test_masks_are_the_argmax_at_the_original_size():
     assert mask[:10, :15].all() and not mask[30:, 40:].any()
 
 
-def test_train_writes_run_folder(trained_run, tiny_dataset):
+def test_train_writes_run_folder(trained_run, tiny_dataset, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from baselines.dqformer.diagnose import plot_language
+
     names = {p.name for p in trained_run.iterdir()}
     assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer",
             "language.png"} <= names  # fmt: skip
@@ -515,6 +519,11 @@ def test_train_writes_run_folder(trained_run, tiny_dataset):
             assert all(0 <= figures[name] <= 1 for name in ("part_iou_target", "part_iou_union"))
             assert all(figures[name] >= 0 for name in ("var_lma", "var_pixel", "var_logits"))
     assert (trained_run / "language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [x["focus"] for x in lines] == [True, False]  # tiny's 0.4 of 2 epochs: the first
+    spans = []  # shaded on both panels, from the start of epoch 1's training to its point
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvspan", lambda ax, a, b, **kw: spans.append((a, b)))
+    plot_language(lines, tmp_path / "language.png")
+    assert spans == [(0, 1), (0, 1)]
     test = json.loads((trained_run / "test_metrics.json").read_text())
     assert schema_errors("metrics", test) == []
     assert test["split"] == "test" and test["overall"]["samples"] > 12  # every test sentence

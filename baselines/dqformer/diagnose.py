@@ -103,7 +103,8 @@ def language_figures(model, data, records: list[int], *, device) -> dict:
 
 
 def plot_language(history: list[dict], path) -> None:
-    """Draw the per-epoch ``language`` figures of a run's metrics lines into one PNG (atomic)."""
+    """Draw the per-epoch ``language`` figures of a run's metrics lines into one PNG (atomic), the
+    focus epochs (lines with ``focus`` true) shaded on both panels."""
     import io
 
     import matplotlib
@@ -132,7 +133,6 @@ def plot_language(history: list[dict], path) -> None:
     iou_ax.set_xlabel("epoch")
     iou_ax.set_ylabel("mean mask IoU, part-scope sentences")
     iou_ax.set_title("Part-scope: the target, or every region?")
-    iou_ax.legend(fontsize=8)
     for name, style in (("var_lma", "-"), ("var_pixel", "--"), ("var_logits", ":")):
         for split in splits:
             values = [h["language"].get(split, {}).get(name) for h in lines]
@@ -141,9 +141,12 @@ def plot_language(history: list[dict], path) -> None:
     var_ax.set_xlabel("epoch")
     var_ax.set_ylabel("std across one image's sentences / std")
     var_ax.set_title("How much the sentence changes LMA, pixels, logits")
-    var_ax.legend(fontsize=8)
+    focus = [h["epoch"] for h in lines if h.get("focus")]
     for ax in (iou_ax, var_ax):
+        if focus:  # an epoch's point sits at its end: the span covers the epochs' training
+            ax.axvspan(min(focus) - 1, max(focus), color="#999999", alpha=0.15, lw=0, label="focus epochs")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.legend(fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

@@ -7,8 +7,9 @@ Run folder ``out``:
   config.json      the frozen config (DQFormerConfig.as_record())
   tokenizer/       the text encoder's tokenizer, so predict needs no hub
   metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute()) and
-                   ``language``: the language curves (diagnose.py) on a fixed train subset and on val
-  language.png     those curves, redrawn after every epoch
+                   ``language``: the language curves (diagnose.py) on a fixed train subset and on val;
+                   ``focus``: whether the epoch was a focus epoch (config.focus_fraction)
+  language.png     those curves, redrawn after every epoch, the focus epochs shaded
   last.pt, best.pt checkpoints (best = highest val gIoU), each written atomically
   test_metrics.json  the best checkpoint scored on the test split (metrics schema)
 
@@ -368,7 +369,7 @@ def evaluate_epoch(
     state.history.append({
         "epoch": epoch + 1, "step": state.step, "train_loss": state.running[0] / max(1, state.running[1]),
         "lr": config.lr * lr_factor(state.step - 1, data.total_steps, config), "split": config.eval_split,
-        **scores, "language": language,
+        **scores, "language": language, "focus": epoch < data.units.dataset.focus_epochs,
     })  # fmt: skip
     score = scores["overall"][BEST_METRIC]
     if score is None or score <= state.best:
