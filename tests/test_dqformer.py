@@ -365,46 +365,6 @@ def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):
     assert ablation.focus_epochs == 0 and ablation.part_share_at(0) == 0.0
 
 
-def test_universal_share_answers_with_the_union_in_focus_epochs_too(tiny_dataset):
-    import cv2
-
-    from baselines.dqformer.backbone import load_tokenizer
-    from baselines.dqformer.composite import Composites
-    from baselines.dqformer.data import UNIVERSAL_PROMPT, RefSegDataset
-
-    def open_train(**options):  # no flips, no negatives: a slot's target is its sentence's
-        return RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
-                             augment=True, hflip=False, **options)  # fmt: skip
-
-    def rows(unit):
-        return {row.tobytes() for row in unit["input_ids"].numpy()}
-
-    def only_the_union(data, r, unit):
-        union = torch.from_numpy(cv2.resize(data.union(r), (32, 32), interpolation=cv2.INTER_NEAREST)).long()
-        own = data.tokenize([it.text for it in data.universals[r]])["input_ids"].numpy()
-        return all(torch.equal(t, union) for t in unit["target"]) and rows(unit) <= {x.tobytes() for x in own}
-
-    every = open_train(universal_share=1.0, focus_epochs=1, focus_share=1.0, part_share=1.0)
-    defect = [r for r, rec in enumerate(every.records) if rec["regions"]]
-    assert defect and all(every.universals[r] for r in defect)
-    assert not any(every.universals[r] for r, rec in enumerate(every.records) if not rec["regions"])
-    assert all(UNIVERSAL_PROMPT in [it.text for it in every.universals[r]] for r in defect)
-    for epoch in (0, 1):  # a focus epoch and one after it
-        assert all(only_the_union(every, r, every.group(epoch, r, 4)) for r in defect)
-    composites = Composites(every, 1.0)  # a composite's own universal prompts, not record 0's
-    views = [v for v in (composites.view(1, r) for r in defect) if v is not None]
-    assert views and all(only_the_union(v, 0, v.group(1, 0, 4)) for v in views)
-    # share 0 draws nothing: the units are those of a run without it; 0.5 swaps some slots
-    off, plain = open_train(universal_share=0.0), open_train()
-    assert all(torch.equal(off.group(2, r, 4)["input_ids"], plain.group(2, r, 4)["input_ids"])
-               for r in defect)  # fmt: skip
-    half = open_train(universal_share=0.5)
-    assert any(rows(half.group(e, r, 4)) != rows(plain.group(e, r, 4)) for e in range(3) for r in defect)
-    assert open_train(universal_share=0.5, no_language=True).universal_share == 0.5  # no words needed
-    assert RefSegDataset(tiny_dataset, "val", tokenizer=load_tokenizer("minilm"), image_size=32,
-                         universal_share=0.5).universal_share == 0.0  # fmt: skip
-
-
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
     import cv2
 

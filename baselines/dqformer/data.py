@@ -160,7 +160,6 @@ class RefSegDataset:
         part_share: float = 0.0,
         focus_epochs: int = 0,
         focus_share: float = 0.0,
-        universal_share: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.dataset = dataset.path if isinstance(dataset, Dataset) else Path(dataset)
@@ -203,11 +202,6 @@ class RefSegDataset:
         # The ablation has no words to pick a defect with: it gets none, as it gets no negatives.
         self.focus_epochs = focus_epochs if augment and not no_language and any(self.parts) else 0
         self.focus_share = focus_share
-        # The universal prompt answered by the union, in every epoch: without it a focus epoch
-        # rewards only parts, and "anomaly" loses the union it must keep. No words are needed to
-        # answer it, so the ablation gets it too.
-        self.universal_share = universal_share if augment else 0.0
-        self.universals = universal_pools(self.records, self.items)
 
     def part_share_at(self, epoch: int) -> float:
         return self.focus_share if epoch < self.focus_epochs else self.part_share
@@ -273,8 +267,7 @@ class RefSegDataset:
         one from its negative pool (empty target), then with chance ``contrast_share`` by an edited
         sentence, then, on an image with part-scope sentences, with chance ``part_share`` (in a focus
         epoch ``focus_share``) by one of those (so that share of its slots is part-scope whatever
-        the other shares), and last with chance ``universal_share`` by its universal prompt;
-        augmented together. Pure function of (seed, epoch, record_index, draw):
+        the other shares); augmented together. Pure function of (seed, epoch, record_index, draw):
         ``draw`` tells apart two draws of one image in one epoch. ``image (3, S, S)``,
         ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
@@ -290,7 +283,6 @@ class RefSegDataset:
         items = _swap_in(items, self.negatives[record_index], self.negative_share, rng)
         items = _swap_in(items, self.contrast[record_index], self.contrast_share, rng)
         items = _swap_in(items, self.parts[record_index], self.part_share_at(epoch), rng)
-        items = _swap_in(items, self.universals[record_index], self.universal_share, rng)
         s = self.image_size
         image = self.resized_image(record_index)
         targets = np.stack(
@@ -340,16 +332,6 @@ def part_pools(records: list[dict], items: list[Item]) -> list[list[Item]]:
     return pools
 
 
-def universal_pools(records: list[dict], items: list[Item]) -> list[list[Item]]:
-    """Per record: its universal prompts with a target (every region: the union)."""
-    pools: list[list[Item]] = [[] for _ in records]
-    for item in items:
-        ref = records[item.record]["refs"][item.ref] if item.ref >= 0 else None
-        if ref is not None and ref.get("kind") == "universal" and ref["region_ids"]:
-            pools[item.record].append(item)
-    return pools
-
-
 def _swap_in(items: list[Item], pool: list[Item], share: float, rng: np.random.Generator) -> list[Item]:
     """Each slot replaced, with chance ``share``, by a random item of ``pool``; nothing is drawn
     when the pool is empty or the share 0 (the unit's other draws stay those of a run without)."""
@@ -368,8 +350,7 @@ def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool =
         options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
                        negative_share=config.negative_share,
                        contrast_share=config.contrast_share, part_share=config.part_share,
-                       focus_epochs=config.focus_epochs, focus_share=config.focus_share,
-                       universal_share=config.universal_share)  # fmt: skip
+                       focus_epochs=config.focus_epochs, focus_share=config.focus_share)  # fmt: skip
     return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
                          **options)  # fmt: skip
