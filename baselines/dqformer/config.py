@@ -113,14 +113,11 @@ def tiny() -> DQFormerConfig:
     part-scope IoU 0.84; plain LMA: 0.43-0.46, the union). Half the units are images with
     part-scope sentences, half of their slots those sentences: about 170 such slots an epoch, not 7.
     Still, in the protocol the mask stayed the union of the image's defects (val part-scope IoU
-    0.39 at epoch 24) while most sentences were answered by it. 10 focus epochs (0.4 of 24), in
-    which nearly every sentence names some of its image's defects, ended it on val (one seed: 0.65
-    at epoch 24, gIoU 81% and N-acc 85% against 78% and 77% without them); in the protocol two
-    seeds of three leave the union (test part-scope 56% against the ablation's 41%), at a cost in
-    type swaps and universal prompts (docs/baseline.md). Focus share 0.6, not 0.9: room in the
-    focus epochs for negatives and the image's other sentences; on val it left the union in seed 2
-    too (0.55 against 0.40) and seed 0 went from 0.57 to 0.61, with type swaps 81% against 62%;
-    in the protocol all three seeds leave it (test part-scope 58.8% against the ablation's 41.3%)."""
+    0.39 at epoch 24) while most sentences were answered by it. Focus epochs end that: for the
+    first 0.4 of the run every unit is such an image and 0.6 of its slots those sentences (0.9
+    left one seed of three on the union; 0.6 leaves room for negatives and the other sentences).
+    Protocol at a4faafb64d: test part-scope 58.8% against the ablation's 41.3%, all three seeds
+    (docs/baseline.md, with the val runs that chose these figures)."""
     return DQFormerConfig(
         freeze_text=True, dim=64, heads=2, decoder_layers=2, ffn_dim=256, image_size=256, drop_path=0.0,
         epochs=24, batch_size=4, sentences_per_image=4, lr=2e-3, backbone_lr_mult=0.25, warmup_steps=20,
