@@ -96,14 +96,10 @@ def prepare(out: Path, categories: str, per_type: int) -> tuple[Path, Path]:
 def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") -> dict:
     """The selected checkpoint on ``split``, read once: sentences and probes together. The
     protocol reads test; design choices are compared with ``split="val"`` and val's probes."""
-    import copy
-
     import torch
 
-    from baselines.dqformer.data import Item, open_split
-    from baselines.dqformer.infer import iter_masks, load_run
-    from mvtec_ref.evaluate import ref_groups, target_scope
-    from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics, mask_iou
+    from baselines.dqformer.data import open_split
+    from baselines.dqformer.infer import load_run, score_split
     from mvtec_ref.probes import check_matches, load_probes
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -113,44 +109,9 @@ def score_run(run: Path, dataset: Path, probes_path: Path, split: str = "test") 
     check_matches(header, dataset, probes_path)
     if header.get("split") != split:
         raise SystemExit(f"{probes_path}: probes of split {header.get('split')!r}, not {split!r}")
-    index = {record["id"]: r for r, record in enumerate(data.records)}
-    view = copy.copy(data)  # the test sentences, then each image's probes (sent_id -1 - probe number)
-    view.items = list(data.items)
-    view.by_record = [list(ids) for ids in data.by_record]
-    for j, probe in enumerate(probes):
-        r = index[probe["id"]]
-        view.by_record[r].append(len(view.items))
-        view.items.append(Item(r, -1, -1 - j, probe["text"]))
-    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
-    sentences, contrast = RefSegMetrics(), ContrastMetrics()
-    every_region: list[float] = []  # part-scope sentences: IoU of the mask with all the image's regions
-    current, masks, waiting = None, {}, []
-
-    def flush():
-        for probe, pred in waiting:
-            gt = data.union(index[probe["id"]], probe["region_ids"])
-            gt_source = data.union(index[probe["id"]], probe["source_region_ids"])
-            contrast.update(pred, masks[probe["sent_id"]], gt, gt_source, probe["edit"])
-        waiting.clear()
-        masks.clear()
-
-    for item, pred in iter_masks(model, view, device=device):
-        if item.record != current:
-            flush()
-            current = item.record
-        if item.sent_id < 0:
-            waiting.append((probes[-1 - item.sent_id], pred))
-            continue
-        record = data.records[item.record]
-        gt = data.target(item)
-        sentences.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
-        masks[item.sent_id] = pred
-        if target_scope(record, record["refs"][item.ref]) == "part":
-            every_region.append(mask_iou(pred > 0, data.union(item.record) > 0))  # masks at the image's size
-    flush()
-    mean = sum(every_region) / len(every_region) if every_region else None
-    part_scope = {"sentences": len(every_region), "iou_every_region": mean}
-    return {"test": sentences.compute(), "probes": contrast.compute(), "part_scope": {"overall": part_scope}}
+    result = score_split(model, data, probes, device=device)
+    return {"test": result["sentences"], "probes": result["probes"],
+            "part_scope": {"overall": result["part_scope"]}}  # fmt: skip
 
 
 def figure(scores: dict, where: tuple) -> float | None:

@@ -480,16 +480,48 @@ def test_train_writes_run_folder(trained_run, tiny_dataset, tmp_path, monkeypatc
             assert all(figures[name] >= 0 for name in ("var_lma", "var_pixel", "var_logits"))
     assert (trained_run / "language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [x["focus"] for x in lines] == [True, False]  # tiny's 0.4 of 2 epochs: the first
-    spans = []  # shaded on both panels, from the start of epoch 1's training to its point
+    # the swap curves: val probes whose answer is empty, per kind, made from the scored sentences
+    from baselines.dqformer.diagnose import swap_probes
+    from mvtec_ref.dataset import open_dataset
+
+    val = [s["sent_id"] for r in open_dataset(tiny_dataset) if r["split"] == "val"
+           for ref in r["refs"] for s in ref["sentences"]][: small_config().max_eval_sentences]  # fmt: skip
+    probes = swap_probes(tiny_dataset, "val", small_config().swap_probes)
+    for line in lines:
+        assert set(line["swaps"]) == {"type", "location"}
+        for kind, figures in line["swaps"].items():
+            assert figures["probes"] == sum(p["edit"] == kind and p["sent_id"] in val for p in probes)
+            share = figures["answered_empty"]
+            assert share is None if not figures["probes"] else 0 <= share <= 1
+    assert sum(f["probes"] for f in lines[0]["swaps"].values()) > 0
+    spans = []  # shaded on all three panels, from the start of epoch 1's training to its point
     monkeypatch.setattr(matplotlib.axes.Axes, "axvspan", lambda ax, a, b, **kw: spans.append((a, b)))
     plot_language(lines, tmp_path / "language.png")
-    assert spans == [(0, 1), (0, 1)]
+    assert spans == [(0, 1)] * 3
+    spans.clear()  # a run without probes (no-language, or swap_probes 0): the two panels
+    plot_language([{**x, "swaps": {}} for x in lines], tmp_path / "language.png")
+    assert spans == [(0, 1)] * 2
     test = json.loads((trained_run / "test_metrics.json").read_text())
     assert schema_errors("metrics", test) == []
     assert test["split"] == "test" and test["overall"]["samples"] > 12  # every test sentence
     assert {"expression", "kind", "size", "category"} <= set(test["by"])
     config = DQFormerConfig.from_record(json.loads((trained_run / "config.json").read_text()))
     assert config == small_config()
+
+
+def test_swap_probes_are_a_seeded_capped_choice_of_empty_swaps(tiny_dataset):
+    from baselines.dqformer.diagnose import swap_probes
+    from mvtec_ref.probes import build_probes
+
+    every = swap_probes(tiny_dataset, "train", 1000)
+    _, probes = build_probes(tiny_dataset, split="train", seed=0, progress=False)
+    want = [p for p in probes if p["edit"] in ("type", "location") and not p["region_ids"]]
+    assert every == want and len({p["edit"] for p in want}) == 2
+    two = swap_probes(tiny_dataset, "train", 2)
+    assert sorted(p["edit"] for p in two) == ["location", "location", "type", "type"]
+    assert all(p in every for p in two) and two == swap_probes(tiny_dataset, "train", 2)
+    first = [p for p in want if p["edit"] == "type"][:2]
+    assert [p for p in two if p["edit"] == "type"] != first  # drawn across the split, not its head
 
 
 def test_spread_across_sentences_is_zero_when_the_sentence_changes_nothing():

@@ -82,7 +82,7 @@ def test_score_run_matches_predict_then_evaluate(tmp_path, monkeypatch):
     # a model that segments every defect whatever the sentence says: IoU 1 with every region
     import baselines.dqformer.infer as infer
 
-    def every_defect(model, data, device):
+    def every_defect(model, data, device, **options):
         for mine in data.by_record:
             for i in mine:
                 yield data.items[i], data.union(data.items[i].record)

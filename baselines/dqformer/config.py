@@ -74,6 +74,7 @@ class DQFormerConfig:
     eval_split: str = "val"  # model selection: scored each epoch, best.pt = its best overall gIoU; not test
     max_eval_sentences: int = 0  # 0 = every sentence of the split
     curve_images: int = 8  # images (>= 2 regions) per split drawing the language curves; 0 = none
+    swap_probes: int = 100  # eval-split probes per swap kind (type, location) scored each epoch; 0 = none
 
     @property
     def focus_epochs(self) -> int:
@@ -183,6 +184,7 @@ RANGES: dict[str, tuple] = {
     "eval_split": ("val", "train"),  # never test: it is read once, after training
     "max_eval_sentences": (0, None),
     "curve_images": (0, 10_000),
+    "swap_probes": (0, 1_000_000),
 }
 
 

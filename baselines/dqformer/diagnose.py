@@ -11,6 +11,11 @@ A model that ignores the words segments every defect of an image whatever the se
   standard deviation across the image's sentences, averaged over positions and channels, divided
   by the standard deviation of all their values (0: the sentence changes nothing); mean over images.
 
+- ``swaps``: on the eval split, per swap kind (``type``, ``location``), the share of probes
+  (``mvtec-ref probes``: a sentence with one claim edited) whose answer is empty that the model
+  answers empty, at the original resolution, over a fixed seeded subset of at most
+  ``swap_probes`` probes per kind: the protocol's swap targets, as a curve.
+
 Masks are the argmax of the two logits at the input resolution ``S x S`` (not the original size:
 these are curves, not the reported scores). ``curve_records`` picks the images: those with at
 least two regions and a part-scope sentence, in a seeded order, so every epoch and every run of
@@ -23,6 +28,7 @@ import numpy as np
 
 FIGURES = ("part_iou_target", "part_iou_union", "var_lma", "var_pixel", "var_logits")
 CURVE_SEED = 33
+SWAPS = ("type", "location")  # the edits whose empty answers the protocol counts
 
 
 def curve_records(data, limit: int = 0) -> list[int]:
@@ -39,6 +45,36 @@ def curve_records(data, limit: int = 0) -> list[int]:
     order = np.random.default_rng(CURVE_SEED).permutation(len(found))
     chosen = [found[j] for j in order]
     return sorted(chosen[:limit] if limit > 0 else chosen)
+
+
+def swap_probes(dataset, split: str, limit: int) -> list[dict]:
+    """Probes of ``split``'s defect images whose answer is empty, at most ``limit`` per swap kind,
+    a seeded choice in file order (the same ones every epoch and every run of a dataset)."""
+    from mvtec_ref.errors import DatasetError
+    from mvtec_ref.probes import build_probes
+
+    try:
+        _, probes = build_probes(dataset, split=split, seed=0, progress=False)
+    except DatasetError:  # no defect image in the split: no swap curve
+        return []
+    chosen = []
+    for kind in SWAPS:
+        found = [j for j, p in enumerate(probes) if p["edit"] == kind and not p["region_ids"]]
+        order = np.random.default_rng([CURVE_SEED, SWAPS.index(kind)]).permutation(len(found))
+        chosen += [found[j] for j in order[:limit]]
+    return [probes[j] for j in sorted(chosen)]
+
+
+def swap_figures(contrast: dict) -> dict:
+    """``{kind: {"answered_empty": share or None, "probes": n}}`` from ``ContrastMetrics``' result."""
+    out = {}
+    for kind in SWAPS:
+        table = contrast["by_edit"].get(kind, {})
+        out[kind] = {
+            "answered_empty": table.get("empty_answered_empty"),
+            "probes": table.get("without_target", 0),
+        }
+    return out
 
 
 def spread_across(x) -> float:
@@ -103,8 +139,9 @@ def language_figures(model, data, records: list[int], *, device) -> dict:
 
 
 def plot_language(history: list[dict], path) -> None:
-    """Draw the per-epoch ``language`` figures of a run's metrics lines into one PNG (atomic), the
-    focus epochs (lines with ``focus`` true) shaded on both panels."""
+    """Draw the per-epoch ``language`` figures of a run's metrics lines into one PNG (atomic), and
+    the ``swaps`` curves in a third panel when the run has them; the focus epochs (lines with
+    ``focus`` true) shaded on every panel."""
     import io
 
     import matplotlib
@@ -120,7 +157,9 @@ def plot_language(history: list[dict], path) -> None:
         return
     epochs = [h["epoch"] for h in lines]
     splits = list(lines[-1]["language"])
-    fig, (iou_ax, var_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    swaps = any(h.get("swaps") for h in lines)
+    fig, axes = plt.subplots(1, 3 if swaps else 2, figsize=(16.5 if swaps else 11, 4))
+    iou_ax, var_ax = axes[:2]
     styles = {"part_iou_target": "-", "part_iou_union": "--"}
     colours = dict(zip(splits, ("#4c72b0", "#dd8452", "#55a868"), strict=False))
     for split in splits:
@@ -141,8 +180,18 @@ def plot_language(history: list[dict], path) -> None:
     var_ax.set_xlabel("epoch")
     var_ax.set_ylabel("std across one image's sentences / std")
     var_ax.set_title("How much the sentence changes LMA, pixels, logits")
+    if swaps:
+        swap_ax, split = axes[2], lines[-1].get("split", "eval")
+        for kind, style in zip(SWAPS, ("-", "--"), strict=True):
+            values = [(h.get("swaps") or {}).get(kind, {}).get("answered_empty") for h in lines]
+            swap_ax.plot(epochs, [np.nan if v is None else v for v in values], style, color="#55a868",
+                         label=f"{split}: {kind} swaps")  # fmt: skip
+        swap_ax.set_ylim(0, 1)
+        swap_ax.set_xlabel("epoch")
+        swap_ax.set_ylabel("share answered empty")
+        swap_ax.set_title("Edited sentences that name nothing: answered empty?")
     focus = [h["epoch"] for h in lines if h.get("focus")]
-    for ax in (iou_ax, var_ax):
+    for ax in axes:
         if focus:  # an epoch's point sits at its end: the span covers the epochs' training
             ax.axvspan(min(focus) - 1, max(focus), color="#999999", alpha=0.15, lw=0, label="focus epochs")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers

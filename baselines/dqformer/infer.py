@@ -60,19 +60,69 @@ def evaluate_model(
 ) -> dict:
     """Score every sentence of ``data`` at the original mask resolution; returns
     ``RefSegMetrics.compute()`` with the usual breakdowns."""
-    from mvtec_ref.evaluate import ref_groups
-    from mvtec_ref.metrics import RefSegMetrics
-
-    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
-    metrics = RefSegMetrics()
-    masks = iter_masks(
+    return score_split(
         model, data, device=device, batch_size=batch_size, limit=limit, progress=progress, desc=desc
-    )
-    for item, pred in masks:
+    )["sentences"]
+
+
+def score_split(
+    model, data, probes=(), *, device, batch_size: int = 16, limit: int = 0, progress=None, desc="eval"
+) -> dict:
+    """The sentences of ``data`` (the first ``limit`` when > 0) and the probes made from them
+    (``mvtec_ref.probes`` records), in one pass: each image is encoded once for both. Masks at the
+    original resolution. Returns ``sentences`` (``RefSegMetrics.compute()``), ``probes``
+    (``ContrastMetrics.compute()``, a probe judged against its source sentence's mask) and
+    ``part_scope`` (part-scope sentences: how many, and their masks' mean IoU with every region of
+    the image: 1.0 is the union plateau)."""
+    import copy
+
+    from baselines.dqformer.data import Item
+    from mvtec_ref.evaluate import ref_groups, target_scope
+    from mvtec_ref.metrics import ContrastMetrics, RefSegMetrics, mask_iou
+
+    n = len(data.items) if limit <= 0 else min(limit, len(data.items))
+    scored = {data.items[i].sent_id for i in range(n)}
+    probes = [p for p in probes if p["sent_id"] in scored]
+    index = {record["id"]: r for r, record in enumerate(data.records)}
+    view = copy.copy(data)  # the sentences, then each image's probes (sent_id -1 - probe number)
+    view.items = data.items[:n]
+    view.by_record = [[i for i in ids if i < n] for ids in data.by_record]
+    for j, probe in enumerate(probes):
+        r = index[probe["id"]]
+        view.by_record[r].append(len(view.items))
+        view.items.append(Item(r, -1, -1 - j, probe["text"]))
+    cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
+    sentences, contrast = RefSegMetrics(), ContrastMetrics()
+    every_region: list[float] = []
+    current, masks, waiting = None, {}, []
+
+    def flush():
+        for probe, pred in waiting:
+            gt = data.union(index[probe["id"]], probe["region_ids"])
+            gt_source = data.union(index[probe["id"]], probe["source_region_ids"])
+            contrast.update(pred, masks[probe["sent_id"]], gt, gt_source, probe["edit"])
+        waiting.clear()
+        masks.clear()
+
+    masks_of = iter_masks(model, view, device=device, batch_size=batch_size, progress=progress, desc=desc)
+    for item, pred in masks_of:
+        if item.record != current:
+            flush()
+            current = item.record
+        if item.sent_id < 0:
+            waiting.append((probes[-1 - item.sent_id], pred))
+            continue
         record = data.records[item.record]
         gt = data.target(item)
-        metrics.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
-    return metrics.compute()
+        sentences.update(pred, gt, ref_groups(record, record["refs"][item.ref], gt, cuts))
+        if probes:
+            masks[item.sent_id] = pred
+        if target_scope(record, record["refs"][item.ref]) == "part":
+            every_region.append(mask_iou(pred > 0, data.union(item.record) > 0))  # at the image's size
+    flush()
+    mean = sum(every_region) / len(every_region) if every_region else None
+    return {"sentences": sentences.compute(), "probes": contrast.compute(),
+            "part_scope": {"sentences": len(every_region), "iou_every_region": mean}}  # fmt: skip
 
 
 def autocast_for(device, enabled: bool = True):

@@ -8,7 +8,8 @@ Run folder ``out``:
   tokenizer/       the text encoder's tokenizer, so predict needs no hub
   metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute()) and
                    ``language``: the language curves (diagnose.py) on a fixed train subset and on val;
-                   ``focus``: whether the epoch was a focus epoch (config.focus_fraction)
+                   ``focus``: whether the epoch was a focus epoch (config.focus_fraction);
+                   ``swaps``: val's type and location swaps answered empty (diagnose.py)
   language.png     those curves, redrawn after every epoch, the focus epochs shaded
   last.pt, best.pt checkpoints (best = highest val gIoU), each written atomically
   test_metrics.json  the best checkpoint scored on the test split (metrics schema)
@@ -226,6 +227,7 @@ class TrainData:
     steps_per_epoch: int
     total_steps: int
     curves: dict = field(default_factory=dict)  # split -> record indices of the language curves
+    probes: list = field(default_factory=list)  # the eval split's swap probes (diagnose.swap_probes)
 
 
 def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
@@ -244,13 +246,17 @@ def load_data(config: DQFormerConfig, dataset: Path, dist: Dist) -> TrainData:
             f"{getattr(dataset, 'path', dataset)}: {len(units)} training images fill no batch of "
             f"{config.batch_size} x {dist.world} processes; lower --batch-size"
         )
-    curves = {}
+    curves, probes = {}, []
     if dist.main and config.curve_images > 0:
         from baselines.dqformer.diagnose import curve_records
 
         curves = {"train": curve_records(units.dataset, config.curve_images),
                   config.eval_split: curve_records(val, config.curve_images)}  # fmt: skip
-    return TrainData(tokenizer, units, val, steps_per_epoch, steps_per_epoch * config.epochs, curves)
+    if dist.main and config.swap_probes > 0 and not config.no_language:  # no words: every probe is "anomaly"
+        from baselines.dqformer.diagnose import swap_probes
+
+        probes = swap_probes(dataset, config.eval_split, config.swap_probes)
+    return TrainData(tokenizer, units, val, steps_per_epoch, steps_per_epoch * config.epochs, curves, probes)
 
 
 @dataclass
@@ -357,12 +363,13 @@ def evaluate_epoch(
 ):
     """Score the eval split (rank 0) and draw the language curves, append the metrics line; True
     when it is the best so far."""
-    from baselines.dqformer.diagnose import language_figures
-    from baselines.dqformer.infer import evaluate_model
+    from baselines.dqformer.diagnose import language_figures, swap_figures
+    from baselines.dqformer.infer import score_split
 
     desc = f"{config.eval_split} {epoch + 1}/{config.epochs}"
-    scores = evaluate_model(trainer.model, data.val, device=trainer.device, limit=config.max_eval_sentences,
-                            progress=progress, desc=desc)  # fmt: skip
+    result = score_split(trainer.model, data.val, data.probes, device=trainer.device,
+                         limit=config.max_eval_sentences, progress=progress, desc=desc)  # fmt: skip
+    scores = result["sentences"]
     splits = {"train": data.units.dataset, config.eval_split: data.val}
     language = {split: language_figures(trainer.model, splits[split], records, device=trainer.device)
                 for split, records in data.curves.items()}  # fmt: skip
@@ -370,6 +377,7 @@ def evaluate_epoch(
         "epoch": epoch + 1, "step": state.step, "train_loss": state.running[0] / max(1, state.running[1]),
         "lr": config.lr * lr_factor(state.step - 1, data.total_steps, config), "split": config.eval_split,
         **scores, "language": language, "focus": epoch < data.units.dataset.focus_epochs,
+        "swaps": swap_figures(result["probes"]) if data.probes else {},
     })  # fmt: skip
     score = scores["overall"][BEST_METRIC]
     if score is None or score <= state.best:
