@@ -182,9 +182,10 @@ def plot_language(history: list[dict], path) -> None:
     var_ax.set_title("How much the sentence changes LMA, pixels, logits")
     if swaps:
         swap_ax, split = axes[2], lines[-1].get("split", "eval")
+        colour = colours.get(split, "#55a868")  # the eval split's colour on the other panels
         for kind, style in zip(SWAPS, ("-", "--"), strict=True):
             values = [(h.get("swaps") or {}).get(kind, {}).get("answered_empty") for h in lines]
-            swap_ax.plot(epochs, [np.nan if v is None else v for v in values], style, color="#55a868",
+            swap_ax.plot(epochs, [np.nan if v is None else v for v in values], style, color=colour,
                          label=f"{split}: {kind} swaps")  # fmt: skip
         swap_ax.set_ylim(0, 1)
         swap_ax.set_xlabel("epoch")
