@@ -62,6 +62,14 @@ def test_score_run_matches_predict_then_evaluate(tmp_path, monkeypatch):
         mine = flat({k: got[part][k] for k in keys})
         assert mine == pytest.approx(flat({k: want[k] for k in keys}), nan_ok=True), part
     assert got["probes"]["overall"]["probes"] > 0
+    # the training curves' reading of the same result: swaps answered empty, per kind
+    from baselines.dqformer.diagnose import swap_figures
+
+    for kind, figures in swap_figures(got["probes"]).items():
+        table = want_probes["by_edit"].get(kind, {})
+        assert figures == {"answered_empty": table.get("empty_answered_empty"),
+                           "probes": table.get("without_target", 0)}  # fmt: skip
+    assert any(f["probes"] for f in swap_figures(got["probes"]).values())
     # part-scope sentences: the mask's IoU with every region, from the PNGs predict wrote
     ious = []
     get = load_predictions(pred)

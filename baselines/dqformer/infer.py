@@ -94,7 +94,7 @@ def score_split(
     cuts = tuple(data.manifest["config"]["regions"]["size_cuts"])
     sentences, contrast = RefSegMetrics(), ContrastMetrics()
     every_region: list[float] = []
-    current, masks, waiting = None, {}, []
+    current, masks, waiting, union = None, {}, [], None
 
     def flush():
         for probe, pred in waiting:
@@ -108,7 +108,7 @@ def score_split(
     for item, pred in masks_of:
         if item.record != current:
             flush()
-            current = item.record
+            current, union = item.record, None
         if item.sent_id < 0:
             waiting.append((probes[-1 - item.sent_id], pred))
             continue
@@ -118,7 +118,9 @@ def score_split(
         if probes:
             masks[item.sent_id] = pred
         if target_scope(record, record["refs"][item.ref]) == "part":
-            every_region.append(mask_iou(pred > 0, data.union(item.record) > 0))  # at the image's size
+            if union is None:  # decoded once per image, and only where it has part-scope sentences
+                union = data.union(item.record) > 0
+            every_region.append(mask_iou(pred > 0, union))  # at the image's size
     flush()
     mean = sum(every_region) / len(every_region) if every_region else None
     return {"sentences": sentences.compute(), "probes": contrast.compute(),
