@@ -23,7 +23,8 @@
    Targets compare means; the spread is printed beside them, and each seed's figures are in
    ``ablation.json``.
 
-Resumable: everything lives under ``--out/<commit>``, one folder per run; a scored run is
+Resumable: everything lives under ``--out/<commit>-<preset>-<categories>-<per-type>``, plus
+``-e<epochs>`` and ``-set<hash>`` when those are given, one folder per run; a scored run is
 reused, an interrupted one resumed from its ``last.pt``. A dirty working tree is named
 ``<commit>-dirty`` and said so. ``--jobs 2`` trains two runs at once (one CPU thread each).
 Training and scoring use the GPU when there is one (``make gpu-check`` runs this protocol at
@@ -43,6 +44,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CATEGORIES = "carpet,hazelnut"
@@ -222,7 +224,9 @@ def main(argv=None) -> dict:
 
     commit = args.commit or commit_name(Path(__file__).resolve().parents[1])
     changed = f"-set{hashlib.sha1(' '.join(sorted(args.set)).encode()).hexdigest()[:8]}" if args.set else ""
-    base = args.out / f"{commit}-{args.preset}-{args.categories.replace(',', '+')}-{args.per_type}{changed}"
+    epochs = f"-e{args.epochs}" if args.epochs else ""  # runs of another length are other runs
+    categories = args.categories.replace(",", "+")
+    base = args.out / f"{commit}-{args.preset}-{categories}-{args.per_type}{epochs}{changed}"
     base.mkdir(parents=True, exist_ok=True)
     dataset, probes = prepare(base, args.categories, args.per_type)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -236,8 +240,8 @@ def main(argv=None) -> dict:
         todo = [n for n in names if not (base / n / "scores.json").is_file()]
         running: list[subprocess.Popen] = []
         for name in todo:
-            while len(running) >= args.jobs:
-                running[0].wait()
+            while len(running) >= args.jobs:  # start the next run as soon as any one ends
+                time.sleep(5)
                 running = [p for p in running if p.poll() is None]
             log = (base / f"{name}.log").open("w")
             cmd = [
