@@ -203,6 +203,16 @@ def overrides(pairs: list[str]) -> dict:
     return out
 
 
+def run_folder(out: Path, commit: str, preset: str, categories: str, per_type: int, epochs: int | None,
+               sets: list[str]) -> Path:  # fmt: skip
+    """The protocol's folder: one per commit, preset, dataset, schedule and changed fields, so that
+    a run is reused only by the protocol that trained it (no ``--epochs``: the preset's, the name
+    of earlier folders)."""
+    changed = f"-set{hashlib.sha1(' '.join(sorted(sets)).encode()).hexdigest()[:8]}" if sets else ""
+    length = f"-e{epochs}" if epochs else ""
+    return out / f"{commit}-{preset}-{categories.replace(',', '+')}-{per_type}{length}{changed}"
+
+
 def main(argv=None) -> dict:
     from baselines.dqformer.config import PRESETS
     from mvtec_ref.fileio import dumps_json, write_text_atomic
@@ -223,10 +233,7 @@ def main(argv=None) -> dict:
     overrides(args.set)  # refuse a bad one before any work
 
     commit = args.commit or commit_name(Path(__file__).resolve().parents[1])
-    changed = f"-set{hashlib.sha1(' '.join(sorted(args.set)).encode()).hexdigest()[:8]}" if args.set else ""
-    epochs = f"-e{args.epochs}" if args.epochs else ""  # runs of another length are other runs
-    categories = args.categories.replace(",", "+")
-    base = args.out / f"{commit}-{args.preset}-{categories}-{args.per_type}{epochs}{changed}"
+    base = run_folder(args.out, commit, args.preset, args.categories, args.per_type, args.epochs, args.set)
     base.mkdir(parents=True, exist_ok=True)
     dataset, probes = prepare(base, args.categories, args.per_type)
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -4,6 +4,7 @@ evaluate would, and its table holds each figure to its target."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,17 @@ def test_table_gives_mean_and_spread_and_holds_each_target():
     bad = {s: scores(0.40, 0.7, 0.5, 0.75, 0.08) for s in range(3)}
     rows = {line[:38].strip(): line for line in table({"lang": bad, "nolang": ablation}, "tiny").splitlines()}
     assert all("NOT met" in rows[name] for name in TARGET_ROWS)
+
+
+def test_run_folder_tells_apart_what_changes_the_runs():
+    from benchmarks.language_ablation import run_folder
+
+    out = Path("abl")
+    plain = run_folder(out, "abc", "tiny", "carpet,hazelnut", 24, None, [])
+    assert plain == out / "abc-tiny-carpet+hazelnut-24"  # the name of folders written before
+    longer = run_folder(out, "abc", "tiny", "carpet,hazelnut", 24, 48, [])
+    assert longer == out / "abc-tiny-carpet+hazelnut-24-e48"
+    one = run_folder(out, "abc", "tiny", "carpet,hazelnut", 24, 48, ["dim=32", "focus_fraction=0.2"])
+    other = run_folder(out, "abc", "tiny", "carpet,hazelnut", 24, 48, ["focus_fraction=0.2", "dim=32"])
+    assert one == other and one.name.startswith("abc-tiny-carpet+hazelnut-24-e48-set")
+    assert run_folder(out, "abc", "tiny", "carpet,hazelnut", 24, 48, ["dim=16"]) != one
