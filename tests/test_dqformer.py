@@ -317,6 +317,55 @@ def test_dice_counts_only_sentences_with_a_target():
     assert float(dice_loss(logits, target)) == pytest.approx((1 - 1 / 9) / 2, abs=1e-6)  # sum / B
 
 
+def test_empty_loss_charges_a_wrong_answer_at_the_scale_of_a_missed_one():
+    import torch.nn.functional as F
+
+    from baselines.dqformer.model import empty_loss, weighted_ce
+
+    logits = torch.zeros(2, 2, 32, 32)
+    logits[:, 0] = 10.0  # background everywhere, margin -10 ...
+    logits[:, 0, :2, :2], logits[:, 1, :2, :2] = 0.0, 10.0  # ... but a 4-pixel defect answered
+    target = torch.zeros(2, 32, 32, dtype=torch.long)
+    target[0, :2, :2] = 1  # sample 0 names that defect; sample 1 names nothing
+    hit, miss = F.softplus(torch.tensor(10.0)).item(), F.softplus(torch.tensor(-10.0)).item()
+    # sample 0 has a target: no term; sample 1: the top 4 pixels (0.004 of 1024) are the answer
+    assert float(empty_loss(logits, target, 0.004)) == pytest.approx(hit / 2, rel=1e-5)  # sum / B
+    # the top 8: half answer, half background
+    assert float(empty_loss(logits, target, 0.008)) == pytest.approx((hit + miss) / 4, rel=1e-5)
+    # k is at least one pixel
+    assert float(empty_loss(logits[1:], target[1:], 1e-9)) == pytest.approx(hit, rel=1e-5)
+    # the mean CE over the image charges the same wrong answer by its area: 4 / 1024 of it
+    ce = float(weighted_ce(logits[1:], target[1:], torch.ones(2)))
+    assert ce == pytest.approx((4 * hit + 1020 * miss) / 1024, rel=1e-4) and ce < hit / 100
+    # nothing answered: nearly nothing to pay
+    quiet = logits.clone()
+    quiet[:, 1, :2, :2] = -10.0
+    assert float(empty_loss(quiet, target, 0.004)) == pytest.approx(miss / 2, rel=1e-4)
+
+
+def test_empty_weight_adds_the_term_and_zero_leaves_the_loss_as_it_was():
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from baselines.dqformer.model import DQFormer, empty_loss
+
+    torch.manual_seed(0)
+    masks = [torch.randn(2, 2, 8, 8) for _ in range(2)]
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[0, 4:8, 4:8] = 1  # sample 1: no target
+
+    def losses(**fields):
+        fake = SimpleNamespace(config=DQFormerConfig(aux_weight=0.5, **fields), class_weights=torch.ones(2))
+        return DQFormer.mask_losses(fake, masks, target)["loss"]
+
+    up = [F.interpolate(m, size=(16, 16), mode="bilinear", align_corners=False) for m in masks]
+    extra = 0.5 * empty_loss(up[0], target, 0.01) + empty_loss(up[1], target, 0.01)
+    added = float(losses(empty_weight=2.0, empty_topk=0.01) - losses())
+    assert added == pytest.approx(2 * float(extra), rel=1e-5) and added > 0
+    assert torch.equal(losses(empty_weight=0.0, empty_topk=0.01), losses())
+
+
 def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):
     from baselines.dqformer.backbone import load_tokenizer
     from baselines.dqformer.data import RefSegDataset, TrainGroups

@@ -44,6 +44,8 @@ class DQFormerConfig:
     ce_class_weights: tuple[float, float] = (0.9, 1.1)  # LAVT/ReLA weights for (background, anomaly)
     dice_weight: float = 1.0  # Dice on the anomaly mask: 95% of anomalies are small, CE alone ignores them
     aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
+    empty_weight: float = 0.0  # sentences without a target: CE on their most anomalous pixels (0: off)
+    empty_topk: float = 0.002  # share of the pixels that CE reads (0.002: 131 of 256 x 256)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
     hflip: bool = True  # flips swap left/right words in the text, so it stays true
@@ -159,6 +161,8 @@ RANGES: dict[str, tuple] = {
     "ce_class_weights": (0.0, 1000.0, "low-open"),
     "dice_weight": (0.0, 1000.0),
     "aux_weight": (0.0, 1000.0),
+    "empty_weight": (0.0, 1000.0),
+    "empty_topk": (0.0, 1.0, "low-open"),
     "image_size": (32, 4096),  # and a multiple of 32
     "color_jitter": (0.0, 1.0),
     "negative_share": (0.0, 1.0),
