@@ -46,6 +46,7 @@ class DQFormerConfig:
     aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
     empty_weight: float = 0.0  # sentences without a target: CE on their most anomalous pixels (0: off)
     empty_topk: float = 0.002  # share of the pixels that CE reads (0.002: 131 of 256 x 256)
+    empty_start: float = 0.0  # first share of the epochs without that term (as focus_fraction, rounded)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
     hflip: bool = True  # flips swap left/right words in the text, so it stays true
@@ -82,6 +83,12 @@ class DQFormerConfig:
     def focus_epochs(self) -> int:
         """The run's first ``focus_fraction`` of epochs, rounded half up (tiny: 0.4 x 24 = 10)."""
         return math.floor(self.focus_fraction * self.epochs + 0.5)
+
+    @property
+    def empty_epochs(self) -> int:
+        """The run's first ``empty_start`` of epochs, trained without the empty term (rounded as
+        ``focus_epochs``: 0.4 x 24 = 10, so 0.4 starts it when tiny's focus epochs end)."""
+        return math.floor(self.empty_start * self.epochs + 0.5)
 
     def replace(self, **changes) -> DQFormerConfig:
         return dataclasses.replace(self, **changes)
@@ -163,6 +170,7 @@ RANGES: dict[str, tuple] = {
     "aux_weight": (0.0, 1000.0),
     "empty_weight": (0.0, 1000.0),
     "empty_topk": (0.0, 1.0, "low-open"),
+    "empty_start": (0.0, 1.0),
     "image_size": (32, 4096),  # and a multiple of 32
     "color_jitter": (0.0, 1.0),
     "negative_share": (0.0, 1.0),

@@ -82,7 +82,7 @@ class DQFormer(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, images, text, targets=None, image_index=None):
+    def forward(self, images, text, targets=None, image_index=None, empty_weight=None):
         features = self.backbone(images)
         words, word_mask, sentence = self.text_encoder(text["input_ids"], text["attention_mask"])
         if image_index is None:
@@ -92,12 +92,14 @@ class DQFormer(nn.Module):
         masks = self.decoder(levels, pixel_embedding, projected)
         if targets is None:
             return masks[-1], None
-        return masks[-1], self.mask_losses(masks, targets)
+        return masks[-1], self.mask_losses(masks, targets, empty_weight)
 
-    def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor) -> dict:
+    def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor, empty_weight=None) -> dict:
         """CE + Dice of every decoder prediction (earlier ones x aux_weight) at the input
-        resolution; an empty target is learned by the CE alone (background everywhere)."""
+        resolution; an empty target is learned by the CE, plus ``empty_weight`` (None: the
+        config's; the trainer passes 0 before ``config.empty_epochs``) x ``empty_loss``."""
         cfg = self.config
+        empty_weight = cfg.empty_weight if empty_weight is None else empty_weight
         total = ce = dice = 0.0
         for i, logits in enumerate(masks):
             up = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
@@ -105,8 +107,8 @@ class DQFormer(nn.Module):
             dice = dice_loss(up, targets)
             weight = 1.0 if i == len(masks) - 1 else cfg.aux_weight
             total = total + weight * (cfg.ce_weight * ce + cfg.dice_weight * dice)
-            if cfg.empty_weight > 0:
-                total = total + weight * cfg.empty_weight * empty_loss(up, targets, cfg.empty_topk)
+            if empty_weight > 0:
+                total = total + weight * empty_weight * empty_loss(up, targets, cfg.empty_topk)
         return {"loss": total, "ce": ce.detach(), "dice": dice.detach()}
 
 

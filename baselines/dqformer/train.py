@@ -310,8 +310,10 @@ class RunState:
     running: list = field(default_factory=lambda: [0.0, 0])  # loss sum and steps this epoch
 
 
-def train_step(trainer: Trainer, batch: dict, config: DQFormerConfig, factor: float, dist: Dist):
-    """One optimisation step on a collated batch at lr ``config.lr * factor``. Returns
+def train_step(trainer: Trainer, batch: dict, config: DQFormerConfig, factor: float, dist: Dist,
+               empty_weight: float | None = None):
+    """One optimisation step on a collated batch at lr ``config.lr * factor`` (``empty_weight``:
+    the model's ``mask_losses``; None, the config's). Returns
     ``(loss, stepped)``: stepped is False, and nothing changed, when the loss is not finite on
     some process."""
     import torch
@@ -326,7 +328,7 @@ def train_step(trainer: Trainer, batch: dict, config: DQFormerConfig, factor: fl
     targets = batch["target"].to(device, non_blocking=True)
     text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
     with autocast_for(device, enabled=trainer.amp):
-        _, losses = trainer.net(images, text, targets, batch["image_index"].to(device))
+        _, losses = trainer.net(images, text, targets, batch["image_index"].to(device), empty_weight)
     loss = losses["loss"]
     finite = torch.isfinite(loss.detach()).float()
     if dist.world > 1:
@@ -481,9 +483,10 @@ def train(
         # tick: the first step (workers starting, the model warming up) can take a minute
         bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", progress=show,
                            tick=1.0) if dist.main else loader  # fmt: skip
+        empty_weight = config.empty_weight if epoch >= config.empty_epochs else 0.0
         for batch in bar:
             factor = lr_factor(state.step, data.total_steps, config)
-            loss, stepped = train_step(trainer, batch, config, factor, dist)
+            loss, stepped = train_step(trainer, batch, config, factor, dist, empty_weight)
             if not stepped:
                 kept = f"the last good checkpoint {out / 'last.pt'} is kept" if (out / "last.pt").exists() \
                     else "no checkpoint was written yet"  # fmt: skip
