@@ -364,6 +364,33 @@ def test_empty_weight_adds_the_term_and_zero_leaves_the_loss_as_it_was():
     added = float(losses(empty_weight=2.0, empty_topk=0.01) - losses())
     assert added == pytest.approx(2 * float(extra), rel=1e-5) and added > 0
     assert torch.equal(losses(empty_weight=0.0, empty_topk=0.01), losses())
+    # the trainer's weight (0 before config.empty_epochs) overrides the config's
+    fake = SimpleNamespace(config=DQFormerConfig(aux_weight=0.5, empty_weight=2.0, empty_topk=0.01),
+                           class_weights=torch.ones(2))  # fmt: skip
+    assert torch.equal(DQFormer.mask_losses(fake, masks, target, 0.0)["loss"], losses())
+    doubled = DQFormer.mask_losses(fake, masks, target, 4.0)["loss"]
+    assert float(doubled - losses()) == pytest.approx(2 * added)
+
+
+def test_empty_start_leaves_the_first_epochs_without_the_empty_term(tiny_dataset, tmp_path, monkeypatch):
+    import baselines.dqformer.train as train_module
+
+    tiny = PRESETS["tiny"]().replace(empty_weight=1.0)
+    starts = [tiny.replace(empty_start=share).empty_epochs for share in (0.0, 0.4, 1.0)]
+    assert starts == [0, tiny.focus_epochs, 24]
+    assert DQFormerConfig.from_record({}).empty_epochs == 0  # a run saved before the field: from step 1
+    step = train_module.train_step
+    seen = []
+
+    def recording(trainer, batch, config, factor, dist, empty_weight=None):
+        seen.append(empty_weight)
+        return step(trainer, batch, config, factor, dist, empty_weight)
+
+    monkeypatch.setattr(train_module, "train_step", recording)
+    config = small_config(epochs=4, empty_weight=3.0, empty_start=0.5)
+    train_module.train(config, tiny_dataset, tmp_path / "run", progress=False, test_split=None)
+    per_epoch = len(seen) // 4
+    assert seen == [0.0] * (2 * per_epoch) + [3.0] * (2 * per_epoch) and per_epoch > 0
 
 
 def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):

@@ -310,8 +310,14 @@ class RunState:
     running: list = field(default_factory=lambda: [0.0, 0])  # loss sum and steps this epoch
 
 
-def train_step(trainer: Trainer, batch: dict, config: DQFormerConfig, factor: float, dist: Dist,
-               empty_weight: float | None = None):
+def train_step(
+    trainer: Trainer,
+    batch: dict,
+    config: DQFormerConfig,
+    factor: float,
+    dist: Dist,
+    empty_weight: float | None = None,
+):
     """One optimisation step on a collated batch at lr ``config.lr * factor`` (``empty_weight``:
     the model's ``mask_losses``; None, the config's). Returns
     ``(loss, stepped)``: stepped is False, and nothing changed, when the loss is not finite on
