@@ -372,6 +372,51 @@ def test_empty_weight_adds_the_term_and_zero_leaves_the_loss_as_it_was():
     assert float(doubled - losses()) == pytest.approx(2 * added)
 
 
+def test_other_loss_charges_a_wrong_defect_per_pixel_of_that_defect():
+    """Answering a defect the sentence does not name costs the mean CE over that defect's pixels,
+    the same whatever its area; pixels of the target or off every defect cost nothing here."""
+    from baselines.dqformer.model import other_loss
+
+    logits = torch.zeros(3, 2, 16, 16)
+    logits[:, 1] = -5.0  # background everywhere ...
+    logits[:, 1, 2:4, 2:4] = 5.0  # ... but a small defect answered
+    logits[:, 1, 8:16, 8:16] = 5.0  # and a large one
+    others = torch.zeros(3, 16, 16, dtype=torch.bool)
+    others[0, 2:4, 2:4] = True  # sample 0: the small one is not its target
+    others[1, 8:16, 8:16] = True  # sample 1: the large one is not; sample 2: nothing to charge
+    hit = float(torch.nn.functional.softplus(torch.tensor(5.0)))
+    assert float(other_loss(logits, others)) == pytest.approx(2 * hit / 3, rel=1e-5)  # area plays no part
+    assert float(other_loss(logits[2:], others[2:])) == 0.0
+    logits[1, 1, 8:12] = -5.0  # half of the large one left out: half its charge
+    assert float(other_loss(logits[1:2], others[1:2])) == pytest.approx((hit + softplus(-5.0)) / 2, rel=1e-5)
+
+    # forward: a sentence's others are its image's defects outside its target
+    from baselines.dqformer.model import build_dqformer
+
+    torch.manual_seed(0)
+    model = build_dqformer(small_config(image_size=32, other_weight=1.0)).train()
+    s = 32
+    images = torch.rand(2, 3, s, s)
+    defects = torch.zeros(2, s, s, dtype=torch.bool)
+    defects[0, :4, :4] = defects[0, -4:, -4:] = True  # image 0: two defects, image 1: none
+    targets = torch.zeros(3, s, s, dtype=torch.long)
+    targets[0, :4, :4] = 1  # names one of image 0's two; sentence 1: nothing there; sentence 2: image 1
+    index = torch.tensor([0, 0, 1])
+    ids = torch.randint(1000, 2000, (3, 8))
+    text = {"input_ids": ids, "attention_mask": torch.ones(3, 8, dtype=torch.long)}
+    seen = []
+    model.mask_losses = lambda masks, t, empty, others: seen.append(others) or {"loss": 0}
+    model(images, text, targets, index, defects=defects)
+    expected = defects[index] & (targets == 0)
+    assert torch.equal(seen[0], expected) and seen[0][0].sum() == 16 and seen[0][1].sum() == 32
+    model(images, text, targets, index)
+    assert seen[1] is None  # no defects given: no term
+
+
+def softplus(x: float) -> float:
+    return float(torch.nn.functional.softplus(torch.tensor(x)))
+
+
 def test_empty_start_leaves_the_first_epochs_without_the_empty_term(tiny_dataset, tmp_path, monkeypatch):
     import baselines.dqformer.train as train_module
 
@@ -476,12 +521,35 @@ def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset
             (unit["target"] <= torch.from_numpy(u.copy()).long()).all() for u in (union, union[:, ::-1])
         ]
         assert any(inside)
+        assert any(
+            torch.equal(unit["defects"], torch.from_numpy(u.copy()).bool()) for u in (union, union[:, ::-1])
+        )
 
     units = TrainGroups(data, 2, good_per_epoch=0.5)
     assert len(units) == len(units.defect) + round(0.5 * len(units.good))
     first, second = units.epoch_records(0), units.epoch_records(1)
     assert set(units.defect) <= set(first) and len(first) == len(second) == len(units)
     assert TrainGroups(data, 2, good_per_epoch=0.5).epoch_records(1) == second  # seeded
+
+
+def test_every_unit_carries_its_image_defects_and_each_target_lies_inside(tiny_dataset):
+    """``defects`` is what ``other_loss`` charges outside a slot's target: it must be the unit's own
+    image, composites and flips included, or a right answer would be charged as a wrong one."""
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.data import TrainGroups, collate_groups, open_split
+
+    config = small_config(image_size=32)
+    data = open_split(tiny_dataset, "train", config, load_tokenizer("minilm"), training=True)
+    units = TrainGroups(data, 4, 1.0, composite_share=1.0, multi_region_share=0.5)
+    charged = 0  # slots with a defect outside their target: what the term charges
+    for epoch in range(2):
+        for j in range(len(units)):
+            unit = units[(epoch, j)]
+            assert (unit["target"].bool() <= unit["defects"]).all()
+            charged += int((unit["defects"] & (unit["target"] == 0)).flatten(1).any(1).sum())
+    assert charged > 0
+    batch = collate_groups([units[(0, j)] for j in range(3)])
+    assert batch["defects"].shape == (3, 32, 32) and batch["defects"].dtype == torch.bool
 
 
 def test_contrast_pools_hold_edited_sentences_with_their_judged_targets(tiny_dataset):

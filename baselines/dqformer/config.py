@@ -46,6 +46,9 @@ class DQFormerConfig:
     aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
     empty_weight: float = 0.0  # sentences without a target: CE on their most anomalous pixels (0: off)
     empty_topk: float = 0.002  # share of the pixels that CE reads (0.002: 131 of 256 x 256)
+    other_weight: float = (
+        0.0  # each sentence: CE on the image's defects it does not name, their mean (0: off)
+    )
     empty_start: float = 0.0  # first share of the epochs without that term (as focus_fraction, rounded)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
@@ -171,6 +174,7 @@ RANGES: dict[str, tuple] = {
     "empty_weight": (0.0, 1000.0),
     "empty_topk": (0.0, 1.0, "low-open"),
     "empty_start": (0.0, 1.0),
+    "other_weight": (0.0, 1000.0),
     "image_size": (32, 4096),  # and a multiple of 32
     "color_jitter": (0.0, 1.0),
     "negative_share": (0.0, 1.0),

@@ -269,7 +269,8 @@ class RefSegDataset:
         epoch ``focus_share``) by one of those (so that share of its slots is part-scope whatever
         the other shares); augmented together. Pure function of (seed, epoch, record_index, draw):
         ``draw`` tells apart two draws of one image in one epoch. ``image (3, S, S)``,
-        ``target (k, S, S)`` long, ``input_ids``/``attention_mask`` ``(k, L)``."""
+        ``target (k, S, S)`` long, ``defects (S, S)`` bool (every region of the image: what is
+        not a slot's target there is a wrong answer to it), ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
         import torch
 
@@ -288,11 +289,12 @@ class RefSegDataset:
         targets = np.stack(
             [cv2.resize(self.target(it), (s, s), interpolation=cv2.INTER_NEAREST) for it in items]
         )
+        defects = cv2.resize(self.union(record_index), (s, s), interpolation=cv2.INTER_NEAREST)
         texts = [self.text_of(it) for it in items]
         if self.augment:
             flip = self.hflip and rng.random() < 0.5
             if flip:
-                image, targets = image[:, ::-1], targets[:, :, ::-1]
+                image, targets, defects = image[:, ::-1], targets[:, :, ::-1], defects[:, ::-1]
                 texts = [mirror_text(t) for t in texts]
             if self.color_jitter > 0:
                 gain = 1 + rng.uniform(-self.color_jitter, self.color_jitter)
@@ -302,6 +304,7 @@ class RefSegDataset:
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "target": torch.from_numpy(np.ascontiguousarray(targets)).long(),
+            "defects": torch.from_numpy(np.ascontiguousarray(defects)).bool(),
             **self.tokenize(texts),
         }
 
@@ -414,13 +417,14 @@ class TrainGroups:
 
 
 def collate_groups(groups: list[dict]) -> dict:
-    """Images ``(N, 3, S, S)``; per sentence ``target (B, S, S)``, tokens ``(B, L)`` and
-    ``image_index (B,)`` (which image each sentence belongs to), B = N * k."""
+    """Images ``(N, 3, S, S)`` and their ``defects (N, S, S)``; per sentence ``target (B, S, S)``,
+    tokens ``(B, L)`` and ``image_index (B,)`` (which image each sentence belongs to), B = N * k."""
     import torch
 
     batch = {
         "image": torch.stack([g["image"] for g in groups]),
         "target": torch.cat([g["target"] for g in groups]),
+        "defects": torch.stack([g["defects"] for g in groups]),
         "input_ids": torch.cat([g["input_ids"] for g in groups]),
         "attention_mask": torch.cat([g["attention_mask"] for g in groups]),
         "image_index": torch.cat([torch.full((len(g["target"]),), n) for n, g in enumerate(groups)]),

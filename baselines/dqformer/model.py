@@ -53,6 +53,18 @@ def empty_loss(logits: torch.Tensor, targets: torch.Tensor, topk: float) -> torc
     return (top * empty).sum() / len(top)
 
 
+def other_loss(logits: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """For each sample: the mean cross-entropy towards background over ``others`` ``(B, H, W)``
+    bool, the image's defects that are not its target; summed over the samples that have some and
+    divided by B (as Dice). Answering the wrong defect is then charged per pixel of that defect, at
+    the scale Dice charges a missed one, not by its share of the image (0.1-1%) as the mean CE
+    does: "the hole" on a crack, "the left crack" answered with both cracks."""
+    margin = (logits[:, 1] - logits[:, 0]).float().flatten(1)
+    weight = others.flatten(1).float()
+    ce = (F.softplus(margin) * weight).sum(1) / weight.sum(1).clamp(min=1)  # log(1 + e^margin)
+    return ce.sum() / len(ce)
+
+
 def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Class-weighted cross-entropy, the weighted mean over each sample's pixels, then the mean
     over samples: unlike one weighted mean over the whole batch (whose normaliser mixes the samples'
@@ -82,7 +94,7 @@ class DQFormer(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, images, text, targets=None, image_index=None, empty_weight=None):
+    def forward(self, images, text, targets=None, image_index=None, empty_weight=None, defects=None):
         features = self.backbone(images)
         words, word_mask, sentence = self.text_encoder(text["input_ids"], text["attention_mask"])
         if image_index is None:
@@ -92,12 +104,16 @@ class DQFormer(nn.Module):
         masks = self.decoder(levels, pixel_embedding, projected)
         if targets is None:
             return masks[-1], None
-        return masks[-1], self.mask_losses(masks, targets, empty_weight)
+        others = None if defects is None else defects[image_index] & (targets == 0)
+        return masks[-1], self.mask_losses(masks, targets, empty_weight, others)
 
-    def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor, empty_weight=None) -> dict:
+    def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor, empty_weight=None,
+                    others=None) -> dict:  # fmt: skip
         """CE + Dice of every decoder prediction (earlier ones x aux_weight) at the input
         resolution; an empty target is learned by the CE, plus ``empty_weight`` (None: the
-        config's; the trainer passes 0 before ``config.empty_epochs``) x ``empty_loss``."""
+        config's; the trainer passes 0 before ``config.empty_epochs``) x ``empty_loss``, and
+        ``config.other_weight`` x ``other_loss`` where ``others`` (the image's defects that are not
+        each sentence's target, ``defects`` in ``forward``) is given."""
         cfg = self.config
         empty_weight = cfg.empty_weight if empty_weight is None else empty_weight
         total = ce = dice = 0.0
@@ -109,6 +125,8 @@ class DQFormer(nn.Module):
             total = total + weight * (cfg.ce_weight * ce + cfg.dice_weight * dice)
             if empty_weight > 0:
                 total = total + weight * empty_weight * empty_loss(up, targets, cfg.empty_topk)
+            if cfg.other_weight > 0 and others is not None:
+                total = total + weight * cfg.other_weight * other_loss(up, others)
         return {"loss": total, "ce": ce.detach(), "dice": dice.detach()}
 
 

@@ -334,7 +334,9 @@ def train_step(
     targets = batch["target"].to(device, non_blocking=True)
     text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
     with autocast_for(device, enabled=trainer.amp):
-        _, losses = trainer.net(images, text, targets, batch["image_index"].to(device), empty_weight)
+        index = batch["image_index"].to(device)
+        defects = batch["defects"].to(device) if config.other_weight > 0 else None
+        _, losses = trainer.net(images, text, targets, index, empty_weight, defects)
     loss = losses["loss"]
     finite = torch.isfinite(loss.detach()).float()
     if dist.world > 1:
