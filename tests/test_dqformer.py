@@ -364,11 +364,11 @@ def test_empty_weight_adds_the_term_and_zero_leaves_the_loss_as_it_was():
     added = float(losses(empty_weight=2.0, empty_topk=0.01) - losses())
     assert added == pytest.approx(2 * float(extra), rel=1e-5) and added > 0
     assert torch.equal(losses(empty_weight=0.0, empty_topk=0.01), losses())
-    # the trainer's weight (0 before config.empty_epochs) overrides the config's
+    # the trainer scales the wrong-answer terms (0 before config.wrong_epochs)
     fake = SimpleNamespace(config=DQFormerConfig(aux_weight=0.5, empty_weight=2.0, empty_topk=0.01),
                            class_weights=torch.ones(2))  # fmt: skip
     assert torch.equal(DQFormer.mask_losses(fake, masks, target, 0.0)["loss"], losses())
-    doubled = DQFormer.mask_losses(fake, masks, target, 4.0)["loss"]
+    doubled = DQFormer.mask_losses(fake, masks, target, 2.0)["loss"]
     assert float(doubled - losses()) == pytest.approx(2 * added)
 
 
@@ -405,7 +405,7 @@ def test_other_loss_charges_a_wrong_defect_per_pixel_of_that_defect():
     ids = torch.randint(1000, 2000, (3, 8))
     text = {"input_ids": ids, "attention_mask": torch.ones(3, 8, dtype=torch.long)}
     seen = []
-    model.mask_losses = lambda masks, t, empty, others: seen.append(others) or {"loss": 0}
+    model.mask_losses = lambda masks, t, wrong, others: seen.append(others) or {"loss": 0}
     model(images, text, targets, index, defects=defects)
     expected = defects[index] & (targets == 0)
     assert torch.equal(seen[0], expected) and seen[0][0].sum() == 16 and seen[0][1].sum() == 32
@@ -417,25 +417,27 @@ def softplus(x: float) -> float:
     return float(torch.nn.functional.softplus(torch.tensor(x)))
 
 
-def test_empty_start_leaves_the_first_epochs_without_the_empty_term(tiny_dataset, tmp_path, monkeypatch):
+def test_wrong_start_leaves_the_first_epochs_without_the_wrong_answer_terms(
+    tiny_dataset, tmp_path, monkeypatch
+):
     import baselines.dqformer.train as train_module
 
     tiny = PRESETS["tiny"]().replace(empty_weight=1.0)
-    starts = [tiny.replace(empty_start=share).empty_epochs for share in (0.0, 0.4, 1.0)]
+    starts = [tiny.replace(wrong_start=share).wrong_epochs for share in (0.0, 0.4, 1.0)]
     assert starts == [0, tiny.focus_epochs, 24]
-    assert DQFormerConfig.from_record({}).empty_epochs == 0  # a run saved before the field: from step 1
+    assert DQFormerConfig.from_record({}).wrong_epochs == 0  # a run saved before the field: from step 1
     step = train_module.train_step
     seen = []
 
-    def recording(trainer, batch, config, factor, dist, empty_weight=None):
-        seen.append(empty_weight)
-        return step(trainer, batch, config, factor, dist, empty_weight)
+    def recording(trainer, batch, config, factor, dist, wrong=None):
+        seen.append(wrong)
+        return step(trainer, batch, config, factor, dist, wrong)
 
     monkeypatch.setattr(train_module, "train_step", recording)
-    config = small_config(epochs=4, empty_weight=3.0, empty_start=0.5)
+    config = small_config(epochs=4, empty_weight=3.0, other_weight=1.0, wrong_start=0.5)
     train_module.train(config, tiny_dataset, tmp_path / "run", progress=False, test_split=None)
     per_epoch = len(seen) // 4
-    assert seen == [0.0] * (2 * per_epoch) + [3.0] * (2 * per_epoch) and per_epoch > 0
+    assert seen == [0.0] * (2 * per_epoch) + [1.0] * (2 * per_epoch) and per_epoch > 0
 
 
 def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):

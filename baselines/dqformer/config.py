@@ -49,7 +49,7 @@ class DQFormerConfig:
     other_weight: float = (
         0.0  # each sentence: CE on the image's defects it does not name, their mean (0: off)
     )
-    empty_start: float = 0.0  # first share of the epochs without that term (as focus_fraction, rounded)
+    wrong_start: float = 0.0  # first share of the epochs without those two terms (as focus_fraction, rounded)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
     hflip: bool = True  # flips swap left/right words in the text, so it stays true
@@ -88,10 +88,10 @@ class DQFormerConfig:
         return math.floor(self.focus_fraction * self.epochs + 0.5)
 
     @property
-    def empty_epochs(self) -> int:
-        """The run's first ``empty_start`` of epochs, trained without the empty term (rounded as
+    def wrong_epochs(self) -> int:
+        """The run's first ``wrong_start`` of epochs, trained without the empty and other terms (rounded as
         ``focus_epochs``: 0.4 x 24 = 10, so 0.4 starts it when tiny's focus epochs end)."""
-        return math.floor(self.empty_start * self.epochs + 0.5)
+        return math.floor(self.wrong_start * self.epochs + 0.5)
 
     def replace(self, **changes) -> DQFormerConfig:
         return dataclasses.replace(self, **changes)
@@ -173,7 +173,7 @@ RANGES: dict[str, tuple] = {
     "aux_weight": (0.0, 1000.0),
     "empty_weight": (0.0, 1000.0),
     "empty_topk": (0.0, 1.0, "low-open"),
-    "empty_start": (0.0, 1.0),
+    "wrong_start": (0.0, 1.0),
     "other_weight": (0.0, 1000.0),
     "image_size": (32, 4096),  # and a multiple of 32
     "color_jitter": (0.0, 1.0),

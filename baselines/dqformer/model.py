@@ -94,7 +94,7 @@ class DQFormer(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, images, text, targets=None, image_index=None, empty_weight=None, defects=None):
+    def forward(self, images, text, targets=None, image_index=None, wrong=None, defects=None):
         features = self.backbone(images)
         words, word_mask, sentence = self.text_encoder(text["input_ids"], text["attention_mask"])
         if image_index is None:
@@ -105,17 +105,18 @@ class DQFormer(nn.Module):
         if targets is None:
             return masks[-1], None
         others = None if defects is None else defects[image_index] & (targets == 0)
-        return masks[-1], self.mask_losses(masks, targets, empty_weight, others)
+        return masks[-1], self.mask_losses(masks, targets, wrong, others)
 
-    def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor, empty_weight=None,
-                    others=None) -> dict:  # fmt: skip
+    def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor, wrong=None, others=None) -> dict:
         """CE + Dice of every decoder prediction (earlier ones x aux_weight) at the input
-        resolution; an empty target is learned by the CE, plus ``empty_weight`` (None: the
-        config's; the trainer passes 0 before ``config.empty_epochs``) x ``empty_loss``, and
-        ``config.other_weight`` x ``other_loss`` where ``others`` (the image's defects that are not
-        each sentence's target, ``defects`` in ``forward``) is given."""
+        resolution; an empty target is learned by the CE, plus the wrong-answer terms:
+        ``config.empty_weight`` x ``empty_loss`` and ``config.other_weight`` x ``other_loss`` where
+        ``others`` (the image's defects that are not each sentence's target, ``defects`` in
+        ``forward``) is given, both scaled by ``wrong`` (None: 1; the trainer passes 0 before
+        ``config.wrong_epochs``)."""
         cfg = self.config
-        empty_weight = cfg.empty_weight if empty_weight is None else empty_weight
+        wrong = 1.0 if wrong is None else wrong
+        empty_weight, other_weight = wrong * cfg.empty_weight, wrong * cfg.other_weight
         total = ce = dice = 0.0
         for i, logits in enumerate(masks):
             up = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
@@ -125,8 +126,8 @@ class DQFormer(nn.Module):
             total = total + weight * (cfg.ce_weight * ce + cfg.dice_weight * dice)
             if empty_weight > 0:
                 total = total + weight * empty_weight * empty_loss(up, targets, cfg.empty_topk)
-            if cfg.other_weight > 0 and others is not None:
-                total = total + weight * cfg.other_weight * other_loss(up, others)
+            if other_weight > 0 and others is not None:
+                total = total + weight * other_weight * other_loss(up, others)
         return {"loss": total, "ce": ce.detach(), "dice": dice.detach()}
 
 

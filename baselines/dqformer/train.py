@@ -316,10 +316,10 @@ def train_step(
     config: DQFormerConfig,
     factor: float,
     dist: Dist,
-    empty_weight: float | None = None,
+    wrong: float | None = None,
 ):
-    """One optimisation step on a collated batch at lr ``config.lr * factor`` (``empty_weight``:
-    the model's ``mask_losses``; None, the config's). Returns
+    """One optimisation step on a collated batch at lr ``config.lr * factor`` (``wrong``: the scale
+    of the wrong-answer terms, as the model's ``mask_losses``). Returns
     ``(loss, stepped)``: stepped is False, and nothing changed, when the loss is not finite on
     some process."""
     import torch
@@ -336,7 +336,7 @@ def train_step(
     with autocast_for(device, enabled=trainer.amp):
         index = batch["image_index"].to(device)
         defects = batch["defects"].to(device) if config.other_weight > 0 else None
-        _, losses = trainer.net(images, text, targets, index, empty_weight, defects)
+        _, losses = trainer.net(images, text, targets, index, wrong, defects)
     loss = losses["loss"]
     finite = torch.isfinite(loss.detach()).float()
     if dist.world > 1:
@@ -491,10 +491,10 @@ def train(
         # tick: the first step (workers starting, the model warming up) can take a minute
         bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", progress=show,
                            tick=1.0) if dist.main else loader  # fmt: skip
-        empty_weight = config.empty_weight if epoch >= config.empty_epochs else 0.0
+        wrong = 1.0 if epoch >= config.wrong_epochs else 0.0  # the wrong-answer terms start late
         for batch in bar:
             factor = lr_factor(state.step, data.total_steps, config)
-            loss, stepped = train_step(trainer, batch, config, factor, dist, empty_weight)
+            loss, stepped = train_step(trainer, batch, config, factor, dist, wrong)
             if not stepped:
                 kept = f"the last good checkpoint {out / 'last.pt'} is kept" if (out / "last.pt").exists() \
                     else "no checkpoint was written yet"  # fmt: skip
