@@ -335,7 +335,7 @@ def train_step(
     text = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
     with autocast_for(device, enabled=trainer.amp):
         index = batch["image_index"].to(device)
-        defects = batch["defects"].to(device) if config.other_weight > 0 else None
+        defects = batch["defects"].to(device) if config.other_weight > 0 and "defects" in batch else None
         _, losses = trainer.net(images, text, targets, index, wrong, defects)
     loss = losses["loss"]
     finite = torch.isfinite(loss.detach()).float()
