@@ -626,6 +626,7 @@ def test_train_writes_run_folder(trained_run, tiny_dataset, tmp_path, monkeypatc
             assert all(figures[name] >= 0 for name in ("var_lma", "var_pixel", "var_logits"))
     assert (trained_run / "language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [x["focus"] for x in lines] == [True, False]  # tiny's 0.4 of 2 epochs: the first
+    assert [x["wrong"] for x in lines] == [False, False]  # tiny has no wrong-answer term
     # the swap curves: val probes whose answer is empty, per kind, made from the scored sentences
     from baselines.dqformer.diagnose import swap_probes
     from mvtec_ref.dataset import open_dataset
@@ -647,6 +648,12 @@ def test_train_writes_run_folder(trained_run, tiny_dataset, tmp_path, monkeypatc
     spans.clear()  # a run without probes (no-language, or swap_probes 0): the two panels
     plot_language([{**x, "swaps": {}} for x in lines], tmp_path / "language.png")
     assert spans == [(0, 1)] * 2
+    marks = []  # where the wrong-answer terms start (config.wrong_start): the start of that epoch
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x, **kw: marks.append(x))
+    plot_language(lines, tmp_path / "language.png")
+    assert marks == []
+    plot_language([{**x, "wrong": x["epoch"] == 2} for x in lines], tmp_path / "language.png")
+    assert marks == [1] * 3
     test = json.loads((trained_run / "test_metrics.json").read_text())
     assert schema_errors("metrics", test) == []
     assert test["split"] == "test" and test["overall"]["samples"] > 12  # every test sentence

@@ -141,7 +141,8 @@ def language_figures(model, data, records: list[int], *, device) -> dict:
 def plot_language(history: list[dict], path) -> None:
     """Draw the per-epoch ``language`` figures of a run's metrics lines into one PNG (atomic), and
     the ``swaps`` curves in a third panel when the run has them; the focus epochs (lines with
-    ``focus`` true) shaded on every panel."""
+    ``focus`` true) shaded on every panel, and a dotted line where ``wrong`` (a wrong-answer
+    term in the loss) first holds."""
     import io
 
     import matplotlib
@@ -192,9 +193,12 @@ def plot_language(history: list[dict], path) -> None:
         swap_ax.set_ylabel("share answered empty")
         swap_ax.set_title("Edited sentences that name nothing: answered empty?")
     focus = [h["epoch"] for h in lines if h.get("focus")]
+    wrong = [h["epoch"] for h in lines if h.get("wrong")]
     for ax in axes:
         if focus:  # an epoch's point sits at its end: the span covers the epochs' training
             ax.axvspan(min(focus) - 1, max(focus), color="#999999", alpha=0.15, lw=0, label="focus epochs")
+        if wrong:
+            ax.axvline(min(wrong) - 1, color="#c44e52", ls=":", lw=1.5, label="wrong-answer terms from here")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -9,8 +9,10 @@ Run folder ``out``:
   metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute()) and
                    ``language``: the language curves (diagnose.py) on a fixed train subset and on val;
                    ``focus``: whether the epoch was a focus epoch (config.focus_fraction);
+                   ``wrong``: whether it trained with a wrong-answer term (config.wrong_start);
                    ``swaps``: val's type and location swaps answered empty (diagnose.py)
-  language.png     those curves, redrawn after every epoch, the focus epochs shaded
+  language.png     those curves, redrawn after every epoch, the focus epochs shaded and the
+                   start of the wrong-answer terms marked
   last.pt, best.pt checkpoints (best = highest val gIoU), each written atomically
   test_metrics.json  the best checkpoint scored on the test split (metrics schema)
 
@@ -387,6 +389,7 @@ def evaluate_epoch(
         "epoch": epoch + 1, "step": state.step, "train_loss": state.running[0] / max(1, state.running[1]),
         "lr": config.lr * lr_factor(state.step - 1, data.total_steps, config), "split": config.eval_split,
         **scores, "language": language, "focus": epoch < data.units.dataset.focus_epochs,
+        "wrong": epoch >= config.wrong_epochs and config.empty_weight + config.other_weight > 0,
         "swaps": swap_figures(result["probes"]) if data.probes else {},
     })  # fmt: skip
     score = scores["overall"][BEST_METRIC]
