@@ -46,10 +46,8 @@ class DQFormerConfig:
     aux_weight: float = 1.0  # weight of each earlier decoder layer's loss (deep supervision)
     empty_weight: float = 0.0  # sentences without a target: CE on their most anomalous pixels (0: off)
     empty_topk: float = 0.002  # share of the pixels that CE reads (0.002: 131 of 256 x 256)
-    other_weight: float = (
-        0.0  # each sentence: CE on the image's defects it does not name, their mean (0: off)
-    )
-    wrong_start: float = 0.0  # first share of the epochs without those two terms (as focus_fraction, rounded)
+    other_weight: float = 0.0  # every sentence: mean CE over its image's defects it does not name (0: off)
+    wrong_start: float = 0.0  # first share of the epochs without those two terms (rounded as focus_fraction)
     # --- data ---------------------------------------------------------------------------------
     image_size: int = 320  # square input; 480 in LAVT, 320 fits a CPU step (multiple of 32)
     hflip: bool = True  # flips swap left/right words in the text, so it stays true
