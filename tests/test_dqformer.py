@@ -776,9 +776,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, 
     calls = {"n": 0}
     original = DQFormer.mask_losses
 
-    def poisoned(self, masks, targets):
+    def poisoned(self, masks, targets, *wrong_answer_terms):
         calls["n"] += 1
-        losses = original(self, masks, targets)
+        losses = original(self, masks, targets, *wrong_answer_terms)
         if calls["n"] == 3:
             losses["loss"] = losses["loss"] * float("nan")
         return losses
