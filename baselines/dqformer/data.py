@@ -225,16 +225,21 @@ class RefSegDataset:
             else self.records[item.record]["refs"][item.ref]["region_ids"]
         )
 
-    def union(self, record_index: int, region_ids=None) -> np.ndarray:
-        """``(H, W)`` uint8 {0, 1}: the union of some regions of an image (None: all of them)."""
+    def union(self, record_index: int, region_ids=None, decoded: dict | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 {0, 1}: the union of some regions of an image (None: all of them);
+        ``decoded`` (``decoded_regions``) spares decoding them again."""
+        record = self.records[record_index]
+        decoded = self.decoded_regions(record_index) if decoded is None else decoded
+        out = np.zeros((record["height"], record["width"]), np.uint8)
+        for region_id, mask in decoded.items():
+            if region_ids is None or region_id in region_ids:
+                out |= mask
+        return out
+
+    def decoded_regions(self, record_index: int) -> dict[int, np.ndarray]:
         from mvtec_ref.regions.mask import decode_rle
 
-        record = self.records[record_index]
-        out = np.zeros((record["height"], record["width"]), np.uint8)
-        for region in record["regions"]:
-            if region_ids is None or region["region_id"] in region_ids:
-                out |= decode_rle(region["segmentation"])
-        return out
+        return {r["region_id"]: decode_rle(r["segmentation"]) for r in self.records[record_index]["regions"]}
 
     def tokenize(self, texts: list[str]) -> dict:
         batch = self.tokenizer(
@@ -286,10 +291,11 @@ class RefSegDataset:
         items = _swap_in(items, self.parts[record_index], self.part_share_at(epoch), rng)
         s = self.image_size
         image = self.resized_image(record_index)
-        targets = np.stack(
-            [cv2.resize(self.target(it), (s, s), interpolation=cv2.INTER_NEAREST) for it in items]
-        )
-        defects = cv2.resize(self.union(record_index), (s, s), interpolation=cv2.INTER_NEAREST)
+        decoded = self.decoded_regions(record_index)  # once per unit: k targets and the defects
+        own = [self.union(it.record, self.region_ids(it), decoded if it.record == record_index else None)
+               for it in items]  # fmt: skip
+        targets = np.stack([cv2.resize(t, (s, s), interpolation=cv2.INTER_NEAREST) for t in own])
+        defects = cv2.resize(self.union(record_index, None, decoded), (s, s), interpolation=cv2.INTER_NEAREST)
         texts = [self.text_of(it) for it in items]
         if self.augment:
             flip = self.hflip and rng.random() < 0.5
