@@ -488,6 +488,39 @@ def test_sampler_by_sentence_kind_sets_the_part_scope_share(tiny_dataset):
     assert ablation.focus_epochs == 0 and ablation.part_share_at(0) == 0.0
 
 
+def test_universal_share_makes_defect_slots_the_universal_prompt_with_every_region(tiny_dataset):
+    from baselines.dqformer.backbone import load_tokenizer
+    from baselines.dqformer.composite import Composites
+    from baselines.dqformer.data import RefSegDataset
+
+    def open_train(**options):  # no flips, so a slot's tokens are its sentence's
+        return RefSegDataset(tiny_dataset, "train", tokenizer=load_tokenizer("minilm"), image_size=32,
+                             augment=True, hflip=False, negative_share=0.5, **options)  # fmt: skip
+
+    plain, every = open_train(), open_train(universal_share=1.0)
+    defect = [r for r, record in enumerate(every.records) if record["regions"]]
+    assert defect and all(every.universals[r] for r in defect)
+    assert not any(every.universals[r] for r, rec in enumerate(every.records) if not rec["regions"])
+    for r in defect:
+        pool = every.universals[r]
+        assert all(every.records[r]["refs"][it.ref]["kind"] == "universal" for it in pool)
+        texts = {row.tobytes() for row in every.tokenize([it.text for it in pool])["input_ids"].numpy()}
+        unit = every.group(0, r, 6)
+        assert {row.tobytes() for row in unit["input_ids"].numpy()} <= texts  # negatives swapped out
+        assert all(torch.equal(t.bool(), unit["defects"]) for t in unit["target"])  # every region
+    # share 0 draws nothing; the ablation reads only the universal prompt already and gets no share
+    off = open_train(universal_share=0.0)
+    assert all(torch.equal(off.group(1, r, 4)["input_ids"], plain.group(1, r, 4)["input_ids"]) for r in defect)
+    assert open_train(no_language=True, universal_share=1.0).universal_share == 0.0
+    # composites draw from their own universal sentences, re-targeted at every region they hold
+    composites = Composites(every, 1.0)
+    views = [v for v in (composites.view(0, r) for r in defect) if v is not None]
+    assert views
+    for view in views:
+        unit = view.group(0, 0, 4)
+        assert view.universals[0] and all(torch.equal(t.bool(), unit["defects"]) for t in unit["target"])
+
+
 def test_negative_pools_hold_only_sentences_that_name_nothing_there(tiny_dataset):
     import cv2
 

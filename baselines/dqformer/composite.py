@@ -276,7 +276,7 @@ class Composites:
     def view(self, epoch: int, r: int):
         """A shallow copy of the dataset whose one record is the composite (its image in memory,
         its own sentence items, no borrowed negatives), or None: the unit stays the image's own."""
-        from baselines.dqformer.data import Item, part_pools
+        from baselines.dqformer.data import Item, part_pools, universal_pools
 
         made = self.composite(epoch, r)
         if made is None:
@@ -290,6 +290,7 @@ class Composites:
         view.negatives = [[]]
         view.contrast = [[]]
         view.parts = part_pools(view.records, view.items)
+        view.universals = universal_pools(view.records, view.items)
         view.is_good = [False]
         view.image = lambda record, image=made.image: image
         # its own draws (sentences, flip, jitter), not those of dataset record 0

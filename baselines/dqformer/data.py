@@ -158,6 +158,7 @@ class RefSegDataset:
         negative_share: float = 0.0,
         contrast_share: float = 0.0,
         part_share: float = 0.0,
+        universal_share: float = 0.0,
         focus_epochs: int = 0,
         focus_share: float = 0.0,
         seed: int = 0,
@@ -197,6 +198,10 @@ class RefSegDataset:
         # pick among an image's defects, are otherwise rare slots (about 1% of an epoch's).
         self.part_share = part_share if augment else 0.0
         self.parts = part_pools(self.records, self.items)
+        # The universal prompt is one sentence of a defect image's dozen: the model with words meets
+        # "anomaly" a twentieth as often as the ablation does. The ablation's slots all are it.
+        self.universal_share = 0.0 if no_language or not augment else universal_share
+        self.universals = universal_pools(self.records, self.items)
         # The focus epochs (issue 33): while the union of an image's defects answers most training
         # sentences, the words stay silent; the first epochs show only sentences it does not answer.
         # The ablation has no words to pick a defect with: it gets none, as it gets no negatives.
@@ -270,9 +275,10 @@ class RefSegDataset:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
         when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
         one from its negative pool (empty target), then with chance ``contrast_share`` by an edited
-        sentence, then, on an image with part-scope sentences, with chance ``part_share`` (in a focus
-        epoch ``focus_share``) by one of those (so that share of its slots is part-scope whatever
-        the other shares); augmented together. Pure function of (seed, epoch, record_index, draw):
+        sentence, then with chance ``universal_share`` by one of its universal sentences, then, on
+        an image with part-scope sentences, with chance ``part_share`` (in a focus epoch
+        ``focus_share``) by one of those (so that share of its slots is part-scope whatever the
+        other shares); augmented together. Pure function of (seed, epoch, record_index, draw):
         ``draw`` tells apart two draws of one image in one epoch. ``image (3, S, S)``,
         ``target (k, S, S)`` long, ``defects (S, S)`` bool (every region of the image: what is
         not a slot's target there is a wrong answer to it), ``input_ids``/``attention_mask`` ``(k, L)``."""
@@ -288,6 +294,7 @@ class RefSegDataset:
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
         items = _swap_in(items, self.negatives[record_index], self.negative_share, rng)
         items = _swap_in(items, self.contrast[record_index], self.contrast_share, rng)
+        items = _swap_in(items, self.universals[record_index], self.universal_share, rng)
         items = _swap_in(items, self.parts[record_index], self.part_share_at(epoch), rng)
         s = self.image_size
         image = self.resized_image(record_index)
@@ -341,6 +348,16 @@ def part_pools(records: list[dict], items: list[Item]) -> list[list[Item]]:
     return pools
 
 
+def universal_pools(records: list[dict], items: list[Item]) -> list[list[Item]]:
+    """Per record: its universal sentences with a target ("anomaly", "any defect": every region)."""
+    pools: list[list[Item]] = [[] for _ in records]
+    for item in items:
+        ref = records[item.record]["refs"][item.ref] if item.ref >= 0 else None
+        if ref is not None and ref.get("kind") == "universal" and ref["region_ids"]:
+            pools[item.record].append(item)
+    return pools
+
+
 def _swap_in(items: list[Item], pool: list[Item], share: float, rng: np.random.Generator) -> list[Item]:
     """Each slot replaced, with chance ``share``, by a random item of ``pool``; nothing is drawn
     when the pool is empty or the share 0 (the unit's other draws stay those of a run without)."""
@@ -359,6 +376,7 @@ def open_split(dataset: Path, split: str, config, tokenizer, *, training: bool =
         options = dict(augment=True, hflip=config.hflip, color_jitter=config.color_jitter,
                        negative_share=config.negative_share,
                        contrast_share=config.contrast_share, part_share=config.part_share,
+                       universal_share=config.universal_share,
                        focus_epochs=config.focus_epochs, focus_share=config.focus_share)  # fmt: skip
     return RefSegDataset(dataset, split, tokenizer=tokenizer, image_size=config.image_size,
                          max_tokens=config.max_tokens, no_language=config.no_language, seed=config.seed,
