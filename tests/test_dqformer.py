@@ -510,8 +510,14 @@ def test_universal_share_makes_defect_slots_the_universal_prompt_with_every_regi
         assert all(torch.equal(t.bool(), unit["defects"]) for t in unit["target"])  # every region
     # share 0 draws nothing; the ablation reads only the universal prompt already and gets no share
     off = open_train(universal_share=0.0)
-    assert all(torch.equal(off.group(1, r, 4)["input_ids"], plain.group(1, r, 4)["input_ids"]) for r in defect)
+    same = [torch.equal(off.group(1, r, 4)["input_ids"], plain.group(1, r, 4)["input_ids"]) for r in defect]
+    assert all(same)
     assert open_train(no_language=True, universal_share=1.0).universal_share == 0.0
+    # none in the focus epochs, where the union should answer few slots; the share from their end
+    focus = open_train(universal_share=1.0, focus_epochs=2)
+    assert [focus.universal_share_at(e) for e in (0, 1, 2)] == [0.0, 0.0, 1.0]
+    same = [torch.equal(focus.group(0, r, 4)["input_ids"], plain.group(0, r, 4)["input_ids"]) for r in defect]
+    assert all(same)
     # composites draw from their own universal sentences, re-targeted at every region they hold
     composites = Composites(every, 1.0)
     views = [v for v in (composites.view(0, r) for r in defect) if v is not None]

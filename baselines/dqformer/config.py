@@ -56,7 +56,7 @@ class DQFormerConfig:
     negative_share: float = 0.25  # chance a defect image's sentence slot names nothing there (empty target)
     contrast_share: float = 0.0  # chance a defect image's slot is one of its sentences with one claim edited
     part_share: float = 0.0  # chance a slot of an image with part-scope sentences is one of them (seeded)
-    universal_share: float = 0.0  # chance a defect image's slot is its universal prompt (before part_share)
+    universal_share: float = 0.0  # after the focus epochs: chance a defect image's slot is "anomaly" (or kin)
     multi_region_share: float = 0.0  # chance a unit is an image with part-scope sentences (not a composite)
     focus_fraction: float = 0.0  # first share of the epochs: only images with part-scope sentences
     focus_share: float = 0.9  # part-scope share of a focus epoch's slots: the union is then the wrong answer

@@ -199,7 +199,8 @@ class RefSegDataset:
         self.part_share = part_share if augment else 0.0
         self.parts = part_pools(self.records, self.items)
         # The universal prompt is one sentence of a defect image's dozen: the model with words meets
-        # "anomaly" a twentieth as often as the ablation does. The ablation's slots all are it.
+        # "anomaly" in 6-7% of its slots, the ablation in all of them. Not in the focus epochs,
+        # whose point is that the union answers few slots; the ablation gets none (nothing to add).
         self.universal_share = 0.0 if no_language or not augment else universal_share
         self.universals = universal_pools(self.records, self.items)
         # The focus epochs (issue 33): while the union of an image's defects answers most training
@@ -210,6 +211,9 @@ class RefSegDataset:
 
     def part_share_at(self, epoch: int) -> float:
         return self.focus_share if epoch < self.focus_epochs else self.part_share
+
+    def universal_share_at(self, epoch: int) -> float:
+        return 0.0 if epoch < self.focus_epochs else self.universal_share
 
     def __len__(self) -> int:
         return len(self.items)
@@ -275,11 +279,12 @@ class RefSegDataset:
         """Training unit: one image with ``k`` of its sentences drawn at random (with repetition
         when it has fewer), each slot of a defect image replaced with chance ``negative_share`` by
         one from its negative pool (empty target), then with chance ``contrast_share`` by an edited
-        sentence, then with chance ``universal_share`` by one of its universal sentences, then, on
-        an image with part-scope sentences, with chance ``part_share`` (in a focus epoch
-        ``focus_share``) by one of those (so that share of its slots is part-scope whatever the
-        other shares); augmented together. Pure function of (seed, epoch, record_index, draw):
-        ``draw`` tells apart two draws of one image in one epoch. ``image (3, S, S)``,
+        sentence, then after the focus epochs with chance ``universal_share`` by one of its
+        universal sentences ("anomaly": every region), then, on an image with part-scope
+        sentences, with chance ``part_share`` (in a focus epoch ``focus_share``) by one of those
+        (so that share of its slots is part-scope whatever the other shares); augmented together.
+        Pure function of (seed, epoch, record_index, draw): ``draw`` tells apart two draws of one
+        image in one epoch. ``image (3, S, S)``,
         ``target (k, S, S)`` long, ``defects (S, S)`` bool (every region of the image: what is
         not a slot's target there is a wrong answer to it), ``input_ids``/``attention_mask`` ``(k, L)``."""
         import cv2
@@ -294,7 +299,7 @@ class RefSegDataset:
         items = [self.items[mine[j]] for j in rng.choice(len(mine), size=k, replace=len(mine) < k)]
         items = _swap_in(items, self.negatives[record_index], self.negative_share, rng)
         items = _swap_in(items, self.contrast[record_index], self.contrast_share, rng)
-        items = _swap_in(items, self.universals[record_index], self.universal_share, rng)
+        items = _swap_in(items, self.universals[record_index], self.universal_share_at(epoch), rng)
         items = _swap_in(items, self.parts[record_index], self.part_share_at(epoch), rng)
         s = self.image_size
         image = self.resized_image(record_index)
