@@ -411,6 +411,11 @@ def test_other_loss_charges_a_wrong_defect_per_pixel_of_that_defect():
     assert torch.equal(seen[0], expected) and seen[0][0].sum() == 16 and seen[0][1].sum() == 32
     model(images, text, targets, index)
     assert seen[1] is None  # no defects given: no term
+    # the no-language ablation reads "anomaly", which names every defect: nothing to charge
+    blind = build_dqformer(small_config(image_size=32, other_weight=1.0, no_language=True)).train()
+    blind.mask_losses = model.mask_losses
+    blind(images, text, targets, index, defects=defects)
+    assert seen[2] is None
 
 
 def softplus(x: float) -> float:

@@ -104,7 +104,9 @@ class DQFormer(nn.Module):
         masks = self.decoder(levels, pixel_embedding, projected)
         if targets is None:
             return masks[-1], None
-        others = None if defects is None else defects[image_index] & (targets == 0)
+        # The ablation's every sentence is "anomaly", which names every defect: nothing is left for
+        # the other term to charge (its targets are the original sentences', words it never reads).
+        others = None if defects is None or self.config.no_language else defects[image_index] & (targets == 0)
         return masks[-1], self.mask_losses(masks, targets, wrong, others)
 
     def mask_losses(self, masks: list[torch.Tensor], targets: torch.Tensor, wrong=None, others=None) -> dict:
