@@ -304,8 +304,8 @@ class RefSegDataset:
         s = self.image_size
         image = self.resized_image(record_index)
         decoded = self.decoded_regions(record_index)  # once per unit: k targets and the defects
-        own = [self.union(it.record, self.region_ids(it), decoded if it.record == record_index else None)
-               for it in items]  # fmt: skip
+        # every slot is a sentence of this image (its own, its pools'), so its regions are these
+        own = [self.union(record_index, self.region_ids(it), decoded) for it in items]
         targets = np.stack([cv2.resize(t, (s, s), interpolation=cv2.INTER_NEAREST) for t in own])
         defects = cv2.resize(self.union(record_index, None, decoded), (s, s), interpolation=cv2.INTER_NEAREST)
         texts = [self.text_of(it) for it in items]
