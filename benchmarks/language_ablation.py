@@ -68,11 +68,12 @@ ROWS = (
 
 def commit_name(repo: Path) -> str:
     """Short HEAD commit, with ``-dirty`` when tracked files differ from it."""
-    head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=repo, capture_output=True,
-                          text=True, check=True).stdout.strip()  # fmt: skip
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    return f"{head}-dirty" if dirty else head
+    from baselines.dqformer.train import code_commit
+
+    commit = code_commit(repo)
+    if commit is None:
+        raise SystemExit(f"{repo}: not a git checkout; name the code with --commit")
+    return commit
 
 
 def prepare(out: Path, categories: str, per_type: int) -> tuple[Path, Path]:

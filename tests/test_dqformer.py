@@ -657,8 +657,12 @@ def test_train_writes_run_folder(trained_run, tiny_dataset, tmp_path, monkeypatc
     from baselines.dqformer.diagnose import plot_language
 
     names = {p.name for p in trained_run.iterdir()}
-    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json", "tokenizer",
-            "language.png"} <= names  # fmt: skip
+    assert {"config.json", "environment.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json",
+            "tokenizer", "language.png"} <= names  # fmt: skip
+    # what the figures depend on besides config and data: one entry, the run's start
+    (env,) = json.loads((trained_run / "environment.json").read_text())
+    assert env["step"] == 0 and env["device"] == "cpu" and env["threads"] == torch.get_num_threads()
+    assert env["packages"]["torch"] == torch.__version__ and env["packages"]["numpy"] == np.__version__
     lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(x["overall"]["samples"] == 12 and np.isfinite(x["train_loss"]) for x in lines)
@@ -789,6 +793,7 @@ def test_resume_continues_exactly(tiny_dataset, trained_run, tmp_path):
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert (trained_run / "metrics.jsonl").read_text() == (out / "metrics.jsonl").read_text()
+    assert [e["step"] for e in json.loads((out / "environment.json").read_text())] == [0, 3]  # start, resume
 
 
 def test_a_stray_grad_on_a_frozen_part_changes_nothing(tiny_dataset, trained_run, tmp_path, monkeypatch):

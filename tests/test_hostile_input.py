@@ -701,6 +701,7 @@ def test_a_run_that_died_before_its_first_checkpoint_is_no_dead_end(tmp_path):
     run = tmp_path / "run"
     (run / "tokenizer").mkdir(parents=True)
     (run / "config.json").write_text("{}")
+    (run / "environment.json").write_text("[]")
     (run / "tokenizer" / "vocab.txt").write_text("a")
     with pytest.raises(
         TrainingError, match="stopped before its first checkpoint: start it again without --resume"
