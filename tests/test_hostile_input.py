@@ -716,6 +716,20 @@ def test_a_run_that_died_before_its_first_checkpoint_is_no_dead_end(tmp_path):
     assert (run / "thesis.tex").read_text() == "mine"
 
 
+def test_a_damaged_environment_record_does_not_stop_a_resume(tmp_path, caplog):
+    import torch
+
+    from baselines.dqformer.train import record_environment
+
+    (tmp_path / "environment.json").write_text('[{"step": 0')  # cut off mid-write by hand
+    with caplog.at_level("WARNING"):
+        record_environment(tmp_path, 7, torch.device("cpu"))
+    assert [e["step"] for e in json.loads((tmp_path / "environment.json").read_text())] == [7]
+    assert "environment.json: unreadable" in caplog.text
+    record_environment(tmp_path, 9, torch.device("cpu"))  # a later resume appends to the good list
+    assert [e["step"] for e in json.loads((tmp_path / "environment.json").read_text())] == [7, 9]
+
+
 def test_predict_refuses_an_empty_expression(tmp_path):
     (tmp_path / "img.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
     before = snapshot(tmp_path)
