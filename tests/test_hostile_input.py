@@ -730,6 +730,27 @@ def test_a_damaged_environment_record_does_not_stop_a_resume(tmp_path, caplog):
     assert [e["step"] for e in json.loads((tmp_path / "environment.json").read_text())] == [7, 9]
 
 
+def test_the_code_commit_is_only_a_checkout_of_its_own(tmp_path):
+    import subprocess
+
+    from baselines.dqformer.train import code_commit
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    head = code_commit(tmp_path)
+    assert head is not None and len(head) == 10 and not head.endswith("-dirty")
+    (tmp_path / "a.txt").write_text("b")
+    assert code_commit(tmp_path) == f"{head}-dirty"
+    (tmp_path / "site" / "baselines").mkdir(parents=True)  # an install inside someone's repository
+    assert code_commit(tmp_path / "site") is None
+    assert code_commit(tmp_path.parent / "nowhere") is None
+
+
 def test_predict_refuses_an_empty_expression(tmp_path):
     (tmp_path / "img.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
     before = snapshot(tmp_path)

@@ -140,7 +140,9 @@ ENVIRONMENT_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "opencv-
 
 
 def code_commit(repo: Path) -> str | None:
-    """The checkout's HEAD (short, 10), ``-dirty`` when tracked files differ; None outside git."""
+    """The HEAD (short, 10) of the checkout whose top folder is ``repo``, ``-dirty`` when tracked files
+    differ; None when ``repo`` is not such a top (an installed copy inside someone else's repository
+    would otherwise be named by that repository's commit)."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -148,6 +150,8 @@ def code_commit(repo: Path) -> str | None:
                               check=True).stdout.strip()  # fmt: skip
 
     try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != Path(repo).resolve():
+            return None
         head = git("rev-parse", "--short=10", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
@@ -170,7 +174,7 @@ def environment(step: int, device) -> dict:
         except PackageNotFoundError:
             versions[name] = None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or None
-    commit = code_commit(Path(__file__).resolve().parent)
+    commit = code_commit(Path(__file__).resolve().parents[2])  # the checkout holding baselines/
     return {"step": step, "commit": commit, "python": platform.python_version(),
             "platform": platform.platform(), "device": device.type, "device_name": name,
             "threads": torch.get_num_threads(), "packages": versions}  # fmt: skip
