@@ -159,9 +159,24 @@ def code_commit(repo: Path) -> str | None:
     return f"{head}-dirty" if dirty else head
 
 
+def cpu_name() -> str | None:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere what ``platform`` knows, or None)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment(step: int, device) -> dict:
     """One ``environment.json`` entry: the step it (re)started at, the code's commit, Python, the
-    platform, the device, torch's CPU threads and the versions of ``ENVIRONMENT_PACKAGES``."""
+    platform, the device, the CPU and the kernels torch picked for it, torch's CPU threads and the
+    versions of ``ENVIRONMENT_PACKAGES``. The kernels matter: AVX2 and AVX-512 round differently,
+    and a CPU run's figures follow its first steps' rounding."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -173,10 +188,11 @@ def environment(step: int, device) -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     commit = code_commit(Path(__file__).resolve().parents[2])  # the checkout holding baselines/
     return {"step": step, "commit": commit, "python": platform.python_version(),
             "platform": platform.platform(), "device": device.type, "device_name": name,
+            "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(), "packages": versions}  # fmt: skip
 
 
