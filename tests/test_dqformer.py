@@ -155,57 +155,6 @@ def test_a_run_saved_before_the_lma_switches_loads_without_them():
     assert PRESETS["tiny"]().cosine_attention and PRESETS["paper"]().lma_norm
 
 
-def _curve_line(target: float, union: float) -> dict:
-    return {"language": {"train": {"part_iou_target": target, "part_iou_union": union}}}
-
-
-def test_focus_extends_while_the_train_curve_is_on_the_union_and_no_further_than_its_cap():
-    from baselines.dqformer.train import focus_epochs_now
-
-    config = PRESETS["tiny"]().replace(focus_extend=0.4)  # 10 focus epochs, at most 19
-    on, off = _curve_line(0.50, 0.80), _curve_line(0.62, 0.52)
-    assert focus_epochs_now(config, [], 10) == 10
-    assert focus_epochs_now(config, [on] * 9, 10) == 10  # focus not over yet: nothing to decide
-    assert focus_epochs_now(config, [on] * 9 + [off], 10) == 10  # left the union in time: as tiny
-    assert focus_epochs_now(config, [on] * 10, 10) == 11  # still on it: one more, decided causally
-    assert focus_epochs_now(config, [on] * 12 + [off], 10) == 13  # the epoch that left it was the last
-    assert focus_epochs_now(config, [on] * 24, 10) == 19  # never left: the cap, 0.8 x 24 rounded
-    assert focus_epochs_now(config, [on] * 9 + [{}], 10) == 10  # no train curve: nothing to read
-    assert focus_epochs_now(config.replace(focus_extend=0.0), [on] * 24, 10) == 10  # off: fixed
-    assert focus_epochs_now(config, [on] * 24, 0) == 0  # the ablation has no focus to extend
-    from baselines.dqformer.train import check_config
-    from mvtec_ref.errors import TrainingError
-
-    with pytest.raises(TrainingError, match="--focus-extend 0.4: .* needs --focus-fraction above 0"):
-        check_config(config.replace(focus_fraction=0.0))
-    with pytest.raises(TrainingError, match="--curve-images above 0"):
-        check_config(config.replace(curve_images=0))
-
-
-def test_extended_focus_follows_the_train_curve_and_resumes_as_it_ran(tiny_dataset, tmp_path, monkeypatch):
-    import baselines.dqformer.diagnose as diagnose
-    from baselines.dqformer.train import train
-
-    # a model whose part-scope masks stay on the union of the image's defects, whatever it learns
-    union = {"part_iou_target": 0.3, "part_iou_union": 0.9, "var_lma": 0.0, "var_pixel": 0.0,
-             "var_logits": 0.0, "sentences": 1}  # fmt: skip
-    monkeypatch.setattr(diagnose, "language_figures", lambda *args, **kw: dict(union))
-    config = small_config(epochs=3, focus_fraction=0.34, focus_extend=0.66)  # 1 focus epoch, at most 3
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    train(config, tiny_dataset, full, progress=False, test_split=None)
-    lines = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
-    assert config.focus_epochs == 1 and [x["focus"] for x in lines] == [True, True, True]
-    train(config.replace(focus_extend=0.0), tiny_dataset, tmp_path / "fixed", progress=False, test_split=None)
-    fixed = [json.loads(x)["focus"] for x in (tmp_path / "fixed" / "metrics.jsonl").read_text().splitlines()]
-    assert fixed == [True, False, False]
-    steps = torch.load(full / "last.pt", weights_only=False)["step"] // 3
-    # killed one step into the second epoch, whose focus was decided from the first epoch's line
-    train(config, tiny_dataset, cut, progress=False, checkpoint_every=1, stop_after=steps + 1,
-          test_split=None)  # fmt: skip
-    train(config, tiny_dataset, cut, resume=True, progress=False, test_split=None)
-    assert (cut / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
-
-
 def test_focus_epochs_are_a_share_of_the_run_and_reach_the_training_split(tiny_dataset):
     from baselines.dqformer.backbone import load_tokenizer
     from baselines.dqformer.data import open_split

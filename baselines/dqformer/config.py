@@ -60,8 +60,6 @@ class DQFormerConfig:
     multi_region_share: float = 0.0  # chance a unit is an image with part-scope sentences (not a composite)
     focus_fraction: float = 0.0  # first share of the epochs: only images with part-scope sentences
     focus_share: float = 0.9  # part-scope share of a focus epoch's slots: the union is then the wrong answer
-    # Whether a seed leaves the union inside the focus epochs is chance (seed 1 did not on one machine):
-    focus_extend: float = 0.0  # extra share of the run focus may take while train part-scope is the union
     good_per_epoch: float = 1.0  # share of defect-free training images drawn each epoch (fresh draw)
     composite_share: float = 0.5  # units given another image's defect (composite.py); half keep the test look
     # --- optimisation -----------------------------------------------------------------------
@@ -185,7 +183,6 @@ RANGES: dict[str, tuple] = {
     "multi_region_share": (0.0, 1.0),
     "focus_fraction": (0.0, 1.0),
     "focus_share": (0.0, 1.0),
-    "focus_extend": (0.0, 1.0),
     "good_per_epoch": (0.0, 1.0),
     "composite_share": (0.0, 1.0),
     "epochs": (1, 1_000_000),

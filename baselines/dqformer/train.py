@@ -5,13 +5,12 @@ data (``load_data``), model (``build_trainer``), step (``train_step``), evaluati
 
 Run folder ``out``:
   config.json      the frozen config (DQFormerConfig.as_record())
-  environment.json what else the figures depend on: the code's commit, Python, the device, the CPU and
-                   its kernel set, the libraries' versions; one entry per start and per resume
+  environment.json what else the figures depend on: the code's commit, Python, the device and the
+                   libraries' versions; one entry per start and per resume (``environment``)
   tokenizer/       the text encoder's tokenizer, so predict needs no hub
   metrics.jsonl    one line per epoch: train loss, lr, val scores (RefSegMetrics.compute()) and
                    ``language``: the language curves (diagnose.py) on a fixed train subset and on val;
-                   ``focus``: whether the epoch was a focus epoch (config.focus_fraction, and
-                   config.focus_extend more while the train curve is on the union);
+                   ``focus``: whether the epoch was a focus epoch (config.focus_fraction);
                    ``wrong``: whether it trained with a wrong-answer term (config.wrong_start);
                    ``swaps``: val's type and location swaps answered empty (diagnose.py)
   language.png     those curves, redrawn after every epoch, the focus epochs shaded and the
@@ -220,11 +219,6 @@ def check_config(config: DQFormerConfig) -> None:
         value = getattr(config, name)
         if not in_range(name, value):
             raise TrainingError(f"--{name.replace('_', '-')} {value}: must be {describe_range(name)}")
-    if config.focus_extend > 0 and not (config.focus_epochs and config.curve_images):
-        raise TrainingError(
-            f"--focus-extend {config.focus_extend}: extends focus epochs by the training subset's "
-            "part-scope curve, so it needs --focus-fraction above 0 and --curve-images above 0"
-        )
     if config.dim % config.heads:
         raise TrainingError(
             f"--dim {config.dim} --heads {config.heads}: dim must be a multiple of heads (attention splits "
@@ -438,24 +432,6 @@ def train_step(
     return loss.item(), True
 
 
-def focus_epochs_now(config: DQFormerConfig, history: list, base: int) -> int:
-    """How many of the first epochs are focus epochs, given the metrics lines so far: the dataset's
-    ``base`` (``config.focus_epochs``; 0 for the ablation), then one more after each focus epoch
-    whose training-subset part-scope masks are still no nearer the target than the union of every
-    region, up to ``focus_fraction + focus_extend`` of the run. Decided from ``history`` alone, so
-    a resumed run decides as the uninterrupted one did."""
-    if base == 0 or config.focus_extend <= 0:
-        return base
-    cap = min(config.epochs, math.floor((config.focus_fraction + config.focus_extend) * config.epochs + 0.5))
-    focus = base
-    while focus < cap and focus <= len(history):
-        curve = history[focus - 1].get("language", {}).get("train")
-        if not curve or curve["part_iou_target"] > curve["part_iou_union"]:
-            break  # left the union (or nothing to tell): the run's own shares from here
-        focus += 1
-    return focus
-
-
 def epoch_loader(config: DQFormerConfig, data: TrainData, epoch: int, step: int, dist: Dist, device):
     """The DataLoader of this process's batches of ``epoch``, from global ``step`` on."""
     import torch
@@ -591,8 +567,6 @@ def train(
     state = load_state(out, trainer, dist) if resume else start_run(out, config, data.tokenizer, dist)
     if dist.main:
         record_environment(out, state.step, device)
-    base_focus = data.units.dataset.focus_epochs
-    data.units.dataset.focus_epochs = focus_epochs_now(config, state.history, base_focus)
     show = progress if dist.main else False  # None: a bar on a terminal (rank 0 only)
     trainer.net.train()
     for epoch in range(state.step // data.steps_per_epoch, config.epochs):
@@ -622,12 +596,10 @@ def train(
                 return {"stopped_at_step": state.step}
         is_best = evaluate_epoch(trainer, data, config, state, epoch, show) if dist.main else False
         state.running = [0.0, 0]
-        focus = focus_epochs_now(config, state.history, base_focus) if dist.main else 0
         if dist.world > 1:
-            flag = [is_best, focus]  # only rank 0 scores and draws the curves
+            flag = [is_best]
             tdist.broadcast_object_list(flag, src=0)
-            is_best, focus = flag
-        data.units.dataset.focus_epochs = focus
+            is_best = flag[0]
         save_state(out / "last.pt", trainer, config, state, epoch + 1, dist)
         if is_best:
             save_state(out / "best.pt", trainer, config, state, epoch + 1, dist)
