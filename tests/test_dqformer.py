@@ -663,8 +663,9 @@ def test_train_writes_run_folder(trained_run, tiny_dataset, tmp_path, monkeypatc
     (env,) = json.loads((trained_run / "environment.json").read_text())
     assert env["step"] == 0 and env["device"] == "cpu" and env["threads"] == torch.get_num_threads()
     assert env["packages"]["torch"] == torch.__version__ and env["packages"]["numpy"] == np.__version__
-    # the kernel set (AVX2 / AVX512 / ...) changes a CPU run's rounding, so its figures
+    # the CPU's kernel set (AVX2, AVX512, ...) sets a CPU run's rounding, and so its figures
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["device_name"] == env["cpu"]  # a CPU run's device is its CPU
     lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(x["overall"]["samples"] == 12 and np.isfinite(x["train_loss"]) for x in lines)

@@ -188,11 +188,12 @@ def environment(step: int, device) -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    cpu = cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     commit = code_commit(Path(__file__).resolve().parents[2])  # the checkout holding baselines/
     return {"step": step, "commit": commit, "python": platform.python_version(),
             "platform": platform.platform(), "device": device.type, "device_name": name,
-            "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(), "packages": versions}  # fmt: skip
 
 
