@@ -148,15 +148,25 @@ class TextEncoder(nn.Module):
     2.0 s). Sentences are encoded at their own length, with no padding, so ``L`` is the longest
     sentence of the batch rather than the tokenizer's padded length. Training fills the cache
     up front (``prefill``); a sentence not seen before is encoded when it comes.
+
+    ``whiten``: the words leave centred and decorrelated (``fit_whitening`` on the training
+    sentences, kept as buffers so a checkpoint reads them back). In MiniLM, "left" and "right" at
+    the edited token have cosine 0.87 and the pooled sentences 0.99 (the protocol's training
+    sentences): what tells them apart lies in directions of small variance, which the
+    projections behind the encoder then learn slowly. Whitened, the same figures are 0.61 and 0.93.
     """
 
-    def __init__(self, model: nn.Module, *, frozen: bool) -> None:
+    def __init__(self, model: nn.Module, *, frozen: bool, whiten: bool = False) -> None:
         super().__init__()
         self.model = model
         self.frozen = frozen
         self.dim = model.config.hidden_size
         self.hf_config = model.config.to_dict()
         self.cache: dict[bytes, torch.Tensor] = {}  # frozen only: words (length, C) by token ids
+        self.whiten = whiten
+        if whiten:  # identity until fit_whitening
+            self.register_buffer("white_mean", torch.zeros(self.dim))
+            self.register_buffer("white_map", torch.eye(self.dim))
         if frozen:
             self.model.requires_grad_(False)
 
@@ -168,9 +178,13 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         if self.frozen:
-            return self._cached(input_ids, attention_mask)
-        words = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return _pooled(words, attention_mask.bool())
+            words, mask = self._cached(input_ids, attention_mask)
+        else:
+            words = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.bool()
+        if self.whiten:
+            words = ((words - self.white_mean) @ self.white_map) * mask.unsqueeze(-1)
+        return _pooled(words, mask)
 
     @staticmethod
     def _keyed(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[tuple[bytes, torch.Tensor]]:
@@ -190,7 +204,7 @@ class TextEncoder(nn.Module):
         longest, device = max(lengths), input_ids.device
         words = torch.stack([F.pad(self.cache[k], (0, 0, 0, longest - len(r))) for k, r in keyed])
         mask = torch.arange(longest, device=device)[None] < torch.tensor(lengths, device=device)[:, None]
-        return _pooled(words, mask)
+        return words, mask
 
     @torch.no_grad()
     def prefill(
@@ -211,8 +225,10 @@ class TextEncoder(nn.Module):
         with progress_bar(total=len(todo), desc="text features", unit="sent", progress=progress) as bar:
             self._encode(todo, chunk, bar)
 
-    def _encode(self, rows: list, chunk: int = 64, bar=None) -> None:
-        """Cache ``(key, token ids)`` rows, those of one length together, without padding."""
+    def _encode(self, rows: list, chunk: int = 64, bar=None, into: dict | None = None) -> None:
+        """Cache ``(key, token ids)`` rows (or put them ``into`` a dict), those of one length
+        together, without padding."""
+        into = self.cache if into is None else into
         by_length: dict[int, list] = {}
         for key, row in rows:
             by_length.setdefault(len(row), []).append((key, row))
@@ -221,9 +237,36 @@ class TextEncoder(nn.Module):
                 part = group[start : start + chunk]
                 ids = torch.stack([row for _, row in part]).to(self.model.device)
                 out = self.model(input_ids=ids).last_hidden_state.float()
-                self.cache.update(zip([key for key, _ in part], out, strict=True))
+                into.update(zip([key for key, _ in part], out, strict=True))
                 if bar is not None:
                     bar.update(len(part))
+
+    @torch.no_grad()
+    def fit_whitening(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = 64) -> None:
+        """Set the whitening from these sentences' words (the training split's): subtract their
+        mean, then ZCA with a floor of 1% of the mean variance under each direction's, scaled so
+        the words keep their total variance (only the shape changes, not the scale). Read in
+        sorted order, in float64: the same sentences give the same map bit for bit. A fine-tuned
+        encoder is read as it starts, in eval mode, and keeps that map."""
+        if not self.whiten:
+            return
+        rows = sorted(dict(self._keyed(input_ids, attention_mask)).items())
+        if self.frozen:
+            self._encode([(k, r) for k, r in rows if k not in self.cache], chunk)
+            features = self.cache
+        else:
+            features, was_training = {}, self.model.training
+            self.model.eval()
+            self._encode(rows, chunk, into=features)
+            self.model.train(was_training)
+        words = torch.cat([features[k] for k, _ in rows]).double()
+        mean = words.mean(0)
+        variance, vectors = torch.linalg.eigh(torch.cov((words - mean).T))
+        variance = variance.clamp(min=0)
+        inverse_root = (variance + 0.01 * variance.mean()).rsqrt()
+        inverse_root *= (variance.sum() / (variance * inverse_root**2).sum()).sqrt()  # the same total variance
+        self.white_mean.copy_(mean.float())
+        self.white_map.copy_((vectors * inverse_root) @ vectors.T)
 
     @torch.no_grad()
     def sentences(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -262,7 +305,7 @@ def load_tokenizer(name: str, *, pretrained: bool = True):
 
 
 def build_text_encoder(
-    name: str, *, pretrained: bool, frozen: bool, hf_config: dict | None = None
+    name: str, *, pretrained: bool, frozen: bool, hf_config: dict | None = None, whiten: bool = False
 ) -> TextEncoder:
     from transformers import AutoConfig, AutoModel, BertConfig
     from transformers.utils import logging
@@ -277,4 +320,4 @@ def build_text_encoder(
         model = AutoModel.from_config(BertConfig(), add_pooling_layer=False)  # BERT-base's shape
     else:
         model = AutoModel.from_config(AutoConfig.from_pretrained(text_source(name)), add_pooling_layer=False)
-    return TextEncoder(model, frozen=frozen)
+    return TextEncoder(model, frozen=frozen, whiten=whiten)

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 # Model parts added after checkpoints existed (issue 33); absent from a saved config means off.
-ARCHITECTURE_SWITCHES = ("cosine_attention", "lma_norm")
+ARCHITECTURE_SWITCHES = ("cosine_attention", "lma_norm", "text_whiten")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class DQFormerConfig:
     drop_path: float = 0.1  # stochastic depth in the backbone (LAVT: 0.3 for Swin-B on 4x more data)
     cosine_attention: bool = True  # LMA's pixel-word attention as scaled cosine: selective from step 1
     lma_norm: bool = True  # LayerNorm on LMA's language-aware features: the sentence enters at pixel scale
+    text_whiten: bool = False  # the words centred and decorrelated on the training sentences (issue 33)
     # --- loss --------------------------------------------------------------------------------
     ce_weight: float = 1.0  # 2-way cross-entropy over (background, anomaly), LAVT/ReLA style
     ce_class_weights: tuple[float, float] = (0.9, 1.1)  # LAVT/ReLA weights for (background, anomaly)

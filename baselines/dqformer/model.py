@@ -145,7 +145,7 @@ def build_dqformer(config: DQFormerConfig, *, pretrained: bool = True, hf_config
         backbone.freeze_stem()
     text_encoder = build_text_encoder(
         config.text_encoder, pretrained=pretrained and config.text_pretrained, frozen=config.freeze_text,
-        hf_config=hf_configs.get("text_encoder"),
+        hf_config=hf_configs.get("text_encoder"), whiten=config.text_whiten,
     )  # fmt: skip
     lma = LanguageGatedAggregation(backbone.channels, config.dim, config.heads,
                                    cosine=config.cosine_attention, norm=config.lma_norm)  # fmt: skip

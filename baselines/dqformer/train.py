@@ -368,6 +368,8 @@ def build_trainer(
     for split in (data.units.dataset, data.val):  # a frozen text encoder reads every sentence once, here
         if split is not None:
             model.text_encoder.prefill(**split.tokenize(split.texts()), progress=progress)
+    # the training sentences' whitening (a resumed run then reads the checkpoint's)
+    model.text_encoder.fit_whitening(**data.units.dataset.tokenize(data.units.dataset.texts()))
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
     trained = [p for group in optimizer.param_groups for p in group["params"]]
