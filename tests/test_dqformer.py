@@ -147,12 +147,82 @@ def test_the_sentence_moves_lma_from_the_first_step():
 
 
 def test_a_run_saved_before_the_lma_switches_loads_without_them():
-    record = PRESETS["tiny"]().as_record()
-    for name in ("cosine_attention", "lma_norm"):
+    record = PRESETS["tiny"]().replace(text_whiten=True).as_record()
+    for name in ("cosine_attention", "lma_norm", "text_whiten"):
         del record[name]
     old = DQFormerConfig.from_record(record)
-    assert not old.cosine_attention and not old.lma_norm
+    assert not old.cosine_attention and not old.lma_norm and not old.text_whiten
     assert PRESETS["tiny"]().cosine_attention and PRESETS["paper"]().lma_norm
+
+
+def _edited_token_cosine(encoder, tokenizer, pairs) -> float:
+    """Mean cosine, at the token that differs, between the two sentences of each pair."""
+    cosines = []
+    for a, b in pairs:
+        tokens = tokenizer([a, b], return_tensors="pt")
+        words, _, _ = encoder(tokens["input_ids"], tokens["attention_mask"])
+        edited = tokens["input_ids"][0] != tokens["input_ids"][1]
+        assert edited.sum() == 1, (a, b)
+        cosines.append(torch.cosine_similarity(words[0, edited], words[1, edited]).item())
+    return sum(cosines) / len(cosines)
+
+
+def test_whitening_centres_the_training_words_and_tells_left_from_right(tiny_dataset):
+    from baselines.dqformer.backbone import build_text_encoder, load_tokenizer
+    from baselines.dqformer.data import open_split
+
+    tokenizer = load_tokenizer("minilm")
+    split = open_split(tiny_dataset, "train", small_config(), tokenizer, training=True)
+    sentences = split.texts()
+    tokens = split.tokenize(sentences)  # as training reads them
+    plain = build_text_encoder("minilm", pretrained=True, frozen=True)
+    white = build_text_encoder("minilm", pretrained=True, frozen=True, whiten=True)
+    tuned = build_text_encoder("minilm", pretrained=True, frozen=False, whiten=True).train()
+    white.fit_whitening(tokens["input_ids"], tokens["attention_mask"])
+    first = white.white_map.clone()
+    white.fit_whitening(tokens["input_ids"], tokens["attention_mask"])
+    assert torch.equal(first, white.white_map)  # the same sentences, the same map, bit for bit
+    tuned.fit_whitening(tokens["input_ids"], tokens["attention_mask"])  # read as it starts, in eval mode
+    torch.testing.assert_close(tuned.white_map, white.white_map, rtol=1e-4, atol=1e-5)
+    assert tuned.training and tuned.model.training
+
+    def real_words(encoder):
+        with torch.no_grad():
+            words, mask, _ = encoder(tokens["input_ids"], tokens["attention_mask"])
+        return words[mask].double()
+
+    raw, whitened = real_words(plain), real_words(white)
+    assert whitened.mean(0).abs().max() < 1e-4
+    total = raw.var(0).sum()
+    assert abs(whitened.var(0).sum() - total) < 1e-4 * total  # the shape changes, not the scale
+    spread = [torch.linalg.eigvalsh(torch.cov(x.T)).flip(0) for x in (raw, whitened)]
+    assert spread[1][0] / spread[1][20] < 0.5 * spread[0][0] / spread[0][20]  # spread over more directions
+    pairs = [(t, t.replace(" left ", " right ")) for t in sentences
+             if t.count(" left ") == 1 and " right " not in t]  # fmt: skip
+    assert len(pairs) >= 10
+    before, after = (_edited_token_cosine(e, tokenizer, pairs) for e in (plain, white))
+    assert after < before - 0.15, (before, after)  # 0.86 -> 0.53 on this split
+    assert {"text_encoder.white_mean", "text_encoder.white_map"} <= {
+        f"text_encoder.{k}" for k in white.state_dict()
+    } and "white_map" not in plain.state_dict()
+
+
+def test_a_whitened_run_keeps_its_whitening_and_resumes_exactly(tiny_dataset, tmp_path):
+    from baselines.dqformer.infer import load_run
+    from baselines.dqformer.train import train
+
+    config = small_config(text_whiten=True)
+    train(config, tiny_dataset, tmp_path / "whole", progress=False, test_split=None)
+    train(config, tiny_dataset, tmp_path / "resumed", progress=False, checkpoint_every=1, stop_after=3,
+          test_split=None)  # fmt: skip
+    train(config, tiny_dataset, tmp_path / "resumed", resume=True, progress=False, test_split=None)
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["model"]
+    assert not torch.equal(a["text_encoder.white_map"], torch.eye(len(a["text_encoder.white_map"])))
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+    model, loaded, _ = load_run(tmp_path / "whole", checkpoint="last")
+    assert loaded.text_whiten and torch.equal(model.text_encoder.white_map, a["text_encoder.white_map"])
 
 
 def test_focus_epochs_are_a_share_of_the_run_and_reach_the_training_split(tiny_dataset):

@@ -264,7 +264,7 @@ class TextEncoder(nn.Module):
         variance, vectors = torch.linalg.eigh(torch.cov((words - mean).T))
         variance = variance.clamp(min=0)
         inverse_root = (variance + 0.01 * variance.mean()).rsqrt()
-        inverse_root *= (variance.sum() / (variance * inverse_root**2).sum()).sqrt()  # the same total variance
+        inverse_root *= (variance.sum() / (variance * inverse_root**2).sum()).sqrt()  # same total variance
         self.white_mean.copy_(mean.float())
         self.white_map.copy_((vectors * inverse_root) @ vectors.T)
 
