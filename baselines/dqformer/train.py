@@ -365,11 +365,11 @@ def build_trainer(
     from baselines.dqformer.model import build_dqformer
 
     model = build_dqformer(config, hf_configs=hf_configs).to(device)
-    for split in (data.units.dataset, data.val):  # a frozen text encoder reads every sentence once, here
-        if split is not None:
-            model.text_encoder.prefill(**split.tokenize(split.texts()), progress=progress)
-    # the training sentences' whitening (a resumed run then reads the checkpoint's)
-    model.text_encoder.fit_whitening(**data.units.dataset.tokenize(data.units.dataset.texts()))
+    training = data.units.dataset.tokenize(data.units.dataset.texts())
+    model.text_encoder.prefill(**training, progress=progress)  # a frozen encoder reads every sentence once
+    if data.val is not None:
+        model.text_encoder.prefill(**data.val.tokenize(data.val.texts()), progress=progress)
+    model.text_encoder.fit_whitening(**training)  # a resumed run then loads the checkpoint's
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     # Clip over what the optimizer steps: a stray .grad on a frozen part cannot move the norm.
     trained = [p for group in optimizer.param_groups for p in group["params"]]
