@@ -124,7 +124,8 @@ def memorise(config, dataset: Path, *, images: int, steps: int, batch: int, sent
     texts = sorted({data.items[i].text for r in records for i in mine[r]} | {t for _, t, _ in swaps}
                    | {GIBBERISH, "anomaly"})  # fmt: skip
     model.text_encoder.prefill(**data.tokenize(texts))
-    model.text_encoder.fit_whitening(**data.tokenize(data.texts()))  # as training does
+    # on the training split's own sentences; training also reads their flips, negatives and edits
+    model.text_encoder.fit_whitening(**data.tokenize(data.texts()))
     model.backbone = cached_backbone(model.backbone, pixels)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     trained = [p for group in optimizer.param_groups for p in group["params"]]
